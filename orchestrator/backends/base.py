@@ -1,0 +1,112 @@
+"""The seam between sessions and container engines.
+
+A backend knows *where* a sandbox runs (create, attach, start, stop, remove,
+inspect, list by label) and nothing about *how* calls reach the guest: that is
+the channel's job, over the stream ``attach`` returns.  The local Docker
+Engine is the default; an in-memory fake sits beside it for unit tests, and a
+cluster backend would be a third sibling passing the same conformance tests.
+Engine types never cross this boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import trio
+
+__all__ = [
+    "LABEL_EXPIRES",
+    "LABEL_MANAGED",
+    "LABEL_OWNER",
+    "LABEL_SESSION",
+    "LABEL_SUPERVISOR",
+    "SandboxBackend",
+    "SandboxInfo",
+    "SandboxSpec",
+    "StderrSink",
+]
+
+LABEL_MANAGED = "io.sbx.managed"
+LABEL_SESSION = "io.sbx.session"
+LABEL_OWNER = "io.sbx.owner"
+LABEL_SUPERVISOR = "io.sbx.supervisor"
+LABEL_EXPIRES = "io.sbx.expires"
+
+StderrSink = Callable[[bytes], None]
+"""Receives the guest's stderr (its JSON log lines) as it arrives."""
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """Everything needed to create one sandbox; hardening is the backend's duty."""
+
+    image: str
+    name: str
+    labels: Mapping[str, str]
+    env: Mapping[str, str]
+    memory: int
+    cpus: float
+    pids_limit: int
+    network: bool
+    tmpfs: Mapping[str, int]
+    user: str
+    workdir: str
+    runtime: str | None = None
+    log_max_size: int = 1 << 20
+    command: tuple[str, ...] | None = None
+    """Overrides the image's command (not its entrypoint); ``None`` keeps it."""
+
+
+@dataclass(frozen=True)
+class SandboxInfo:
+    """What a backend can tell about one sandbox, in engine-neutral terms."""
+
+    id: str
+    name: str
+    image: str
+    status: str
+    labels: Mapping[str, str]
+    created: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+    """Hardening facts as applied: user, read_only, cap_drop, network_mode, ..."""
+
+
+@runtime_checkable
+class SandboxBackend(Protocol):
+    """One container engine."""
+
+    name: str
+
+    async def create(self, spec: SandboxSpec) -> SandboxInfo:
+        """Create (not start) a sandbox whose exit removes it."""
+        ...
+
+    async def attach(self, sandbox_id: str, on_stderr: StderrSink) -> trio.abc.Stream:
+        """The guest's stdin/stdout as one stream; must be called before ``start``."""
+        ...
+
+    async def start(self, sandbox_id: str) -> None: ...
+
+    async def stop(self, sandbox_id: str, timeout: float = 5.0) -> None:
+        """Stop (TERM, then KILL after ``timeout``); a gone sandbox is not an error."""
+        ...
+
+    async def remove(self, sandbox_id: str) -> None:
+        """Remove by force; a gone sandbox is not an error."""
+        ...
+
+    async def inspect(self, sandbox_id: str) -> SandboxInfo: ...
+
+    async def list(self, labels: Mapping[str, str]) -> list[SandboxInfo]:
+        """Sandboxes carrying all of ``labels`` (running or not)."""
+        ...
+
+    async def image_exists(self, image: str) -> bool: ...
+
+    async def describe_engine(self) -> dict[str, Any]:
+        """Version, storage driver, runtimes: for ``sbx doctor``. Raises if unreachable."""
+        ...
+
+    async def aclose(self) -> None: ...

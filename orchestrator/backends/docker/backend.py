@@ -1,0 +1,269 @@
+"""Sandboxes as containers on a Docker Engine, hardened by default (decision 7).
+
+Every container is created non-root, with all capabilities dropped,
+``no-new-privileges``, a pids limit, memory equal to memory+swap, a CPU
+quota, no network unless asked, a read-only root with sized tmpfs mounts,
+an init process, a capped log, and labels naming its session, owner,
+supervisor and expiry.  It is created with stdin open (and, through
+docker-py, ``StdinOnce``) and ``auto_remove``: when the orchestrator's
+attached stream closes, the guest exits and the engine removes the
+container.
+
+Only ``SandboxSpec`` fields reach the engine; callers cannot pass raw engine
+options, so nothing here can be asked for privileges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import docker.types
+import structlog
+import trio
+
+from orchestrator.backends.base import SandboxInfo, SandboxSpec, StderrSink
+from orchestrator.backends.docker.attach import attach
+from orchestrator.backends.docker.engine import DockerEngine
+from orchestrator.errors import EngineError, ImageNotFound
+
+__all__ = ["DockerBackend", "host_config_for"]
+
+log = structlog.get_logger("orchestrator.docker")
+
+
+def _owner(user: str) -> tuple[str, str]:
+    uid, _, gid = user.partition(":")
+    return uid, gid or uid
+
+
+def host_config_for(spec: SandboxSpec) -> dict[str, Any]:
+    """The hardened HostConfig keyword arguments for one sandbox."""
+    uid, gid = _owner(spec.user)
+    tmpfs: dict[str, str] = {}
+    for mount, size in spec.tmpfs.items():
+        if mount == "/tmp":
+            tmpfs[mount] = f"rw,nosuid,nodev,size={size},mode=1777"
+        else:
+            tmpfs[mount] = f"rw,nosuid,nodev,size={size},uid={uid},gid={gid},mode=0755"
+    config: dict[str, Any] = {
+        "auto_remove": True,
+        "init": True,
+        "read_only": True,
+        "tmpfs": tmpfs,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "pids_limit": spec.pids_limit,
+        "mem_limit": spec.memory,
+        "memswap_limit": spec.memory,
+        "nano_cpus": int(spec.cpus * 1e9),
+        "network_mode": "bridge" if spec.network else "none",
+        "privileged": False,
+        "ipc_mode": "private",
+        "log_config": docker.types.LogConfig(
+            type="json-file", config={"max-size": str(spec.log_max_size), "max-file": "1"}
+        ),
+    }
+    if spec.runtime:
+        config["runtime"] = spec.runtime
+    return config
+
+
+class DockerBackend:
+    """The default backend: the local (or DOCKER_HOST) Docker Engine."""
+
+    name = "docker"
+
+    def __init__(self, engine: DockerEngine, *, attach_timeout: float = 30.0) -> None:
+        self.engine = engine
+        self.attach_timeout = attach_timeout
+        self._exec_targets: dict[str, Any] = {}
+
+    async def create(self, spec: SandboxSpec) -> SandboxInfo:
+        api = self.engine.client.api
+        host_config = api.create_host_config(**host_config_for(spec))
+        command = list(spec.command) if spec.command is not None else None
+
+        def create() -> dict[str, Any]:
+            result: dict[str, Any] = api.create_container(
+                image=spec.image,
+                command=command,
+                name=spec.name,
+                user=spec.user,
+                environment=dict(spec.env),
+                working_dir=spec.workdir,
+                labels=dict(spec.labels),
+                stdin_open=True,
+                tty=False,
+                host_config=host_config,
+                network_disabled=not spec.network,
+            )
+            return result
+
+        created = await self.engine.call(
+            f"creating sandbox {spec.name} from {spec.image}", create, image=spec.image
+        )
+        return SandboxInfo(
+            id=str(created["Id"]),
+            name=spec.name,
+            image=spec.image,
+            status="created",
+            labels=dict(spec.labels),
+        )
+
+    async def attach(self, sandbox_id: str, on_stderr: StderrSink) -> trio.abc.Stream:
+        return await attach(
+            sandbox_id, on_stderr, host=self.engine.base_url, timeout=self.attach_timeout
+        )
+
+    async def start(self, sandbox_id: str) -> None:
+        api = self.engine.client.api
+        await self.engine.call(f"starting sandbox {sandbox_id[:12]}", api.start, sandbox_id)
+
+    async def stop(self, sandbox_id: str, timeout: float = 5.0) -> None:
+        api = self.engine.client.api
+        try:
+            await self.engine.call(
+                f"stopping sandbox {sandbox_id[:12]}",
+                lambda: api.stop(sandbox_id, timeout=int(max(1, timeout))),
+                timeout=timeout + self.engine.call_timeout,
+            )
+        except EngineError as exc:
+            if not _gone(exc):
+                raise
+
+    async def remove(self, sandbox_id: str) -> None:
+        api = self.engine.client.api
+        try:
+            await self.engine.call(
+                f"removing sandbox {sandbox_id[:12]}",
+                api.remove_container,
+                sandbox_id,
+                force=True,
+                v=True,
+            )
+        except EngineError as exc:
+            if not _gone(exc):
+                raise
+
+    async def inspect(self, sandbox_id: str) -> SandboxInfo:
+        api = self.engine.client.api
+        data: dict[str, Any] = await self.engine.call(
+            f"inspecting sandbox {sandbox_id[:12]}", api.inspect_container, sandbox_id
+        )
+        return _info_from_inspect(data)
+
+    async def list(self, labels: Mapping[str, str]) -> list[SandboxInfo]:
+        api = self.engine.client.api
+        filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
+        rows: list[dict[str, Any]] = await self.engine.call(
+            "listing sandboxes", api.containers, all=True, filters=filters
+        )
+        return [
+            SandboxInfo(
+                id=str(row["Id"]),
+                name=str((row.get("Names") or ["?"])[0]).lstrip("/"),
+                image=str(row.get("Image", "")),
+                status=str(row.get("State", "")),
+                labels=dict(row.get("Labels") or {}),
+                created=str(row.get("Created", "")),
+            )
+            for row in rows
+        ]
+
+    async def image_exists(self, image: str) -> bool:
+        api = self.engine.client.api
+        try:
+            await self.engine.call(
+                f"looking up image {image}", api.inspect_image, image, image=image
+            )
+        except ImageNotFound:
+            return False
+        return True
+
+    async def describe_engine(self) -> dict[str, Any]:
+        version = await self.engine.ping()
+        info: dict[str, Any] = await self.engine.call(
+            "asking the Docker Engine for its configuration", self.engine.client.info
+        )
+        return {
+            "version": version.get("Version"),
+            "api_version": version.get("ApiVersion"),
+            "os": f"{version.get('Os')}/{version.get('Arch')}",
+            "kernel": version.get("KernelVersion"),
+            "storage_driver": info.get("Driver"),
+            "cgroup_version": info.get("CgroupVersion"),
+            "runtimes": sorted((info.get("Runtimes") or {}).keys()),
+            "default_runtime": info.get("DefaultRuntime"),
+        }
+
+    async def native_exec(self, sandbox_id: str, argv: Sequence[str]) -> int:
+        """Run ``argv`` with the engine's own exec (docker-py ``exec_run``).
+
+        Not a call path: a baseline for ``sbx bench`` and a way in for
+        debugging a guest that does not answer.
+        """
+        client = self.engine.client
+        container: Any = self._exec_targets.get(sandbox_id)
+        if container is None:
+            container = await self.engine.call(
+                f"looking up sandbox {sandbox_id[:12]}", client.containers.get, sandbox_id
+            )
+            self._exec_targets = {sandbox_id: container}
+
+        def run() -> int:
+            exit_code, _ = container.exec_run(list(argv))
+            return int(exit_code if exit_code is not None else -1)
+
+        return await self.engine.call(f"docker exec in {sandbox_id[:12]}", run)
+
+    async def aclose(self) -> None:
+        await self.engine.aclose()
+
+
+def _gone(exc: EngineError) -> bool:
+    text = str(exc).lower()
+    return (
+        "not found" in text
+        or "no such container" in text
+        or "already in progress" in text
+        or "is not running" in text
+    )
+
+
+def _info_from_inspect(data: dict[str, Any]) -> SandboxInfo:
+    config = data.get("Config") or {}
+    host = data.get("HostConfig") or {}
+    state = data.get("State") or {}
+    details = {
+        "user": config.get("User"),
+        "read_only": host.get("ReadonlyRootfs"),
+        "cap_drop": host.get("CapDrop"),
+        "cap_add": host.get("CapAdd"),
+        "security_opt": host.get("SecurityOpt"),
+        "privileged": host.get("Privileged"),
+        "network_mode": host.get("NetworkMode"),
+        "pids_limit": host.get("PidsLimit"),
+        "memory": host.get("Memory"),
+        "memory_swap": host.get("MemorySwap"),
+        "nano_cpus": host.get("NanoCpus"),
+        "auto_remove": host.get("AutoRemove"),
+        "init": host.get("Init"),
+        "tmpfs": host.get("Tmpfs"),
+        "binds": host.get("Binds"),
+        "runtime": host.get("Runtime"),
+        "log_config": host.get("LogConfig"),
+        "stdin_once": config.get("StdinOnce"),
+        "open_stdin": config.get("OpenStdin"),
+        "pid": state.get("Pid"),
+        "oom_killed": state.get("OOMKilled"),
+    }
+    return SandboxInfo(
+        id=str(data.get("Id")),
+        name=str(data.get("Name", "")).lstrip("/"),
+        image=str(config.get("Image", "")),
+        status=str(state.get("Status", "")),
+        labels=dict(config.get("Labels") or {}),
+        created=str(data.get("Created", "")),
+        details=details,
+    )

@@ -1,0 +1,142 @@
+"""The one place that calls docker-py.
+
+docker-py is synchronous, so every call runs in a worker thread through
+``trio.to_thread.run_sync`` under a capacity limiter (decision 4), with a
+deadline, and docker-py's exceptions are translated here, once, into the
+``orchestrator.errors`` tree.  Nothing above ``orchestrator.backends`` sees a
+docker-py type.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import requests.exceptions
+import structlog
+import trio
+
+from orchestrator.errors import EngineError, EngineUnavailable, ImageNotFound
+
+__all__ = ["DockerEngine", "translate_docker_errors"]
+
+T = TypeVar("T")
+log = structlog.get_logger("orchestrator.docker")
+
+
+def _engine_hint(base_url: str | None) -> str:
+    where = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    return (
+        f"cannot reach the Docker Engine at {where}. Start it (`sudo systemctl start docker`, "
+        "or `sudo dockerd &` where there is no init system), or point DOCKER_HOST "
+        "(or `engine.docker_host` in sbx.toml) at a running engine; `sbx doctor` checks it"
+    )
+
+
+@contextlib.contextmanager
+def translate_docker_errors(
+    what: str, *, base_url: str | None = None, image: str | None = None
+) -> Iterator[None]:
+    """Map docker-py/requests exceptions to ours, naming ``what`` failed."""
+    try:
+        yield
+    except docker.errors.ImageNotFound:
+        raise ImageNotFound(image or "?") from None
+    except docker.errors.NotFound as exc:
+        if image is not None and "image" in str(exc).lower():
+            raise ImageNotFound(image) from None
+        raise EngineError(f"{what}: not found on the engine ({_explain(exc)})") from None
+    except docker.errors.APIError as exc:
+        raise EngineError(f"{what}: the engine refused: {_explain(exc)}") from None
+    except (requests.exceptions.ConnectionError, ConnectionError, FileNotFoundError) as exc:
+        raise EngineUnavailable(_engine_hint(base_url) + f" ({exc.__class__.__name__})") from None
+    except docker.errors.DockerException as exc:
+        text = str(exc)
+        if "Connection" in text or "connect" in text or "No such file" in text:
+            raise EngineUnavailable(_engine_hint(base_url)) from None
+        raise EngineError(f"{what}: {text}") from None
+
+
+def _explain(exc: docker.errors.APIError) -> str:
+    explanation = getattr(exc, "explanation", None)
+    if isinstance(explanation, bytes):
+        explanation = explanation.decode("utf-8", "replace")
+    return str(explanation or exc)
+
+
+class DockerEngine:
+    """A docker-py client whose calls run off the trio thread, bounded and timed."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        max_concurrent_calls: int = 16,
+        call_timeout: float = 60.0,
+    ) -> None:
+        self.base_url = base_url
+        self.call_timeout = call_timeout
+        self.limiter = trio.CapacityLimiter(max_concurrent_calls)
+        self._client: docker.DockerClient | None = None
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """The docker-py client; made on first use, from DOCKER_HOST when no URL is set."""
+        if self._client is None:
+            with translate_docker_errors("connecting to the Docker Engine", base_url=self.base_url):
+                if self.base_url:
+                    self._client = docker.DockerClient(
+                        base_url=self.base_url, timeout=int(self.call_timeout)
+                    )
+                else:
+                    self._client = docker.from_env(timeout=int(self.call_timeout))
+        return self._client
+
+    async def call(
+        self,
+        what: str,
+        fn: Callable[..., T],
+        *args: Any,
+        timeout: float | None = None,
+        image: str | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """Run ``fn(*args, **kwargs)`` in a worker thread, translating errors.
+
+        ``what`` names the operation for error messages. On cancellation or
+        timeout the thread is abandoned (``abandon_on_cancel``): docker-py
+        cannot be interrupted, and the call finishes or fails on its own.
+        """
+        deadline = self.call_timeout if timeout is None else timeout
+
+        def run() -> T:
+            with translate_docker_errors(what, base_url=self.base_url, image=image):
+                return fn(*args, **kwargs)
+
+        try:
+            with trio.fail_after(deadline):
+                return await trio.to_thread.run_sync(
+                    run, limiter=self.limiter, abandon_on_cancel=True
+                )
+        except trio.TooSlowError:
+            raise EngineError(
+                f"{what}: the Docker Engine did not answer within {deadline:g} s — check "
+                "`docker info`, or raise `engine.call_timeout` in sbx.toml on a slow host"
+            ) from None
+
+    async def ping(self) -> dict[str, Any]:
+        """Version information of a reachable engine, or ``EngineUnavailable``."""
+        await self.call("pinging the Docker Engine", self.client.ping)
+        version: dict[str, Any] = await self.call(
+            "asking the Docker Engine its version", self.client.version
+        )
+        return version
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await trio.to_thread.run_sync(client.close)

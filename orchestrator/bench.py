@@ -1,0 +1,182 @@
+"""``sbx bench``: our call path against the engine's own, measured in one run.
+
+This machine is shared and noisy, so absolute times mean little; every
+figure is printed beside a baseline taken in the same run on the same
+container -- ``docker exec`` (docker-py ``exec_run``) for a call, ``docker
+run --rm`` for a one-shot command -- and judged by their ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from orchestrator.config import Config
+
+__all__ = ["BenchReport", "measure", "run_bench"]
+
+BenchReport = dict[str, Any]
+
+TARGETS = {
+    "ping_p50_ms": 0.5,
+    "channel_exec_p50_ms": 3.0,
+    "ratio": 20.0,
+    "run_ratio": 1.5,
+}
+
+
+def _percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def measure(
+    fn: Callable[[], Awaitable[Any]], iterations: int, warmup: int = 5
+) -> list[float]:
+    """Wall-clock milliseconds of ``iterations`` sequential calls, after a warm-up."""
+    for _ in range(warmup):
+        await fn()
+    samples = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        await fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+async def _time_process(argv: list[str], runs: int) -> list[float]:
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False)
+        samples.append((time.perf_counter() - start) * 1000)
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"{' '.join(argv)} exited {result.returncode}: "
+                f"{result.stderr.decode('utf-8', 'replace')[-500:]}"
+            )
+    return samples
+
+
+async def collect(config: Config, iterations: int, image: str | None, cli: bool) -> BenchReport:
+    from orchestrator.backends.docker.backend import DockerBackend
+    from orchestrator.runtime import Orchestrator
+
+    report: BenchReport = {"iterations": iterations}
+    async with Orchestrator(config.model_copy(update={"reap_orphans": False})) as orch:
+        backend = orch.backend
+        if not isinstance(backend, DockerBackend):  # pragma: no cover - config only offers docker
+            raise RuntimeError(
+                "sbx bench compares against docker exec and needs the Docker backend"
+            )
+        async with orch.session(image=image) as session:
+            report["image"] = session.image
+            assert session.sandbox_id is not None
+            sandbox_id = session.sandbox_id
+            ping = await measure(session.ping, iterations)
+            channel_exec = await measure(lambda: session.exec(["true"]), iterations)
+            docker_runs = max(10, min(iterations, 60))
+            docker_exec = await measure(
+                lambda: backend.native_exec(sandbox_id, ["true"]), docker_runs, warmup=2
+            )
+    for name, samples in (
+        ("ping", ping),
+        ("channel_exec", channel_exec),
+        ("docker_exec", docker_exec),
+    ):
+        report[f"{name}_p50_ms"] = round(statistics.median(samples), 3)
+        report[f"{name}_p95_ms"] = round(_percentile(samples, 0.95), 3)
+    report["docker_exec_iterations"] = len(docker_exec)
+    report["ratio"] = round(report["docker_exec_p50_ms"] / report["channel_exec_p50_ms"], 1)
+
+    docker_cli = shutil.which("docker")
+    if cli and docker_cli:
+        runs = 7
+        image_name = report["image"]
+        sbx_run: list[float] = []
+        docker_run: list[float] = []
+        # Interleaved, so drift on a shared machine hits both alike.
+        for _ in range(runs):
+            docker_run += await _time_process(
+                [
+                    docker_cli,
+                    "run",
+                    "--rm",
+                    "--network",
+                    "none",
+                    "--entrypoint",
+                    "true",
+                    image_name,
+                ],
+                1,
+            )
+            sbx_run += await _time_process(
+                [
+                    sys.executable,
+                    "-m",
+                    "orchestrator.cli",
+                    "run",
+                    "--image",
+                    image_name,
+                    "--",
+                    "true",
+                ],
+                1,
+            )
+        report["sbx_run_p50_ms"] = round(statistics.median(sbx_run), 1)
+        report["docker_run_p50_ms"] = round(statistics.median(docker_run), 1)
+        report["run_ratio"] = round(report["sbx_run_p50_ms"] / report["docker_run_p50_ms"], 2)
+    report["targets"] = {
+        key: {
+            "target": target,
+            "met": (report[key] >= target) if key == "ratio" else (report[key] <= target),
+        }
+        for key, target in TARGETS.items()
+        if key in report
+    }
+    return report
+
+
+def _format(report: BenchReport) -> str:
+    lines = [f"sbx bench — image {report['image']}, {report['iterations']} calls per figure"]
+
+    def row(label: str, key: str) -> None:
+        lines.append(
+            f"  {label:<34} p50 {report[key + '_p50_ms']:>8.3f} ms   "
+            f"p95 {report[key + '_p95_ms']:>8.3f} ms"
+        )
+
+    row("protocol ping (channel)", "ping")
+    row("exec `true` (channel)", "channel_exec")
+    row(f"exec `true` (docker exec, {report['docker_exec_iterations']} calls)", "docker_exec")
+    lines.append(f"  docker exec / channel exec (p50)   {report['ratio']:.1f}x faster")
+    if "run_ratio" in report:
+        lines.append(
+            f"  `sbx run -- true`                  p50 {report['sbx_run_p50_ms']:>8.1f} ms"
+        )
+        lines.append(
+            f"  `docker run --rm IMAGE true`       p50 {report['docker_run_p50_ms']:>8.1f} ms"
+        )
+        lines.append(f"  sbx run / docker run (p50)         {report['run_ratio']:.2f}x")
+    met = [
+        f"{key} {'ok' if v['met'] else 'MISSED'} (target {v['target']})"
+        for key, v in report["targets"].items()
+    ]
+    lines.append("  targets: " + ", ".join(met))
+    return "\n".join(lines)
+
+
+async def run_bench(
+    config: Config, iterations: int, image: str | None, as_json: bool, cli: bool
+) -> int:
+    report = await collect(config, max(10, iterations), image, cli)
+    print(json.dumps(report) if as_json else _format(report))
+    return 0

@@ -1,0 +1,311 @@
+"""Configuration: pydantic models loaded from TOML, overridden by ``SBX_*``.
+
+Precedence, highest first: values passed in code, ``SBX_*`` environment
+variables (nested keys joined by ``__``, e.g. ``SBX_SANDBOX__MEMORY=2g``), the
+TOML file (``--config``, else ``SBX_CONFIG``, else ``./sbx.toml`` when it
+exists), then the defaults below.  Every model forbids unknown keys, so a typo
+is an error naming the key rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from orchestrator.errors import ConfigError
+
+__all__ = [
+    "ByteSize",
+    "Config",
+    "EngineConfig",
+    "ImagesConfig",
+    "LoggingConfig",
+    "SandboxConfig",
+    "SessionConfig",
+    "load_config",
+    "parse_bytes",
+]
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1 << 10,
+    "kb": 1 << 10,
+    "kib": 1 << 10,
+    "m": 1 << 20,
+    "mb": 1 << 20,
+    "mib": 1 << 20,
+    "g": 1 << 30,
+    "gb": 1 << 30,
+    "gib": 1 << 30,
+    "t": 1 << 40,
+    "tb": 1 << 40,
+    "tib": 1 << 40,
+}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_bytes(value: Any) -> int:
+    """``"512m"``, ``"1g"``, ``"64KiB"`` or an integer number of bytes."""
+    if isinstance(value, bool):
+        raise ValueError("a size must be a number of bytes or a string such as '512m' or '1g'")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a size cannot be negative")
+        return value
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if match and match.group(2).lower() in _UNITS:
+            return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    raise ValueError(
+        f"{value!r} is not a size; use a number of bytes or a string such as '512m', '1g', '64KiB'"
+    )
+
+
+ByteSize = Annotated[int, BeforeValidator(parse_bytes)]
+"""An integer number of bytes that also accepts ``"512m"``-style strings."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EngineConfig(_Section):
+    """How to reach the container engine."""
+
+    backend: Literal["docker"] = "docker"
+    docker_host: str | None = Field(
+        default=None, description="Engine URL; DOCKER_HOST (then the local socket) when unset."
+    )
+    call_timeout: float = Field(default=120.0, gt=0, description="Deadline of one engine call, s.")
+    max_concurrent_calls: int = Field(default=16, ge=1, le=256)
+
+
+class ImagesConfig(_Section):
+    """How sandbox images are named and built."""
+
+    prefix: str = Field(default="sbx-", description="Short name `x` means image `<prefix>x`.")
+    suite: str | None = Field(
+        default=None, description="Debian suite for mmdebstrap; the host's codename when unset."
+    )
+    sources: list[str] | None = Field(
+        default=None,
+        description="apt source lines for mmdebstrap; the host's Debian sources when unset.",
+    )
+    base_image: str | None = Field(
+        default=None,
+        description="Start sbx-base from this Debian-like image instead of mmdebstrap.",
+    )
+    build_timeout: float = Field(default=3600.0, gt=0)
+    cache_dir: Path | None = Field(
+        default=None, description="Scratch space for builds; a temp dir under it per build."
+    )
+
+
+class SandboxConfig(_Section):
+    """Defaults for every sandbox; a session may override the allow-listed ones."""
+
+    image: str = "code-runner"
+    memory: ByteSize = Field(default=1 << 30, ge=16 << 20)
+    cpus: float = Field(default=1.0, gt=0, le=256)
+    pids_limit: int = Field(default=512, ge=16)
+    network: bool = False
+    user: str = "1000:1000"
+    workdir: str = "/workspace"
+    env: dict[str, str] = Field(default_factory=dict)
+    tmpfs: dict[str, ByteSize] = Field(
+        default_factory=lambda: {
+            "/tmp": 512 << 20,
+            "/workspace": 1 << 30,
+            "/home/sandbox": 256 << 20,
+            "/run": 16 << 20,
+        }
+    )
+    allowed_roots: list[str] = Field(
+        default_factory=lambda: ["/workspace", "/tmp", "/home/sandbox"],
+        description="File operations are confined to these directories.",
+    )
+    runtime: str | None = Field(default=None, description="OCI runtime, e.g. 'runsc' (gVisor).")
+    log_max_size: ByteSize = Field(default=1 << 20)
+    start_timeout: float = Field(default=60.0, gt=0)
+
+    @field_validator("tmpfs")
+    @classmethod
+    def _absolute_tmpfs(cls, value: dict[str, int]) -> dict[str, int]:
+        for path in value:
+            if not path.startswith("/") or ".." in path.split("/"):
+                raise ValueError(
+                    f"tmpfs mount point {path!r} must be an absolute path without '..'"
+                )
+        return value
+
+    @field_validator("allowed_roots")
+    @classmethod
+    def _absolute_roots(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path.startswith("/"):
+                raise ValueError(f"allowed root {path!r} must be an absolute path")
+        return value
+
+
+class SessionConfig(_Section):
+    """Lifetimes and limits of sessions and their calls."""
+
+    ttl: float = Field(default=3600.0, gt=0, description="A session's maximum life, s.")
+    idle_timeout: float = Field(default=900.0, gt=0, description="Closed after this idle time, s.")
+    max_sessions: int = Field(default=256, ge=1)
+    exec_timeout: float = Field(default=600.0, gt=0, description="Default exec timeout, s.")
+    output_limit: ByteSize = Field(
+        default=16 << 20, ge=1, description="Bytes kept per stream of one exec."
+    )
+    file_size_limit: ByteSize = Field(default=32 << 20, ge=1, le=64 << 20)
+    kill_grace: float = Field(default=2.0, ge=0, description="TERM-to-KILL grace, s.")
+    call_timeout: float = Field(default=60.0, gt=0, description="Deadline of a file/shell op, s.")
+
+
+class LoggingConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Config(_Section):
+    """Everything the orchestrator can be told; see ``sbx.example.toml``.
+
+    ``Config()`` is the built-in defaults alone; ``load_config()`` layers the
+    TOML file and the environment on top.
+    """
+
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    images: ImagesConfig = Field(default_factory=ImagesConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    session: SessionConfig = Field(default_factory=SessionConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    owner: str = Field(
+        default="local",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Label put on every sandbox this supervisor starts.",
+    )
+    reap_orphans: bool = Field(
+        default=True, description="At start-up, remove sandboxes left by a dead supervisor."
+    )
+    shutdown_timeout: float = Field(default=15.0, gt=0)
+
+    def image_name(self, name: str) -> str:
+        """The engine's name of an image given by its short or full name."""
+        from orchestrator.images.recipes import resolve_image_name
+
+        return resolve_image_name(name, prefix=self.images.prefix)
+
+
+def _config_path(explicit: str | os.PathLike[str] | None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get("SBX_CONFIG")
+    if from_env:
+        return Path(from_env)
+    default = Path("sbx.toml")
+    return default if default.is_file() else None
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        value = err.get("input")
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key; check its spelling against sbx.example.toml"
+            lines.append(f"  {key}: {message}")
+            continue
+        lines.append(f"  {key} = {value!r}: {message}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Config:
+    """Build a ``Config`` from the TOML file, ``SBX_*`` and ``overrides``.
+
+    Raises ``ConfigError`` naming each bad key, its value and what is allowed.
+    """
+    file_path = _config_path(path)
+    data: dict[str, Any] = {}
+    source = "defaults and SBX_* environment variables"
+    if file_path is not None:
+        source = f"{file_path} and SBX_* environment variables"
+        try:
+            data = tomllib.loads(file_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(
+                f"config file {file_path} does not exist; create it (see sbx.example.toml) "
+                "or unset SBX_CONFIG / drop --config"
+            ) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {file_path} is not valid TOML: {exc}") from None
+    env_values = _env_layer()
+    merged = _deep_merge(_deep_merge(data, env_values), overrides)
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None
+
+
+def _env_layer() -> dict[str, Any]:
+    """``SBX_*`` variables as a nested dict (``SBX_A__B=1`` → ``{"a": {"b": "1"}}``).
+
+    Done by hand rather than by pydantic-settings' env source so that the file
+    and the environment merge key by key instead of section by section.
+    """
+    ignored = {"SBX_CONFIG", "SBX_URL", "SBX_TOKEN"}
+    layer: dict[str, Any] = {}
+    for name, value in os.environ.items():
+        if not name.startswith("SBX_") or name in ignored:
+            continue
+        parts = [part.lower() for part in name[4:].split("__") if part]
+        if not parts:
+            continue
+        node = layer
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break
+            node = child
+        else:
+            node[parts[-1]] = _env_value(value)
+    return layer
+
+
+def _env_value(raw: str) -> Any:
+    """Lists and tables may be given as TOML inline values (or JSON) in the environment."""
+    text = raw.strip()
+    if text[:1] in "[{":
+        try:
+            return tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            import json
+
+            try:
+                return json.loads(text)
+            except ValueError:
+                return raw
+    return raw
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

@@ -1,0 +1,204 @@
+"""The one exception hierarchy of the orchestrator.
+
+Every message names the cause *and* the fix, because the people reading them
+are operators at a terminal and models reading ``is_error`` tool results; both
+need to know what to do next, not just what went wrong.
+
+Engine-specific exceptions (docker-py's ``APIError`` and friends) never cross
+the backend boundary: ``orchestrator.backends.docker`` translates them once,
+at the edge, into this tree::
+
+    SbxError
+    ├── ConfigError                 invalid sbx.toml / SBX_* / arguments
+    │   └── OptionNotAllowed        a sandbox option outside the allow-list
+    ├── EngineError                 the container engine failed us
+    │   ├── EngineUnavailable       cannot reach the engine at all
+    │   ├── ImageNotFound           the sandbox image has not been built
+    │   ├── ImageBuildError         building an image failed
+    │   └── SandboxStartError       the sandbox did not come up
+    ├── ProtocolError               the guest spoke something we do not
+    ├── SessionError
+    │   ├── SessionClosed           the session was closed (or expired)
+    │   ├── SessionNotFound         no session has that id
+    │   ├── SandboxGone             the sandbox died under a live session
+    │   └── OperationTimeout        the sandbox did not answer in time
+    └── GuestError                  an operation failed inside the sandbox
+        ├── PathNotAllowed          outside the allowed roots / escapes
+        ├── FileTooLarge            over the size cap
+        ├── GuestFileNotFound
+        ├── GuestFileExists
+        ├── GuestIsADirectory
+        ├── GuestNotADirectory
+        ├── GuestPermissionDenied
+        └── ShellBusy               a persistent shell is already running a command
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "ConfigError",
+    "EngineError",
+    "EngineUnavailable",
+    "FileTooLarge",
+    "GuestError",
+    "GuestFileExists",
+    "GuestFileNotFound",
+    "GuestIsADirectory",
+    "GuestNotADirectory",
+    "GuestPermissionDenied",
+    "ImageBuildError",
+    "ImageNotFound",
+    "OperationTimeout",
+    "OptionNotAllowed",
+    "PathNotAllowed",
+    "ProtocolError",
+    "SandboxGone",
+    "SandboxStartError",
+    "SbxError",
+    "SessionClosed",
+    "SessionError",
+    "SessionNotFound",
+    "ShellBusy",
+    "guest_error_from_wire",
+]
+
+
+class SbxError(Exception):
+    """Base of every error the orchestrator raises on purpose."""
+
+
+class ConfigError(SbxError):
+    """Configuration (file, environment or arguments) is invalid."""
+
+
+class OptionNotAllowed(ConfigError):
+    """A sandbox option that is not on the allow-list was requested."""
+
+
+class EngineError(SbxError):
+    """The container engine refused or failed an operation."""
+
+
+class EngineUnavailable(EngineError):
+    """The container engine cannot be reached at all."""
+
+
+class ImageNotFound(EngineError):
+    """The requested sandbox image does not exist on the engine."""
+
+    def __init__(self, image: str, short_name: str | None = None) -> None:
+        self.image = image
+        bare = image.split(":", 1)[0]
+        if short_name is None and bare.startswith("sbx-"):
+            short_name = bare[len("sbx-") :]
+        if short_name:
+            fix = f"run `sbx images build {short_name}` (or `make images`) to build it"
+        else:
+            fix = (
+                "build or load it into the engine yourself (`docker images` lists what the engine "
+                "has); sbx builds its own images with `sbx images build`"
+            )
+        super().__init__(f"image {image} not found — {fix}")
+
+
+class ImageBuildError(EngineError):
+    """Building a sandbox image failed."""
+
+
+class SandboxStartError(EngineError):
+    """A sandbox container was created but never became ready."""
+
+
+class ProtocolError(SbxError):
+    """The guest sent something this orchestrator does not understand."""
+
+
+class SessionError(SbxError):
+    """A session cannot do what was asked."""
+
+
+class SessionClosed(SessionError):
+    """The session is closed; open a new one."""
+
+
+class SessionNotFound(SessionError):
+    """No live session has the given id."""
+
+
+class SandboxGone(SessionError):
+    """The sandbox behind a live session stopped answering."""
+
+
+class OperationTimeout(SessionError):
+    """The sandbox did not answer an operation before its deadline."""
+
+
+class GuestError(SbxError):
+    """An operation failed inside the sandbox.
+
+    ``code`` is the stable machine-readable reason sent by the guest.
+    """
+
+    code: ClassVar[str] = "guest_error"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or {}
+
+
+class PathNotAllowed(GuestError):
+    code = "path_not_allowed"
+
+
+class FileTooLarge(GuestError):
+    code = "too_large"
+
+
+class GuestFileNotFound(GuestError):
+    code = "not_found"
+
+
+class GuestFileExists(GuestError):
+    code = "exists"
+
+
+class GuestIsADirectory(GuestError):
+    code = "is_directory"
+
+
+class GuestNotADirectory(GuestError):
+    code = "not_directory"
+
+
+class GuestPermissionDenied(GuestError):
+    code = "permission_denied"
+
+
+class ShellBusy(GuestError):
+    code = "busy"
+
+
+_GUEST_ERRORS: dict[str, type[GuestError]] = {
+    cls.code: cls
+    for cls in (
+        PathNotAllowed,
+        FileTooLarge,
+        GuestFileNotFound,
+        GuestFileExists,
+        GuestIsADirectory,
+        GuestNotADirectory,
+        GuestPermissionDenied,
+        ShellBusy,
+    )
+}
+
+
+def guest_error_from_wire(code: str, message: str, details: dict[str, Any] | None) -> GuestError:
+    """Turn an error frame from the guest into the matching exception."""
+    cls = _GUEST_ERRORS.get(code, GuestError)
+    err = cls(message, details=details)
+    if cls is GuestError:
+        err.details.setdefault("code", code)
+    return err

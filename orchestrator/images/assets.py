@@ -1,0 +1,69 @@
+"""Where the image recipes and the guest's code live, installed or in a checkout.
+
+A wheel carries ``sandbox-images/`` as ``orchestrator/_assets/sandbox-images``;
+a source checkout (editable install) has it next to the package.  The guest
+always ships with a copy of ``orchestrator/protocol.py``, so both ends of the
+channel are built from the same file.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path, PurePosixPath
+
+from orchestrator.errors import ConfigError
+
+__all__ = [
+    "GUEST_DIR_IN_IMAGE",
+    "GUEST_ENTRYPOINT",
+    "assets_dir",
+    "guest_files",
+    "guest_hash",
+]
+
+GUEST_DIR_IN_IMAGE = PurePosixPath("/opt/sbx/guest")
+"""Where the guest's files sit inside every sandbox image."""
+
+GUEST_ENTRYPOINT = ["/usr/bin/python3", "-I", str(GUEST_DIR_IN_IMAGE / "main.py")]
+"""The sandbox's main process (under ``init``)."""
+
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
+@functools.cache
+def assets_dir() -> Path:
+    """The ``sandbox-images`` directory of this installation."""
+    for candidate in (
+        _PACKAGE_DIR / "_assets" / "sandbox-images",
+        _PACKAGE_DIR.parent / "sandbox-images",
+    ):
+        if (candidate / "guest" / "main.py").is_file():
+            return candidate
+    raise ConfigError(
+        "cannot find the sandbox-images directory (image recipes and the guest) next to "
+        f"{_PACKAGE_DIR}; reinstall the package (`make install`)"
+    )
+
+
+def guest_files() -> dict[str, bytes]:
+    """The guest's files, keyed by their path relative to ``GUEST_DIR_IN_IMAGE``.
+
+    ``sbx_guest/protocol.py`` is this orchestrator's own protocol module.
+    """
+    root = assets_dir() / "guest"
+    files: dict[str, bytes] = {}
+    for path in sorted(root.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        files[path.relative_to(root).as_posix()] = path.read_bytes()
+    files["sbx_guest/protocol.py"] = (_PACKAGE_DIR / "protocol.py").read_bytes()
+    return files
+
+
+def guest_hash() -> str:
+    """A digest of the guest's code, part of every image's recipe hash."""
+    digest = hashlib.sha256()
+    for name, data in guest_files().items():
+        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return digest.hexdigest()

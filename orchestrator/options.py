@@ -1,0 +1,93 @@
+"""What a caller may ask of a sandbox: the allow-list of per-session options.
+
+Everything outside this model (privileged mode, capabilities, volumes,
+devices, the Docker socket, host networking, ...) is refused with an error
+that lists what *is* allowed.  Hardening itself is not an option: backends
+apply it to every sandbox (decision 7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from orchestrator.config import ByteSize, Config
+from orchestrator.errors import ConfigError, OptionNotAllowed
+
+__all__ = ["SandboxOptions", "parse_options"]
+
+_MAX_LABELS = 32
+
+
+class SandboxOptions(BaseModel):
+    """Per-session choices; unset fields take the configured defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image: str | None = None
+    memory: ByteSize | None = Field(default=None, ge=16 << 20)
+    cpus: float | None = Field(default=None, gt=0, le=256)
+    pids_limit: int | None = Field(default=None, ge=16, le=1 << 16)
+    network: bool | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    workdir: str | None = None
+    ttl: float | None = Field(default=None, gt=0)
+    idle_timeout: float | None = Field(default=None, gt=0)
+    labels: dict[str, str] = Field(default_factory=dict)
+    tmpfs_sizes: dict[str, ByteSize] = Field(
+        default_factory=dict, description="New sizes for the configured tmpfs mounts."
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not name or "=" in name or "\0" in name:
+                raise ValueError(f"environment variable name {name!r} is invalid")
+        return value
+
+    @field_validator("workdir")
+    @classmethod
+    def _absolute_workdir(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"workdir {value!r} must be an absolute path such as /workspace")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _user_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > _MAX_LABELS:
+            raise ValueError(f"at most {_MAX_LABELS} labels")
+        for key in value:
+            if key.startswith("io.sbx."):
+                raise ValueError(f"label {key!r} is reserved (io.sbx.* labels are set by sbx)")
+        return value
+
+
+def parse_options(options: Mapping[str, Any], config: Config) -> SandboxOptions:
+    """Validate caller options, naming any that are not allowed."""
+    allowed = sorted(SandboxOptions.model_fields)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise OptionNotAllowed(
+            f"sandbox option(s) {', '.join(unknown)} are not allowed; the options a session may "
+            f"set are: {', '.join(allowed)} (hardening such as the user, capabilities and the "
+            "read-only root is fixed)"
+        )
+    try:
+        parsed = SandboxOptions.model_validate(dict(options))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])} = {err.get('input')!r}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid sandbox options: {problems}") from None
+    for mount in parsed.tmpfs_sizes:
+        if mount not in config.sandbox.tmpfs:
+            raise OptionNotAllowed(
+                f"tmpfs_sizes names {mount!r}, which is not a configured tmpfs mount; "
+                f"the mounts are: {', '.join(sorted(config.sandbox.tmpfs))}"
+            )
+    return parsed

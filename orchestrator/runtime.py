@@ -1,0 +1,166 @@
+"""``Orchestrator``: the Python entry point to sessions.
+
+    async with Orchestrator(config) as orch:
+        async with orch.session(image="code-runner") as s:
+            r = await s.exec("echo hi")
+
+Entering starts the supervisor in a nursery of the caller's task (reaping
+orphans first); leaving closes every session and removes every sandbox,
+shielded, so an exception or a cancellation in the caller still leaves
+nothing behind.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import structlog
+import trio
+
+from orchestrator._exceptions import unwrap_single_exception
+from orchestrator.backends.base import SandboxBackend
+from orchestrator.config import Config, load_config
+from orchestrator.errors import SessionError
+from orchestrator.log import configure_logging
+from orchestrator.options import parse_options
+from orchestrator.session import Session
+from orchestrator.supervisor import Supervisor
+
+__all__ = ["Orchestrator", "make_backend", "make_image_builder"]
+
+if TYPE_CHECKING:
+    from orchestrator.backends.docker.image_builder import DockerImageBuilder
+
+log = structlog.get_logger("orchestrator")
+
+
+def make_backend(config: Config) -> SandboxBackend:
+    """The backend named in the configuration."""
+    from orchestrator.backends.docker.backend import DockerBackend
+    from orchestrator.backends.docker.engine import DockerEngine
+
+    engine = DockerEngine(
+        config.engine.docker_host,
+        max_concurrent_calls=config.engine.max_concurrent_calls,
+        call_timeout=config.engine.call_timeout,
+    )
+    return DockerBackend(engine)
+
+
+def make_image_builder(config: Config) -> DockerImageBuilder:
+    """The image builder for the configured engine."""
+    from orchestrator.backends.docker.engine import DockerEngine
+    from orchestrator.backends.docker.image_builder import DockerImageBuilder
+
+    engine = DockerEngine(
+        config.engine.docker_host,
+        max_concurrent_calls=config.engine.max_concurrent_calls,
+        call_timeout=config.engine.call_timeout,
+    )
+    return DockerImageBuilder(engine, config.images)
+
+
+class Orchestrator:
+    """Owns a supervisor and its sessions for the duration of an ``async with``."""
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        backend: SandboxBackend | None = None,
+        handle_signals: bool = False,
+    ) -> None:
+        self.config = config if config is not None else load_config()
+        if not structlog.is_configured():
+            # structlog's unconfigured default prints to stdout, which belongs to the
+            # program embedding us; set up the documented stderr logging instead.
+            configure_logging(self.config.logging.level, self.config.logging.format)
+        self.backend = backend if backend is not None else make_backend(self.config)
+        self.supervisor = Supervisor(self.config, self.backend)
+        self.handle_signals = handle_signals
+        self._stack: AsyncExitStack | None = None
+        self._nursery: trio.Nursery | None = None
+        self.signalled: int | None = None
+
+    async def __aenter__(self) -> Orchestrator:
+        stack = AsyncExitStack()
+        try:
+            self._nursery = await stack.enter_async_context(trio.open_nursery())
+            stack.push_async_callback(self._shutdown)
+            await self._nursery.start(self.supervisor.run)
+            if self.handle_signals:
+                await self._nursery.start(self._watch_signals)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return None
+        # The caller's block runs inside our nursery, so its exception comes
+        # back wrapped in a group; hand it back as the caller raised it.
+        with unwrap_single_exception():
+            return await stack.__aexit__(*exc_info)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _shutdown(self) -> None:
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + self.config.shutdown_timeout + 5
+            try:
+                await self.supervisor.close_all()
+            finally:
+                if self._nursery is not None:
+                    self._nursery.cancel_scope.cancel()
+                await self.backend.aclose()
+
+    async def _watch_signals(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """SIGINT/SIGTERM: close every session, then cancel the ``async with`` block."""
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            async for signum in signals:
+                self.signalled = signum
+                log.warning("signal received; closing all sessions", signal=signum)
+                await self.supervisor.close_all(reason=f"signal {signum}")
+                # The caller's block runs inside this nursery's scope: cancelling it
+                # ends the block; `signalled` tells the caller why.
+                if self._nursery is not None:
+                    self._nursery.cancel_scope.cancel()
+                return
+
+    async def open_session(self, image: str | None = None, **options: Any) -> Session:
+        """Start a session the caller must ``close()``; prefer ``session()``."""
+        if self._nursery is None:
+            raise SessionError(
+                "use `async with Orchestrator(...) as orch:` before opening sessions"
+            )
+        if image is not None:
+            options["image"] = image
+        parsed = parse_options(options, self.config)
+        return await self.supervisor.open_session(parsed)
+
+    @asynccontextmanager
+    async def session(self, image: str | None = None, **options: Any) -> AsyncIterator[Session]:
+        """A session for the block: its sandbox is removed when the block ends."""
+        session = await self.open_session(image, **options)
+        try:
+            yield session
+        finally:
+            await session.close()
+
+    def get_session(self, session_id: str) -> Session:
+        return self.supervisor.get(session_id)
+
+    @property
+    def sessions(self) -> list[Session]:
+        return list(self.supervisor.sessions.values())
+
+    async def reap_orphans(self) -> int:
+        return len(await self.supervisor.reap_orphans())

@@ -1,0 +1,558 @@
+"""One sandbox, its lifetime, and the calls made into it.
+
+A session runs as a task in the supervisor's root nursery, with a nursery
+and cancel scope of its own: the channel's reader lives there, TTL and idle
+expiry are watched there, and closing the session -- by the caller, by
+expiry, or by supervisor shutdown -- cancels every call in flight, closes the
+channel (the guest exits) and removes the container, shielded so teardown
+survives the cancellation that caused it.
+
+Calls run in the caller's task, each inside a cancel scope the session can
+cancel.  The session does not know how its container was made: that is the
+backend's business.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING, Any, Literal
+
+import structlog
+import trio
+
+from orchestrator import protocol
+from orchestrator._exceptions import unwrap_single_exception
+from orchestrator.backends.base import (
+    LABEL_EXPIRES,
+    LABEL_MANAGED,
+    LABEL_OWNER,
+    LABEL_SESSION,
+    LABEL_SUPERVISOR,
+    SandboxBackend,
+    SandboxSpec,
+)
+from orchestrator.channel import CallStream, GuestChannel
+from orchestrator.config import Config
+from orchestrator.errors import (
+    OperationTimeout,
+    SandboxGone,
+    SandboxStartError,
+    SbxError,
+    SessionClosed,
+)
+from orchestrator.options import SandboxOptions
+from orchestrator.results import ExecResult, FileInfo, OutputChunk
+
+if TYPE_CHECKING:
+    from orchestrator.supervisor import Supervisor
+
+__all__ = ["ExecStream", "Session", "SessionState"]
+
+log = structlog.get_logger("orchestrator.session")
+
+SessionState = Literal["starting", "ready", "closing", "closed"]
+OutputCallback = Callable[[OutputChunk], Awaitable[None] | None]
+_STREAM_NAMES: dict[int, Literal["stdout", "stderr"]] = {
+    protocol.STDOUT: "stdout",
+    protocol.STDERR: "stderr",
+}
+
+
+def new_session_id() -> str:
+    return secrets.token_hex(6)
+
+
+class ExecStream:
+    """A running command: iterate its output chunks, then await ``result()``.
+
+    Output is also collected (up to the cap) so the result carries it; a
+    consumer that stops reading makes the command wait rather than memory grow.
+    """
+
+    def __init__(self, call: CallStream) -> None:
+        self._call = call
+        self._stdout = bytearray()
+        self._stderr = bytearray()
+
+    def __aiter__(self) -> AsyncIterator[OutputChunk]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[OutputChunk]:
+        while True:
+            item = await self._call.receive()
+            if item is None:
+                return
+            stream, data = item
+            (self._stdout if stream == protocol.STDOUT else self._stderr).extend(data)
+            yield OutputChunk(stream=_STREAM_NAMES.get(stream, "stdout"), data=data)
+
+    async def result(self) -> ExecResult:
+        """Drain any unread output and wait for the command to end."""
+        async for _ in self:
+            pass
+        value, _ = await self._call.result()
+        return ExecResult.from_guest(value, bytes(self._stdout), bytes(self._stderr))
+
+
+class Session:
+    """A live sandbox. Made by ``Orchestrator.session()``; never constructed directly."""
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        backend: SandboxBackend,
+        config: Config,
+        options: SandboxOptions,
+    ) -> None:
+        self.id = new_session_id()
+        self._supervisor = supervisor
+        self._backend = backend
+        self._config = config
+        self.options = options
+        self.image = config.image_name(options.image or config.sandbox.image)
+        self.state: SessionState = "starting"
+        self.created_at = time.time()
+        self.ttl = options.ttl or config.session.ttl
+        self.idle_timeout = options.idle_timeout or config.session.idle_timeout
+        self.labels = dict(options.labels)
+        self.sandbox_id: str | None = None
+        self.close_reason: str | None = None
+        self.guest: dict[str, Any] = {}
+        self._channel: GuestChannel | None = None
+        self._scope: trio.CancelScope | None = None
+        self._call_scopes: set[trio.CancelScope] = set()
+        self._active_calls = 0
+        self._last_active = 0.0
+        self._wake = trio.Event()
+        self._closed = trio.Event()
+        self._log = log.bind(session_id=self.id)
+
+    # -- life -------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id} {self.image} {self.state}>"
+
+    @property
+    def expires_at(self) -> float:
+        return self.created_at + self.ttl
+
+    def _spec(self) -> SandboxSpec:
+        sandbox = self._config.sandbox
+        opts = self.options
+        tmpfs = {**sandbox.tmpfs, **opts.tmpfs_sizes}
+        labels = {
+            **self.labels,
+            LABEL_MANAGED: "true",
+            LABEL_SESSION: self.id,
+            LABEL_OWNER: self._config.owner,
+            LABEL_SUPERVISOR: self._supervisor.identity,
+            LABEL_EXPIRES: str(int(self.expires_at)),
+        }
+        return SandboxSpec(
+            image=self.image,
+            name=f"sbx-{self.id}",
+            labels=labels,
+            env={**sandbox.env, **opts.env},
+            memory=opts.memory or sandbox.memory,
+            cpus=opts.cpus or sandbox.cpus,
+            pids_limit=opts.pids_limit or sandbox.pids_limit,
+            network=sandbox.network if opts.network is None else opts.network,
+            tmpfs=tmpfs,
+            user=sandbox.user,
+            workdir=opts.workdir or sandbox.workdir,
+            runtime=sandbox.runtime,
+            log_max_size=sandbox.log_max_size,
+        )
+
+    def _guest_config(self, spec: SandboxSpec) -> dict[str, Any]:
+        return {
+            "roots": list(self._config.sandbox.allowed_roots),
+            "workdir": spec.workdir,
+            "max_file": self._config.session.file_size_limit,
+            "max_output": self._config.session.output_limit,
+            "kill_grace": self._config.session.kill_grace,
+        }
+
+    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The session's task: start the sandbox, serve until closed or expired, clean up."""
+        structlog.contextvars.bind_contextvars(session_id=self.id)
+        spec = self._spec()
+        started = False
+        try:
+            with trio.CancelScope() as scope, unwrap_single_exception():
+                self._scope = scope
+                async with trio.open_nursery() as nursery:
+                    await self._start_sandbox(spec, nursery)
+                    self.state = "ready"
+                    self._last_active = trio.current_time()
+                    started = True
+                    task_status.started()
+                    reason = await self._watch_expiry()
+                    self.close_reason = self.close_reason or reason
+                    nursery.cancel_scope.cancel()
+        except Exception:
+            if not started:
+                raise
+            # After start-up a failure must not take the supervisor's nursery down.
+            self._log.exception("session failed")
+        finally:
+            await self._teardown()
+        if not started:
+            raise SessionClosed(f"session {self.id} was closed before its sandbox was ready")
+
+    async def _start_sandbox(self, spec: SandboxSpec, nursery: trio.Nursery) -> None:
+        timeout = self._config.sandbox.start_timeout
+        t0 = trio.current_time()
+        try:
+            with trio.fail_after(timeout):
+                info = await self._backend.create(spec)
+                self.sandbox_id = info.id
+                stream = await self._backend.attach(info.id, self._on_guest_stderr)
+                self._channel = GuestChannel(stream, name=f"{self.id} ({spec.image})")
+                await self._backend.start(info.id)
+                self.guest = await self._channel.start(
+                    nursery, config=self._guest_config(spec), timeout=timeout
+                )
+        except trio.TooSlowError:
+            raise SandboxStartError(
+                f"sandbox for session {self.id} ({spec.image}) was not ready within {timeout:g} s; "
+                "the engine may be overloaded — retry, or raise sandbox.start_timeout"
+            ) from None
+        except SandboxGone as exc:
+            raise SandboxStartError(
+                f"sandbox for session {self.id} ({spec.image}) exited while starting: {exc}. "
+                "Check the image with `sbx doctor` and rebuild it with `sbx images build`"
+            ) from None
+        self._log.info(
+            "session ready",
+            image=spec.image,
+            sandbox=self.sandbox_id[:12] if self.sandbox_id else None,
+            seconds=round(trio.current_time() - t0, 3),
+        )
+
+    def _on_guest_stderr(self, data: bytes) -> None:
+        for line in data.decode("utf-8", "replace").splitlines():
+            if line.strip():
+                self._log.debug("guest", line=line)
+
+    async def _watch_expiry(self) -> str:
+        """Sleep until the TTL, the idle timeout, or a close request; say which.
+
+        Calls only move ``_last_active`` and never wake this task (that would
+        cost every call a task switch); at an idle deadline that finds calls
+        in flight, the session counts as active and the watch goes on.
+        """
+        started = trio.current_time()
+        while True:
+            if self.close_reason is not None:
+                return self.close_reason
+            now = trio.current_time()
+            if self._active_calls:
+                self._last_active = now
+            ttl_deadline = started + self.ttl
+            idle_deadline = self._last_active + self.idle_timeout
+            if now >= ttl_deadline:
+                return "ttl expired"
+            if now >= idle_deadline:
+                return "idle timeout"
+            with trio.move_on_at(min(ttl_deadline, idle_deadline)):
+                await self._wake.wait()
+            self._wake = trio.Event()
+
+    async def _teardown(self) -> None:
+        """Cancel calls, close the channel, remove the sandbox: shielded, bounded, logged."""
+        self.state = "closing"
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + self._config.shutdown_timeout
+            for call_scope in list(self._call_scopes):
+                call_scope.cancel()
+            try:
+                if self._channel is not None:
+                    await self._channel.aclose()
+                if self.sandbox_id is not None:
+                    await self._backend.remove(self.sandbox_id)
+            except SbxError as exc:
+                self._log.warning("sandbox removal failed; `sbx gc` will retry", error=str(exc))
+            except Exception:
+                self._log.exception("sandbox removal failed; `sbx gc` will retry")
+        self.state = "closed"
+        self._closed.set()
+        self._supervisor._forget(self)
+        self._log.info("session closed", reason=self.close_reason or "closed")
+
+    async def close(self, reason: str = "closed by the caller") -> None:
+        """Cancel the calls in flight, remove the sandbox, and wait until it is gone."""
+        if self.close_reason is None:
+            self.close_reason = reason
+        self._wake.set()
+        if self.state == "starting" and self._scope is not None:
+            self._scope.cancel()
+        with trio.CancelScope(shield=True):
+            await self._closed.wait()
+
+    @property
+    def closed(self) -> bool:
+        return self.state in ("closing", "closed")
+
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- call plumbing ----------------------------------------------------------------
+
+    @contextmanager
+    def _call_scope(self, what: str) -> Iterator[GuestChannel]:
+        """Run one call: cancellable by ``close``, counted for idle expiry, logged with our id."""
+        if self.closed or self._channel is None:
+            raise SessionClosed(
+                f"session {self.id} is closed ({self.close_reason or 'closed'}); open a new session"
+            )
+        channel = self._channel
+        self._active_calls += 1
+        self._last_active = trio.current_time()
+        scope = trio.CancelScope()
+        self._call_scopes.add(scope)
+        try:
+            with structlog.contextvars.bound_contextvars(session_id=self.id), scope:
+                yield channel
+        finally:
+            self._call_scopes.discard(scope)
+            self._active_calls -= 1
+            self._last_active = trio.current_time()
+        if scope.cancelled_caught:
+            raise SessionClosed(
+                f"{what} was cancelled because session {self.id} closed "
+                f"({self.close_reason or 'closed'})"
+            )
+
+    async def _op(
+        self, op: str, args: dict[str, Any], payload: bytes = b"", *, timeout: float | None = None
+    ) -> tuple[dict[str, Any], bytes]:
+        deadline = self._config.session.call_timeout if timeout is None else timeout
+        with self._call_scope(op) as channel:
+            try:
+                return await channel.call(op, args, payload, timeout=deadline)
+            except trio.TooSlowError:
+                raise OperationTimeout(
+                    f"{op} in session {self.id} got no answer within {deadline:g} s; the sandbox "
+                    "may be overloaded — retry with a longer timeout or close the session"
+                ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- exec -----------------------------------------------------------------------
+
+    def _exec_args(
+        self,
+        command: str | Sequence[str],
+        *,
+        timeout: float | None,
+        cwd: str | None,
+        env: dict[str, str] | None,
+        stdin: bytes | None,
+        max_output: int | None,
+    ) -> dict[str, Any]:
+        args: dict[str, Any] = {
+            "timeout": self._config.session.exec_timeout if timeout is None else timeout,
+            "max_output": max_output or self._config.session.output_limit,
+            "grace": self._config.session.kill_grace,
+        }
+        if isinstance(command, str):
+            args["cmd"] = command
+        else:
+            argv = list(command)
+            if not argv or not all(isinstance(part, str) for part in argv):
+                raise SbxError("a command must be a string or a non-empty list of strings")
+            args["argv"] = argv
+        if cwd is not None:
+            args["cwd"] = cwd
+        if env:
+            args["env"] = dict(env)
+        if stdin is not None:
+            args["stdin"] = True
+        return args
+
+    @asynccontextmanager
+    async def exec_stream(
+        self,
+        command: str | Sequence[str],
+        *,
+        timeout: float | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        stdin: bytes | None = None,
+        max_output: int | None = None,
+    ) -> AsyncIterator[ExecStream]:
+        """Run a command and stream its output; leaving early kills it.
+
+        ``command`` is a shell string (run by bash) or an argv list (run as is).
+        """
+        args = self._exec_args(
+            command, timeout=timeout, cwd=cwd, env=env, stdin=stdin, max_output=max_output
+        )
+        safety = args["timeout"] + self._config.session.kill_grace + 30
+        with self._call_scope("exec") as channel, trio.fail_after(safety):
+            async with channel.stream(
+                protocol.OP_EXEC,
+                args,
+                stdin or b"",
+                cancel_grace=self._config.session.kill_grace + 3,
+            ) as call:
+                yield ExecStream(call)
+
+    async def exec(
+        self,
+        command: str | Sequence[str],
+        *,
+        timeout: float | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        stdin: bytes | None = None,
+        max_output: int | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> ExecResult:
+        """Run a command to completion; ``on_output`` sees each chunk as it arrives."""
+        async with self.exec_stream(
+            command, timeout=timeout, cwd=cwd, env=env, stdin=stdin, max_output=max_output
+        ) as running:
+            if on_output is not None:
+                async for chunk in running:
+                    maybe = on_output(chunk)
+                    if maybe is not None:
+                        await maybe
+            return await running.result()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- persistent shells ------------------------------------------------------------
+
+    async def shell(
+        self,
+        command: str,
+        *,
+        name: str = "default",
+        timeout: float | None = None,
+        max_output: int | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> ExecResult:
+        """Run ``command`` in the named persistent shell (cwd, variables and functions persist).
+
+        On timeout the command's processes are killed and the shell survives;
+        if the shell itself was stuck, it is replaced and the next result says
+        ``shell_restarted``.
+        """
+        args: dict[str, Any] = {
+            "name": name,
+            "command": command,
+            "timeout": self._config.session.exec_timeout if timeout is None else timeout,
+            "max_output": max_output or self._config.session.output_limit,
+            "grace": self._config.session.kill_grace,
+        }
+        safety = args["timeout"] + self._config.session.kill_grace + 30
+        with self._call_scope("shell") as channel, trio.fail_after(safety):
+            async with channel.stream(
+                protocol.OP_SHELL_RUN, args, cancel_grace=self._config.session.kill_grace + 3
+            ) as call:
+                running = ExecStream(call)
+                if on_output is not None:
+                    async for chunk in running:
+                        maybe = on_output(chunk)
+                        if maybe is not None:
+                            await maybe
+                return await running.result()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def restart_shell(self, name: str = "default") -> None:
+        """Replace the named shell with a fresh one (state is lost)."""
+        await self._op(protocol.OP_SHELL_RESTART, {"name": name})
+
+    async def close_shell(self, name: str = "default") -> None:
+        await self._op(protocol.OP_SHELL_CLOSE, {"name": name})
+
+    # -- files ------------------------------------------------------------------------
+
+    async def read_file(
+        self,
+        path: str,
+        *,
+        offset: int = 0,
+        length: int | None = None,
+        max_bytes: int | None = None,
+    ) -> bytes:
+        """The file's bytes; ``FileTooLarge`` past the size cap (read in parts with offset)."""
+        args: dict[str, Any] = {"path": path, "offset": offset}
+        if length is not None:
+            args["length"] = length
+        if max_bytes is not None:
+            args["max_bytes"] = max_bytes
+        _, data = await self._op(protocol.OP_FILE_READ, args)
+        return data
+
+    async def write_file(
+        self,
+        path: str,
+        data: bytes | str,
+        *,
+        mode: int | None = None,
+        parents: bool = True,
+        overwrite: bool = True,
+    ) -> None:
+        """Write atomically (temp file + rename), creating parent directories by default."""
+        payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        args: dict[str, Any] = {"path": path, "parents": parents, "overwrite": overwrite}
+        if mode is not None:
+            args["mode"] = mode
+        await self._op(protocol.OP_FILE_WRITE, args, payload)
+
+    async def list_files(self, path: str, *, depth: int = 1, hidden: bool = True) -> list[FileInfo]:
+        value, _ = await self._op(
+            protocol.OP_FILE_LIST, {"path": path, "depth": depth, "hidden": hidden}
+        )
+        return [FileInfo.model_validate(entry) for entry in value.get("entries", [])]
+
+    async def stat(self, path: str, *, follow_symlinks: bool = True) -> FileInfo:
+        value, _ = await self._op(protocol.OP_FILE_STAT, {"path": path, "follow": follow_symlinks})
+        return FileInfo.model_validate(value)
+
+    async def mkdir(self, path: str, *, parents: bool = True, exist_ok: bool = True) -> None:
+        await self._op(
+            protocol.OP_FILE_MKDIR, {"path": path, "parents": parents, "exist_ok": exist_ok}
+        )
+
+    async def remove(self, path: str, *, recursive: bool = False, missing_ok: bool = False) -> None:
+        await self._op(
+            protocol.OP_FILE_REMOVE,
+            {"path": path, "recursive": recursive, "missing_ok": missing_ok},
+        )
+
+    # -- misc -------------------------------------------------------------------------
+
+    async def ping(self) -> float:
+        """Round-trip time of a protocol no-op, in seconds."""
+        t0 = time.perf_counter()
+        await self._op(protocol.OP_PING, {})
+        return time.perf_counter() - t0
+
+    async def info(self) -> dict[str, Any]:
+        value, _ = await self._op(protocol.OP_INFO, {})
+        return value
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able summary for listings."""
+        return {
+            "id": self.id,
+            "image": self.image,
+            "state": self.state,
+            "sandbox_id": self.sandbox_id,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "labels": dict(self.labels),
+            "active_calls": self._active_calls,
+        }
+
+    def _raw_call(self) -> Callable[..., Any]:  # pragma: no cover - for benchmarks only
+        assert self._channel is not None
+        return self._channel.call

@@ -1,0 +1,160 @@
+"""The root of the task tree: the session registry, expiry, orphan reaping, shutdown.
+
+The supervisor owns one root nursery; every session is a task in it, so
+nothing a session starts can outlive the supervisor.  At start-up it reaps
+sandboxes left by a supervisor that died (found by label; the dead man's
+switch normally removes them first, but a container created and never
+started has no guest to notice).  It knows nothing of tools.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+import trio
+
+from orchestrator.backends.base import (
+    LABEL_EXPIRES,
+    LABEL_MANAGED,
+    LABEL_OWNER,
+    LABEL_SUPERVISOR,
+    SandboxBackend,
+    SandboxInfo,
+)
+from orchestrator.config import Config
+from orchestrator.errors import SbxError, SessionError, SessionNotFound
+from orchestrator.options import SandboxOptions
+from orchestrator.session import Session
+
+__all__ = ["Supervisor", "process_identity", "supervisor_alive"]
+
+log = structlog.get_logger("orchestrator.supervisor")
+
+
+def _start_ticks(pid: int) -> str | None:
+    """A process's start time in clock ticks since boot: pid plus this is unique."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return fields[19].decode() if len(fields) > 19 else None
+
+
+def process_identity() -> str:
+    """``host:pid:start`` of this process, written on every sandbox it starts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid()) or '0'}"
+
+
+def supervisor_alive(identity: str) -> bool | None:
+    """Whether the supervisor named by ``identity`` still runs; ``None`` if unknowable here."""
+    host, _, rest = identity.partition(":")
+    pid_text, _, ticks = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return None
+    current = _start_ticks(int(pid_text))
+    return current is not None and current == ticks
+
+
+class Supervisor:
+    """Owns the sessions. Use through ``Orchestrator``."""
+
+    def __init__(self, config: Config, backend: SandboxBackend) -> None:
+        self.config = config
+        self.backend = backend
+        self.identity = process_identity()
+        self.sessions: dict[str, Session] = {}
+        self._nursery: trio.Nursery | None = None
+        self._stopping = False
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Reap orphans, then host sessions until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            if self.config.reap_orphans:
+                reaped = await self.reap_orphans()
+                if reaped:
+                    log.info(
+                        "reaped orphaned sandboxes",
+                        count=len(reaped),
+                        ids=[info.id[:12] for info in reaped],
+                    )
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def open_session(self, options: SandboxOptions) -> Session:
+        """Start a session's task in the root nursery and wait until its sandbox is ready."""
+        if self._nursery is None or self._stopping:
+            raise SessionError("the orchestrator is not running (or is shutting down)")
+        if len(self.sessions) >= self.config.session.max_sessions:
+            raise SessionError(
+                f"{len(self.sessions)} sessions are open, the configured maximum; close some or "
+                "raise session.max_sessions"
+            )
+        session = Session(self, self.backend, self.config, options)
+        self.sessions[session.id] = session
+        try:
+            await self._nursery.start(session._run)
+        except BaseException:
+            self.sessions.pop(session.id, None)
+            raise
+        return session
+
+    def get(self, session_id: str) -> Session:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise SessionNotFound(
+                f"no open session {session_id!r}; it was closed, expired, or never existed "
+                "(list the open ones with `sbx session ls`)"
+            )
+        return session
+
+    def _forget(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+
+    async def close_all(self, reason: str = "supervisor shutdown") -> None:
+        """Close every session concurrently and wait for their sandboxes to go."""
+        self._stopping = True
+        async with trio.open_nursery() as nursery:
+            for session in list(self.sessions.values()):
+                nursery.start_soon(session.close, reason)
+
+    async def reap_orphans(self, *, all_expired: bool = True) -> list[SandboxInfo]:
+        """Remove sandboxes of this owner whose supervisor is gone (or that are expired)."""
+        labels: Mapping[str, str] = {LABEL_MANAGED: "true", LABEL_OWNER: self.config.owner}
+        reaped: list[SandboxInfo] = []
+        now = time.time()
+        for info in await self.backend.list(labels):
+            owner = info.labels.get(LABEL_SUPERVISOR, "")
+            if owner == self.identity:
+                continue
+            alive = supervisor_alive(owner)
+            expires = _float(info.labels.get(LABEL_EXPIRES))
+            expired = all_expired and expires is not None and expires < now
+            if alive is False or expired or (alive is None and not owner):
+                try:
+                    await self.backend.remove(info.id)
+                except SbxError as exc:
+                    log.warning("could not reap sandbox", sandbox=info.id[:12], error=str(exc))
+                    continue
+                reaped.append(info)
+        return reaped
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "identity": self.identity,
+            "sessions": [session.describe() for session in self.sessions.values()],
+        }
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None

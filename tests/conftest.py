@@ -1,0 +1,40 @@
+"""Shared fixtures: a fake-backend orchestrator for unit tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator import Config, FakeBackend, Orchestrator
+
+
+@pytest.fixture
+def fake_config(tmp_path: Path) -> Config:
+    """Defaults, with the guest's roots moved into a temp dir (it runs on the host)."""
+    workspace = tmp_path / "workspace"
+    scratch = tmp_path / "scratch"
+    workspace.mkdir()
+    scratch.mkdir()
+    config = Config()
+    config.sandbox.allowed_roots = [str(workspace), str(scratch)]
+    config.sandbox.workdir = str(workspace)
+    config.session.kill_grace = 0.5
+    config.shutdown_timeout = 5
+    return config
+
+
+@pytest.fixture
+async def fake_backend() -> AsyncIterator[FakeBackend]:
+    backend = FakeBackend()
+    try:
+        yield backend
+    finally:
+        await backend.aclose()
+
+
+@pytest.fixture
+async def orch(fake_config: Config, fake_backend: FakeBackend) -> AsyncIterator[Orchestrator]:
+    async with Orchestrator(fake_config, backend=fake_backend) as orchestrator:
+        yield orchestrator

@@ -1,0 +1,48 @@
+"""The command line's parsing and its error reporting (no engine needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import build_parser, main
+
+
+def test_run_takes_everything_after_the_double_dash_as_the_command() -> None:
+    args = build_parser().parse_args(
+        ["run", "--image", "desktop", "-e", "A=1", "--memory", "512m", "--", "ls", "-la", "--x"]
+    )
+    assert args.image == "desktop"
+    assert args.env == [("A", "1")]
+    assert args.memory == 512 << 20
+    assert args.cmd == ["--", "ls", "-la", "--x"]
+
+
+def test_run_without_a_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["run"])
+    assert info.value.code == 2
+    assert "run needs a command" in capsys.readouterr().err
+
+
+def test_bad_env_pair_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "-e", "NOEQUALS", "--", "true"])
+    assert "NAME=VALUE" in capsys.readouterr().err
+
+
+def test_invalid_config_exits_2_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "sbx.toml"
+    path.write_text("[sandbox]\ncpus = -1\n")
+    assert main(["--config", str(path), "run", "--", "true"]) == 2
+    err = capsys.readouterr().err
+    assert "sandbox.cpus = -1" in err
+    assert "Traceback" not in err
+
+
+def test_version_prints_protocol(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["version"]) == 0
+    assert "protocol 1" in capsys.readouterr().out
