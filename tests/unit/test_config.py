@@ -116,3 +116,8 @@ def test_image_short_names_resolve() -> None:
     assert config.image_name("code-runner") == "sbx-code-runner"
     assert config.image_name("sbx-desktop") == "sbx-desktop"
     assert config.image_name("registry.local/img:1") == "registry.local/img:1"
+
+
+def test_the_example_config_documents_the_defaults() -> None:
+    example = Path(__file__).resolve().parents[2] / "sbx.example.toml"
+    assert load_config(example).model_dump() == Config().model_dump()

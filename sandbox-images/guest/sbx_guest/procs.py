@@ -429,42 +429,46 @@ class ExecCall:
         env = dict(os.environ)
         env.update({str(k): str(v) for k, v in (args.get("env") or {}).items()})
         want_stdin = bool(args.get("stdin"))
+        # Our own pipes passed as plain descriptors: Popen then makes no file
+        # objects, which is measurable on a path taken for every command.
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        in_r, in_w = os.pipe() if want_stdin else (devnull(), -1)
         try:
             proc = subprocess.Popen(
                 argv,
-                stdin=subprocess.PIPE if want_stdin else devnull(),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stdin=in_r,
+                stdout=out_w,
+                stderr=err_w,
                 cwd=cwd,
                 env=env,
                 start_new_session=True,
                 close_fds=True,
             )
-        except FileNotFoundError:
-            return self._spawn_failure(argv[0], 127, "command not found")
-        except PermissionError:
-            return self._spawn_failure(argv[0], 126, "Permission denied")
         except OSError as exc:
+            for fd in (out_r, err_r, in_w):
+                if fd >= 0:
+                    os.close(fd)
+            if isinstance(exc, FileNotFoundError):
+                return self._spawn_failure(argv[0], 127, "command not found")
+            if isinstance(exc, PermissionError):
+                return self._spawn_failure(argv[0], 126, "Permission denied")
             return self._spawn_failure(argv[0], 126, exc.strerror or str(exc))
-        assert proc.stdout is not None
-        assert proc.stderr is not None
-        out_fd = os.dup(proc.stdout.fileno())
-        err_fd = os.dup(proc.stderr.fileno())
-        proc.stdout.close()
-        proc.stderr.close()
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+            if want_stdin:
+                os.close(in_r)
         self.readers[protocol.STDOUT] = PipeReader(
-            self.loop, out_fd, protocol.STDOUT, self.sink, self._eof
+            self.loop, out_r, protocol.STDOUT, self.sink, self._eof
         )
         self.readers[protocol.STDERR] = PipeReader(
-            self.loop, err_fd, protocol.STDERR, self.sink, self._eof
+            self.loop, err_r, protocol.STDERR, self.sink, self._eof
         )
         for reader in self.readers.values():
             reader.on_data = self._data_after_exit
         if want_stdin:
-            assert proc.stdin is not None
-            in_fd = os.dup(proc.stdin.fileno())
-            proc.stdin.close()
-            self.writer = PipeWriter(self.loop, in_fd, payload)
+            self.writer = PipeWriter(self.loop, in_w, payload)
         return proc
 
     def _spawn_failure(self, program: str, code: int, message: str) -> subprocess.Popen:
