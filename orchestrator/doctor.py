@@ -76,7 +76,10 @@ async def collect_checks(config: Config, start_sandbox: bool = True) -> list[Che
             )
 
         builder = make_image_builder(config)
-        statuses = await builder.status()
+        try:
+            statuses = await builder.status()
+        finally:
+            await builder.aclose()
         for status in statuses:
             if not status.present:
                 checks.append(

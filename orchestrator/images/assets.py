@@ -17,7 +17,9 @@ from orchestrator.errors import ConfigError
 __all__ = [
     "GUEST_DIR_IN_IMAGE",
     "GUEST_ENTRYPOINT",
+    "IMAGE_FORMAT",
     "assets_dir",
+    "guest_bytecode",
     "guest_files",
     "guest_hash",
 ]
@@ -25,7 +27,7 @@ __all__ = [
 GUEST_DIR_IN_IMAGE = PurePosixPath("/opt/sbx/guest")
 """Where the guest's files sit inside every sandbox image."""
 
-GUEST_ENTRYPOINT = ["/usr/bin/python3", "-I", str(GUEST_DIR_IN_IMAGE / "main.py")]
+GUEST_ENTRYPOINT = ["/usr/bin/python3", "-I", "-S", str(GUEST_DIR_IN_IMAGE / "main.py")]
 """The sandbox's main process (under ``init``)."""
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -61,9 +63,40 @@ def guest_files() -> dict[str, bytes]:
     return files
 
 
+def guest_bytecode(files: dict[str, bytes]) -> dict[str, bytes]:
+    """Compiled ``__pycache__`` entries for the guest's modules, for this interpreter.
+
+    A sandbox starts a fresh guest every time, on a read-only root where it
+    cannot cache bytecode itself, so shipping it saves compiling ~1,500 lines
+    at every start.  The files are unchecked-hash pycs (PEP 552): valid without
+    matching mtimes, and simply ignored by an image whose Python is another
+    version (the file name carries the version tag).
+    """
+    import importlib.util
+
+    compiled: dict[str, bytes] = {}
+    for name, source in files.items():
+        if not name.endswith(".py") or name == "main.py":
+            continue
+        code = compile(source, f"{GUEST_DIR_IN_IMAGE}/{name}", "exec", dont_inherit=True)
+        source_hash = importlib.util.source_hash(source)
+        data = importlib._bootstrap_external._code_to_hash_pyc(  # type: ignore[attr-defined]
+            code, source_hash, checked=False
+        )
+        folder, _, module = name.rpartition("/")
+        cache_name = importlib.util.cache_from_source(module)
+        compiled[f"{folder}/{cache_name}" if folder else cache_name] = bytes(data)
+    return compiled
+
+
+IMAGE_FORMAT = 2
+"""Bumped when what an image carries besides its recipe changes (bytecode, entrypoint)."""
+
+
 def guest_hash() -> str:
-    """A digest of the guest's code, part of every image's recipe hash."""
+    """A digest of the guest's code and how it is started, part of every recipe hash."""
     digest = hashlib.sha256()
+    digest.update(f"format {IMAGE_FORMAT} entrypoint {GUEST_ENTRYPOINT}".encode())
     for name, data in guest_files().items():
         digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
     return digest.hexdigest()
