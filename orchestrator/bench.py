@@ -14,17 +14,22 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from orchestrator.config import Config
+
+if TYPE_CHECKING:
+    from orchestrator.runtime import Orchestrator
+    from orchestrator.session import Session
 
 __all__ = ["BenchReport", "measure", "run_bench"]
 
 BenchReport = dict[str, Any]
 
 TARGETS = {
+    "router_overhead_p50_ms": 0.5,
     "ping_p50_ms": 0.5,
     "channel_exec_p50_ms": 3.0,
     "ratio": 20.0,
@@ -50,6 +55,27 @@ async def measure(
         await fn()
         samples.append((time.perf_counter() - start) * 1000)
     return samples
+
+
+async def _router_overhead(
+    orch: Orchestrator, session: Session, iterations: int
+) -> tuple[list[float], list[float]]:
+    """The same bash call straight on the session's shell and through the router, interleaved."""
+    from orchestrator.tools.bash import SHELL_NAME
+
+    block = [{"type": "tool_use", "id": "toolu_bench", "name": "bash", "input": {"command": ":"}}]
+    raw: list[float] = []
+    routed: list[float] = []
+    for _ in range(5):
+        await orch.router.run(session, block)
+    for _ in range(iterations):
+        start = time.perf_counter()
+        await session.shell(":", name=SHELL_NAME, timeout=30)
+        raw.append((time.perf_counter() - start) * 1000)
+        start = time.perf_counter()
+        await orch.router.run(session, block)
+        routed.append((time.perf_counter() - start) * 1000)
+    return raw, routed
 
 
 async def _time_process(argv: list[str], runs: int) -> list[float]:
@@ -83,6 +109,7 @@ async def collect(config: Config, iterations: int, image: str | None, cli: bool)
             sandbox_id = session.sandbox_id
             ping = await measure(session.ping, iterations)
             channel_exec = await measure(lambda: session.exec(["true"]), iterations)
+            raw_shell, routed = await _router_overhead(orch, session, iterations)
             docker_runs = max(10, min(iterations, 60))
             docker_exec = await measure(
                 lambda: backend.native_exec(sandbox_id, ["true"]), docker_runs, warmup=2
@@ -95,6 +122,11 @@ async def collect(config: Config, iterations: int, image: str | None, cli: bool)
         report[f"{name}_p50_ms"] = round(statistics.median(samples), 3)
         report[f"{name}_p95_ms"] = round(_percentile(samples, 0.95), 3)
     report["docker_exec_iterations"] = len(docker_exec)
+    report["shell_call_p50_ms"] = round(statistics.median(raw_shell), 3)
+    report["routed_call_p50_ms"] = round(statistics.median(routed), 3)
+    report["router_overhead_p50_ms"] = round(
+        max(0.0, report["routed_call_p50_ms"] - report["shell_call_p50_ms"]), 3
+    )
     report["ratio"] = round(report["docker_exec_p50_ms"] / report["channel_exec_p50_ms"], 1)
 
     docker_cli = shutil.which("docker")
@@ -158,6 +190,11 @@ def _format(report: BenchReport) -> str:
     row("exec `true` (channel)", "channel_exec")
     row(f"exec `true` (docker exec, {report['docker_exec_iterations']} calls)", "docker_exec")
     lines.append(f"  docker exec / channel exec (p50)   {report['ratio']:.1f}x faster")
+    lines.append(
+        f"  bash tool call: shell {report['shell_call_p50_ms']:.3f} ms, through the router "
+        f"{report['routed_call_p50_ms']:.3f} ms "
+        f"(overhead {report['router_overhead_p50_ms']:.3f} ms)"
+    )
     if "run_ratio" in report:
         lines.append(
             f"  `sbx run -- true`                  p50 {report['sbx_run_p50_ms']:>8.1f} ms"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import itertools
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -131,9 +130,12 @@ class GuestChannel:
     dies with the session.
     """
 
-    def __init__(self, stream: trio.abc.Stream, *, name: str = "guest") -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, *, name: str = "guest", session_id: str | None = None
+    ) -> None:
         self._stream = stream
         self.name = name
+        self.session_id = session_id
         self._decoder = protocol.FrameDecoder()
         self._send_lock = trio.Lock()
         self._ids = itertools.count(1)
@@ -231,7 +233,12 @@ class GuestChannel:
             self._calls.pop(call.id, None)
             call._finish(header, payload)
         else:
-            log.debug("unexpected frame from guest", kind=kind, sandbox=self.name)
+            log.debug(
+                "unexpected frame from guest",
+                kind=kind,
+                sandbox=self.name,
+                session_id=self.session_id,
+            )
 
     def _close_all(self, exc: BaseException) -> None:
         if self._closed is None:
@@ -299,9 +306,13 @@ class GuestChannel:
         call = CallStream(self, call_id, op, protocol.DEFAULT_WINDOW)
         self._calls[call_id] = call
         try:
-            with trio.fail_after(math.inf if timeout is None else timeout):
+            if timeout is None:
                 await self._send(protocol.request(call_id, op, args or {}, payload))
                 await call.done.wait()
+            else:
+                with trio.fail_after(timeout):
+                    await self._send(protocol.request(call_id, op, args or {}, payload))
+                    await call.done.wait()
         finally:
             if not call.done.is_set():
                 self._calls.pop(call_id, None)

@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from orchestrator.config import Config, load_config, parse_bytes
-from orchestrator.errors import ConfigError, SbxError
+from orchestrator.errors import ConfigError, SbxError, SessionClosed
 from orchestrator.log import configure_logging
 
 __all__ = ["main"]
@@ -106,6 +106,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-cli", action="store_true", help="skip `sbx run` vs `docker run` (slower part)"
     )
 
+    agent = sub.add_parser(
+        "agent",
+        help="let Claude do a task in a fresh sandbox",
+        description="Run the Claude agent loop on TASK in a fresh sandbox. Needs "
+        "ANTHROPIC_API_KEY; honours ANTHROPIC_BASE_URL and --base-url.",
+    )
+    agent.add_argument("task", help="what Claude should do")
+    agent.add_argument("--image", help="sandbox image (default from config)")
+    agent.add_argument("--model", default=None, help="model id (default claude-sonnet-4-5)")
+    agent.add_argument("--max-turns", type=int, default=20)
+    agent.add_argument("--max-tokens", type=int, default=4096, help="per response")
+    agent.add_argument("--token-budget", type=int, help="stop once this many tokens are used")
+    agent.add_argument("--tools", default="bash", help="comma-separated tool families")
+    agent.add_argument("--base-url", help="Messages API base URL (e.g. a `sbx fake-api`)")
+    agent.add_argument("--api-key", help="API key (default $ANTHROPIC_API_KEY)")
+    agent.add_argument("--runs", default="runs", help="directory for run directories")
+    agent.add_argument("--system", help="system prompt")
+
+    fake = sub.add_parser(
+        "fake-api",
+        help="serve a scripted stand-in for the Messages API (dry runs)",
+        description="Serve POST /v1/messages on 127.0.0.1, answering from a YAML script of "
+        "replies, so `sbx agent --base-url` can be tried without the cloud API.",
+    )
+    fake.add_argument("--script", required=True, help="YAML list of replies")
+    fake.add_argument("--port", type=int, default=8788)
+
     demo = sub.add_parser("demo", help="run several sandboxed jobs in parallel and show results")
     demo.add_argument("--image", help="image for the jobs (default: code-runner)")
 
@@ -157,6 +184,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, config:
         from orchestrator.doctor import run_doctor
 
         return trio.run(run_doctor, config, args.json, not args.quick)
+    if args.command == "agent":
+        return trio.run(_agent, config, args)
+    if args.command == "fake-api":
+        return trio.run(_fake_api, args.script, args.port)
     if args.command == "demo":
         from orchestrator.demo import run_demo
 
@@ -227,17 +258,23 @@ async def _run_async(
     # Fresh-sandbox runs need no reaping; `sbx gc` and long-lived supervisors do that.
     config = config.model_copy(update={"reap_orphans": False})
     orch = Orchestrator(config, handle_signals=True)
-    async with orch, orch.session(**options) as session:
-        result = await session.exec(command, timeout=timeout, stdin=stdin, on_output=passthrough)
-        code = EXIT_TIMEOUT if result.timed_out else result.exit_code
-        if result.truncated:
-            print(
-                f"sbx: output was truncated at {config.session.output_limit} bytes per stream "
-                "(raise session.output_limit to keep more)",
-                file=sys.stderr,
+    try:
+        async with orch, orch.session(**options) as session:
+            result = await session.exec(
+                command, timeout=timeout, stdin=stdin, on_output=passthrough
             )
-        if result.oom_killed:
-            print("sbx: the command ran out of memory (raise --memory)", file=sys.stderr)
+            code = EXIT_TIMEOUT if result.timed_out else result.exit_code
+            if result.truncated:
+                print(
+                    f"sbx: output was truncated at {config.session.output_limit} bytes per "
+                    "stream (raise session.output_limit to keep more)",
+                    file=sys.stderr,
+                )
+            if result.oom_killed:
+                print("sbx: the command ran out of memory (raise --memory)", file=sys.stderr)
+    except SessionClosed:
+        if orch.signalled is None:
+            raise
     if orch.signalled is not None:
         return 128 + orch.signalled
     return code
@@ -289,6 +326,89 @@ async def _images_ls(config: Config, as_json: bool) -> int:
             f"{status.name:<13} {status.image:<24} {size:>9}  "
             f"{(status.image_hash or status.expected_hash)[:12]:<12}  {state}"
         )
+    return 0
+
+
+# -- agent -------------------------------------------------------------------
+
+
+async def _agent(config: Config, args: argparse.Namespace) -> int:
+    from orchestrator.agent.loop import AgentError, resolve_api_key, run_agent
+    from orchestrator.router import ToolCallEvent
+    from orchestrator.runtime import Orchestrator
+    from orchestrator.tools.versions import DEFAULT_MODEL
+
+    api_key = resolve_api_key(args.api_key)  # fail before starting a sandbox
+    out = sys.stdout
+
+    def on_text(text: str) -> None:
+        out.write(text)
+        out.flush()
+
+    def on_tool(event: ToolCallEvent) -> None:
+        if event.kind != "finished":
+            return
+        mark = "error" if event.is_error else "ok"
+        print(
+            f"  ⚙ {event.name} [{event.tool_use_id}] {mark} in {event.seconds:.2f} s",
+            file=sys.stderr,
+        )
+
+    config = config.model_copy(update={"reap_orphans": False})
+    orch = Orchestrator(config, handle_signals=True)
+    try:
+        async with orch:
+            result = await run_agent(
+                orch,
+                args.task,
+                image=args.image,
+                model=args.model or DEFAULT_MODEL,
+                tools=[t.strip() for t in args.tools.split(",") if t.strip()],
+                max_turns=args.max_turns,
+                max_tokens=args.max_tokens,
+                token_budget=args.token_budget,
+                system=args.system,
+                api_key=api_key,
+                base_url=args.base_url,
+                run_root=args.runs,
+                on_text=on_text,
+                on_tool=on_tool,
+            )
+    except AgentError as exc:
+        print(f"sbx: {exc}", file=sys.stderr)
+        return 1
+    except KeyError as exc:
+        raise ConfigError(str(exc).strip("'\"")) from None
+    print(
+        f"\n[{result.stop_reason} after {result.turns} turn(s); "
+        f"{result.input_tokens} input + {result.output_tokens} output tokens; "
+        f"transcript in {result.run_dir}]",
+        file=sys.stderr,
+    )
+    return 0
+
+
+async def _fake_api(script: str, port: int) -> int:
+    from orchestrator.testing.messages_api import MessagesAPIServer, load_script
+
+    try:
+        replies = load_script(script)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load the script {script}: {exc}") from None
+    server = MessagesAPIServer(replies)
+    async with trio.open_nursery() as nursery:
+        url = await nursery.start(
+            lambda task_status: server.serve(task_status=task_status, port=port)
+        )
+        print(
+            f"fake Messages API on {url} with {len(replies)} scripted replies; "
+            f"use: sbx agent --base-url {url} ...  (Ctrl-C stops)",
+            flush=True,
+        )
+        with trio.open_signal_receiver(2, 15) as signals:
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                break
     return 0
 
 

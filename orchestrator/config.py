@@ -34,6 +34,7 @@ __all__ = [
     "LoggingConfig",
     "SandboxConfig",
     "SessionConfig",
+    "ToolsConfig",
     "load_config",
     "parse_bytes",
 ]
@@ -175,6 +176,22 @@ class SessionConfig(_Section):
     call_timeout: float = Field(default=60.0, gt=0, description="Deadline of a file/shell op, s.")
 
 
+class ToolsConfig(_Section):
+    """Claude's tools and the router that runs batches of their calls."""
+
+    bash_timeout: float = Field(
+        default=120.0, gt=0, description="A bash tool call's timeout, s; then restart."
+    )
+    max_output_chars: int = Field(
+        default=30_000, ge=1000, description="Text a tool result may carry before clipping."
+    )
+    call_timeout: float = Field(
+        default=600.0, gt=0, description="The router's deadline for any one tool call, s."
+    )
+    max_concurrent_calls: int = Field(default=64, ge=1, description="Across all sessions.")
+    max_concurrent_calls_per_session: int = Field(default=8, ge=1)
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -191,6 +208,7 @@ class Config(_Section):
     images: ImagesConfig = Field(default_factory=ImagesConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     session: SessionConfig = Field(default_factory=SessionConfig)
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     owner: str = Field(
         default="local",

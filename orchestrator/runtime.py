@@ -13,7 +13,7 @@ nothing behind.
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +26,15 @@ from orchestrator.config import Config, load_config
 from orchestrator.errors import SessionError
 from orchestrator.log import configure_logging
 from orchestrator.options import parse_options
+from orchestrator.router import ToolRouter
 from orchestrator.session import Session
 from orchestrator.supervisor import Supervisor
+from orchestrator.tools.registry import default_registry
 
 __all__ = ["Orchestrator", "make_backend", "make_image_builder"]
 
 if TYPE_CHECKING:
+    from orchestrator.agent.loop import AgentResult
     from orchestrator.backends.docker.image_builder import DockerImageBuilder
 
 log = structlog.get_logger("orchestrator")
@@ -80,6 +83,8 @@ class Orchestrator:
             configure_logging(self.config.logging.level, self.config.logging.format)
         self.backend = backend if backend is not None else make_backend(self.config)
         self.supervisor = Supervisor(self.config, self.backend)
+        self.router = ToolRouter(default_registry(self.config), self.config.tools)
+        self.supervisor.router = self.router
         self.handle_signals = handle_signals
         self._stack: AsyncExitStack | None = None
         self._nursery: trio.Nursery | None = None
@@ -161,6 +166,23 @@ class Orchestrator:
     @property
     def sessions(self) -> list[Session]:
         return list(self.supervisor.sessions.values())
+
+    async def run_tools(
+        self, batches: Mapping[str, Sequence[Any]]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Tool batches in several sessions at once, keyed by session id.
+
+        For evaluation runs driving many sandboxes per step; each session's
+        batch follows the same rules as ``Session.run_tools``.
+        """
+        sessions = {self.get_session(session_id): blocks for session_id, blocks in batches.items()}
+        return await self.router.run_many(sessions)
+
+    async def agent(self, task: str, **options: Any) -> AgentResult:
+        """Let Claude do ``task`` in a fresh sandbox; see ``orchestrator.agent.run_agent``."""
+        from orchestrator.agent.loop import run_agent
+
+        return await run_agent(self, task, **options)
 
     async def reap_orphans(self) -> int:
         return len(await self.supervisor.reap_orphans())

@@ -42,7 +42,9 @@ from orchestrator.errors import (
     SandboxStartError,
     SbxError,
     SessionClosed,
+    SessionError,
 )
+from orchestrator.locks import ResourceLocks
 from orchestrator.options import SandboxOptions
 from orchestrator.results import ExecResult, FileInfo, OutputChunk
 
@@ -129,6 +131,9 @@ class Session:
         self._wake = trio.Event()
         self._closed = trio.Event()
         self._log = log.bind(session_id=self.id)
+        self.locks = ResourceLocks()
+        """Per-resource locks for tool calls (shell, display, files); never cross sessions."""
+        self._tool_slots: trio.CapacityLimiter | None = None
 
     # -- life -------------------------------------------------------------------
 
@@ -211,7 +216,9 @@ class Session:
                 info = await self._backend.create(spec)
                 self.sandbox_id = info.id
                 stream = await self._backend.attach(info.id, self._on_guest_stderr)
-                self._channel = GuestChannel(stream, name=f"{self.id} ({spec.image})")
+                self._channel = GuestChannel(
+                    stream, name=f"{self.id} ({spec.image})", session_id=self.id
+                )
                 await self._backend.start(info.id)
                 self.guest = await self._channel.start(
                     nursery, config=self._guest_config(spec), timeout=timeout
@@ -307,7 +314,12 @@ class Session:
 
     @contextmanager
     def _call_scope(self, what: str) -> Iterator[GuestChannel]:
-        """Run one call: cancellable by ``close``, counted for idle expiry, logged with our id."""
+        """Run one call: cancellable by ``close`` and counted for idle expiry.
+
+        Calls run in the caller's task, so log lines about them name the
+        session explicitly rather than through context variables (binding
+        those costs more than a no-op call itself).
+        """
         if self.closed or self._channel is None:
             raise SessionClosed(
                 f"session {self.id} is closed ({self.close_reason or 'closed'}); open a new session"
@@ -318,7 +330,7 @@ class Session:
         scope = trio.CancelScope()
         self._call_scopes.add(scope)
         try:
-            with structlog.contextvars.bound_contextvars(session_id=self.id), scope:
+            with scope:
                 yield channel
         finally:
             self._call_scopes.discard(scope)
@@ -333,16 +345,38 @@ class Session:
     async def _op(
         self, op: str, args: dict[str, Any], payload: bytes = b"", *, timeout: float | None = None
     ) -> tuple[dict[str, Any], bytes]:
+        """One request/response call, on the hot path of every small operation.
+
+        One cancel scope serves as both the deadline and the handle ``close``
+        cancels; afterwards ``self.closed`` tells which of the two fired.
+        """
+        channel = self._channel
+        if self.closed or channel is None:
+            raise SessionClosed(
+                f"session {self.id} is closed ({self.close_reason or 'closed'}); open a new session"
+            )
         deadline = self._config.session.call_timeout if timeout is None else timeout
-        with self._call_scope(op) as channel:
-            try:
-                return await channel.call(op, args, payload, timeout=deadline)
-            except trio.TooSlowError:
-                raise OperationTimeout(
-                    f"{op} in session {self.id} got no answer within {deadline:g} s; the sandbox "
-                    "may be overloaded — retry with a longer timeout or close the session"
-                ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        self._active_calls += 1
+        scope = trio.CancelScope(deadline=trio.current_time() + deadline)
+        self._last_active = scope.deadline - deadline
+        self._call_scopes.add(scope)
+        try:
+            with scope:
+                return await channel.call(op, args, payload)
+        finally:
+            self._call_scopes.discard(scope)
+            self._active_calls -= 1
+            self._last_active = trio.current_time()
+        # Only reached when the scope absorbed a cancellation: close() or the deadline.
+        if self.closed:
+            raise SessionClosed(
+                f"{op} was cancelled because session {self.id} closed "
+                f"({self.close_reason or 'closed'})"
+            )
+        raise OperationTimeout(
+            f"{op} in session {self.id} got no answer within {deadline:g} s; the sandbox "
+            "may be overloaded — retry with a longer timeout or close the session"
+        )
 
     # -- exec -----------------------------------------------------------------------
 
@@ -527,6 +561,30 @@ class Session:
             protocol.OP_FILE_REMOVE,
             {"path": path, "recursive": recursive, "missing_ok": missing_ok},
         )
+
+    # -- tools ------------------------------------------------------------------------
+
+    def tool_slots(self, limit: int) -> trio.CapacityLimiter:
+        """This session's cap on concurrent tool calls (made on first use)."""
+        if self._tool_slots is None:
+            self._tool_slots = trio.CapacityLimiter(limit)
+        return self._tool_slots
+
+    async def run_tools(
+        self, blocks: Sequence[Any], *, tool_types: dict[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Run Claude's ``tool_use`` blocks here; ``tool_result`` blocks in the same order.
+
+        Calls on different resources run concurrently, calls on the same one in
+        order; a failing call is an ``is_error`` result and the others complete.
+        ``tool_types`` names the advertised version per tool (``{"computer":
+        "computer_20251124"}``) where versions differ in behaviour.
+        """
+        router = self._supervisor.router
+        if router is None:
+            raise SessionError("this session has no tool router; open it through an Orchestrator")
+        results: list[dict[str, Any]] = await router.run(self, blocks, tool_types=tool_types)
+        return results
 
     # -- misc -------------------------------------------------------------------------
 

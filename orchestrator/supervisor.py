@@ -72,6 +72,8 @@ class Supervisor:
         self.sessions: dict[str, Session] = {}
         self._nursery: trio.Nursery | None = None
         self._stopping = False
+        self.router: Any = None
+        """The tool router sessions use for ``run_tools`` (set by ``Orchestrator``)."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Reap orphans, then host sessions until cancelled."""

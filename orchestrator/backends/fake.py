@@ -142,7 +142,7 @@ class FakeBackend:
         env.setdefault("PATH", os.environ.get("PATH", "/usr/bin:/bin"))
         env.setdefault("HOME", os.environ.get("HOME", "/tmp"))
         box.process = await trio.lowlevel.open_process(
-            [sys.executable, "-I", str(self._guest_main())],
+            [sys.executable, "-I", "-S", str(self._guest_main())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -93,3 +94,47 @@ async def test_orphans_of_dead_supervisors_are_reaped_at_start(docker_client, co
                 docker_client.api.remove_container(cid, force=True)
             except docker.errors.NotFound:
                 pass
+
+
+async def test_sigterm_and_sigint_shut_down_with_nothing_left(docker_client) -> None:
+    import signal
+
+    for sig, expected in ((signal.SIGTERM, 128 + 15), (signal.SIGINT, 128 + 2)):
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "orchestrator.cli",
+                "--log-level",
+                "info",
+                "--log-format",
+                "json",
+                "run",
+                "--image",
+                IMAGE,
+                "--",
+                "sh",
+                "-c",
+                "echo started; sleep 300",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        with trio.fail_after(120):
+            line = await trio.to_thread.run_sync(proc.stdout.readline)
+        assert line == b"started\n"
+        proc.send_signal(sig)
+        with trio.fail_after(30):
+            code = await trio.to_thread.run_sync(proc.wait)
+        logs = proc.stderr.read().decode()
+        session_ids = {
+            json.loads(entry)["session_id"]
+            for entry in logs.splitlines()
+            if entry.startswith("{") and "session_id" in entry
+        }
+        assert code == expected
+        assert len(session_ids) == 1
+        # Removed by the shutdown itself, not later by the dead man's switch.
+        assert _managed(docker_client, f"io.sbx.session={session_ids.pop()}") == []

@@ -46,3 +46,14 @@ def test_invalid_config_exits_2_naming_the_key(
 def test_version_prints_protocol(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["version"]) == 0
     assert "protocol 1" in capsys.readouterr().out
+
+
+def test_unreachable_engine_names_docker_host_and_how_to_start_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    assert main(["run", "--", "true"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot reach the Docker Engine" in err
+    assert "DOCKER_HOST" in err
+    assert "dockerd" in err

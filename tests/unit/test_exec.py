@@ -188,3 +188,43 @@ async def test_background_child_holding_the_pipe_does_not_hang_the_call(
             r = await s.exec("sleep 3 & echo done")
     assert r.stdout == b"done\n"
     assert os.environ.get("SBX_NEVER") is None
+
+
+async def test_commands_start_with_default_signal_dispositions(orch: Orchestrator) -> None:
+    # The guest (Python) ignores SIGPIPE; an ignored signal would survive exec
+    # and make `producer | head` spin on EPIPE instead of ending.
+    async with orch.session() as s:
+        r = await s.exec(["bash", "-c", "trap -p PIPE; trap -p XFSZ; echo checked"])
+        pipeline = await s.exec("yes | head -n 2", timeout=10)
+    assert r.stdout == b"checked\n"
+    assert pipeline.stdout == b"y\ny\n"
+    assert pipeline.exit_code == 0
+
+
+async def test_path_lookup_uses_the_commands_own_path(orch: Orchestrator, fake_config) -> None:
+    scratch = fake_config.sandbox.allowed_roots[1]
+    async with orch.session() as s:
+        await s.write_file(
+            f"{scratch}/bin/hello-sbx", "#!/bin/sh\necho from-custom-path\n", mode=0o755
+        )
+        found = await s.exec(["hello-sbx"], env={"PATH": f"{scratch}/bin:/usr/bin:/bin"})
+        missing = await s.exec(["hello-sbx"])
+        relative = await s.exec(["./bin/hello-sbx"], cwd=scratch)
+    assert found.stdout == b"from-custom-path\n"
+    assert missing.exit_code == 127
+    assert relative.stdout == b"from-custom-path\n"
+
+
+async def test_a_program_that_moved_is_found_again(orch: Orchestrator, fake_config) -> None:
+    scratch = fake_config.sandbox.allowed_roots[1]
+    path = f"{scratch}/a:{scratch}/b:/usr/bin:/bin"
+    async with orch.session() as s:
+        await s.write_file(f"{scratch}/a/tool-sbx", "#!/bin/sh\necho a\n", mode=0o755)
+        first = await s.exec(["tool-sbx"], env={"PATH": path})
+        await s.remove(f"{scratch}/a/tool-sbx")
+        await s.write_file(f"{scratch}/b/tool-sbx", "#!/bin/sh\necho b\n", mode=0o755)
+        second = await s.exec(["tool-sbx"], env={"PATH": path})
+        await s.remove(f"{scratch}/b/tool-sbx")
+        gone = await s.exec(["tool-sbx"], env={"PATH": path})
+    assert (first.stdout, second.stdout) == (b"a\n", b"b\n")
+    assert gone.exit_code == 127

@@ -11,11 +11,10 @@ directory, then ``rename``.
 
 from __future__ import annotations
 
+import binascii
 import errno
 import os
-import shutil
 import stat
-import tempfile
 from typing import Dict, List, Optional, Tuple
 
 from . import protocol
@@ -200,10 +199,12 @@ class FileService:
         mode = args.get("mode")
         if mode is None:
             mode = stat.S_IMODE(existing.st_mode) if existing is not None else 0o644
+        tmp = os.path.join(
+            parent,
+            ".%s.%s.sbx-tmp" % (os.path.basename(real), binascii.hexlify(os.urandom(6)).decode()),
+        )
         try:
-            fd, tmp = tempfile.mkstemp(
-                prefix=".%s." % os.path.basename(real), suffix=".sbx-tmp", dir=parent
-            )
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise os_error(exc, str(path), "write") from None
         try:
@@ -352,6 +353,8 @@ class FileService:
         try:
             if stat.S_ISDIR(info.st_mode):
                 if recursive:
+                    import shutil  # imported here: it is slow to import and rarely needed
+
                     shutil.rmtree(real)
                 else:
                     os.rmdir(real)

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import signal
-import socket
 import sys
 import time
-import traceback
 from typing import Any, Callable, Dict, Optional
 
 from . import protocol
@@ -105,11 +102,11 @@ class Guest:
                 list(protocol.ALL_OPS),
                 guest={
                     "version": GUEST_VERSION,
-                    "python": platform.python_version(),
+                    "python": sys.version.split()[0],
                     "uid": os.getuid(),
                     "gid": os.getgid(),
                     "pid": os.getpid(),
-                    "hostname": socket.gethostname(),
+                    "hostname": os.uname().nodename,
                 },
             )
         )
@@ -212,6 +209,8 @@ class Guest:
             self.send(protocol.error(call_id, protocol.E_BAD_REQUEST, "bad arguments: %s" % exc))
         except Exception as exc:
             self.calls.pop(call_id, None)
+            import traceback  # only on this rare path: startup time matters more
+
             log("operation failed", op=op, error=repr(exc), trace=traceback.format_exc())
             self.send(
                 protocol.error(
@@ -240,12 +239,12 @@ class Guest:
                 {
                     "version": GUEST_VERSION,
                     "protocol": protocol.PROTOCOL_VERSION,
-                    "python": platform.python_version(),
+                    "python": sys.version.split()[0],
                     "uid": os.getuid(),
                     "gid": os.getgid(),
                     "pid": os.getpid(),
-                    "hostname": socket.gethostname(),
-                    "kernel": platform.release(),
+                    "hostname": os.uname().nodename,
+                    "kernel": os.uname().release,
                     "cpus": os.cpu_count(),
                     "roots": self.files.roots,
                     "workdir": self.defaults["workdir"],
@@ -322,6 +321,9 @@ def main(argv: Optional[list] = None) -> int:
         except OSError:
             pass
     prime_oom_counter()
+    # The guest itself works from / (every path it handles is absolute); commands
+    # get their working directory when they are spawned.
+    os.chdir("/")
     guest.start()
     loop.run()
     return guest.exit_code
