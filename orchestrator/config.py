@@ -28,10 +28,14 @@ from orchestrator.errors import ConfigError
 
 __all__ = [
     "ByteSize",
+    "CodeExecutionConfig",
     "Config",
+    "DesktopConfig",
+    "EditorConfig",
     "EngineConfig",
     "ImagesConfig",
     "LoggingConfig",
+    "MemoryConfig",
     "SandboxConfig",
     "SessionConfig",
     "ToolsConfig",
@@ -192,6 +196,33 @@ class ToolsConfig(_Section):
     max_concurrent_calls_per_session: int = Field(default=8, ge=1)
 
 
+class DesktopConfig(_Section):
+    """Desktop sandboxes and the ``computer`` tool."""
+
+    width: int = Field(default=1024, ge=320, le=7680, description="Screen width, pixels.")
+    height: int = Field(default=768, ge=200, le=4320, description="Screen height, pixels.")
+    depth: Literal[16, 24] = 24
+
+
+class EditorConfig(_Section):
+    """The text editor tools (``str_replace_based_edit_tool``, ``str_replace_editor``)."""
+
+    undo_depth: int = Field(default=10, ge=0, description="Edits ``undo_edit`` can take back.")
+
+
+class CodeExecutionConfig(_Section):
+    """The ``code_execution`` tool and ``sbx exec-code``."""
+
+    timeout: float = Field(default=60.0, gt=0, description="Per-call timeout, s.")
+
+
+class MemoryConfig(_Section):
+    """The ``memory`` tool's store, on the host, mounted into sessions at /memories."""
+
+    namespace: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    max_bytes: ByteSize = Field(default=64 << 20, ge=1, description="Size cap of one namespace.")
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -209,6 +240,10 @@ class Config(_Section):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     session: SessionConfig = Field(default_factory=SessionConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    desktop: DesktopConfig = Field(default_factory=DesktopConfig)
+    editor: EditorConfig = Field(default_factory=EditorConfig)
+    code_execution: CodeExecutionConfig = Field(default_factory=CodeExecutionConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     owner: str = Field(
         default="local",

@@ -24,6 +24,15 @@ from .shells import ShellRegistry
 
 GUEST_VERSION = "1"
 
+EXTENSIONS: Dict[str, str] = {}
+"""Operation prefix -> module adding those operations (``desktop`` -> ``sbx_guest.desktop``).
+
+An extension module has ``register(guest)``, which adds entries to
+``guest.handlers`` (and may keep state on the guest).  It is imported on the
+first request for one of its operations, so sandboxes that never use it do not
+pay for importing it at start-up.
+"""
+
 
 def log(event: str, **fields: Any) -> None:
     """One JSON line on stderr; the orchestrator re-logs it under the session's id."""
@@ -60,6 +69,9 @@ class Guest:
         self.files = FileService([r for r in roots if r], 32 << 20)
         self.shells = ShellRegistry(loop)
         self.exit_code = 0
+        self.loaded_extensions: set = set()
+        self.cleanups: list = []
+        """Callables run at shutdown (extensions register theirs: stop an X server...)."""
         self.handlers: Dict[str, Callable[[int, dict, bytes], None]] = {
             protocol.OP_PING: self.op_ping,
             protocol.OP_INFO: self.op_info,
@@ -99,7 +111,7 @@ class Guest:
         self.loop.add_reader(self.infd, self.on_input)
         self.send(
             protocol.hello(
-                list(protocol.ALL_OPS),
+                list(protocol.ALL_OPS) + ["%s.*" % prefix for prefix in sorted(EXTENSIONS)],
                 guest={
                     "version": GUEST_VERSION,
                     "python": sys.version.split()[0],
@@ -183,6 +195,8 @@ class Guest:
             return
         op = header.get("op")
         handler = self.handlers.get(op)  # type: ignore[arg-type]
+        if handler is None and isinstance(op, str):
+            handler = self.load_extension(op)
         if handler is None:
             self.send(
                 protocol.error(
@@ -217,6 +231,17 @@ class Guest:
                     call_id, protocol.E_INTERNAL, "internal guest error in %s: %r" % (op, exc)
                 )
             )
+
+    def load_extension(self, op: str) -> Optional[Callable[[int, dict, bytes], None]]:
+        prefix = op.split(".", 1)[0]
+        module_name = EXTENSIONS.get(prefix)
+        if module_name is None or prefix in self.loaded_extensions:
+            return None
+        import importlib
+
+        self.loaded_extensions.add(prefix)
+        importlib.import_module(module_name).register(self)
+        return self.handlers.get(op)
 
     def call_done(self, call_id: int) -> None:
         self.calls.pop(call_id, None)
@@ -283,6 +308,11 @@ class Guest:
                 except Exception:
                     pass
         self.shells.kill_all()
+        for cleanup in self.cleanups:
+            try:
+                cleanup()
+            except Exception:  # keep cleaning up
+                pass
         self.loop.stop()
 
 

@@ -1,0 +1,75 @@
+"""The ``sbx`` command line: parsing and presentation only.
+
+Each command group lives in its own module with a ``register(subparsers)``
+function; this module assembles them, loads the configuration, sets up
+logging and turns errors from the ``orchestrator.errors`` tree into one line
+naming cause and fix -- never a traceback.  Nothing here talks to the engine
+or the guest: commands are thin shells over the Python API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from orchestrator.cli import agent, images, maintenance, run
+from orchestrator.config import Config, load_config
+from orchestrator.errors import ConfigError, SbxError
+from orchestrator.log import configure_logging
+
+__all__ = ["build_parser", "main"]
+
+COMMAND_GROUPS = (run, images, agent, maintenance)
+"""Modules that add sub-commands; each has ``register(subparsers)``."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sbx",
+        description="Hardened Docker sandboxes for Claude's tools and plain exec/file calls.",
+    )
+    parser.add_argument("--config", help="TOML config file (default: $SBX_CONFIG, ./sbx.toml)")
+    parser.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity"
+    )
+    parser.add_argument(
+        "--log-format", choices=["auto", "json", "console"], help="log format (default: auto)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for group in COMMAND_GROUPS:
+        group.register(sub)
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    level = args.log_level or config.logging.level
+    fmt = args.log_format or config.logging.format
+    # One-shot commands keep the terminal for the command's own output.
+    if getattr(args, "quiet_logs", False) and not args.log_level:
+        level = "warning"
+    configure_logging(level, fmt)
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        # A group without its action (`sbx images`) prints that group's help.
+        (getattr(args, "group_parser", None) or parser).print_help()
+        return 2
+    try:
+        config = _load(args)
+        code: int = handler(args, config)
+        return code
+    except ConfigError as exc:
+        print(f"sbx: {exc}", file=sys.stderr)
+        return 2
+    except SbxError as exc:
+        print(f"sbx: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,76 @@
+"""``sbx images build|ls``: the sandbox images, built without a registry."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import trio
+
+from orchestrator.config import Config
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    images = sub.add_parser("images", help="build and list sandbox images")
+    images.set_defaults(group_parser=images)
+    actions = images.add_subparsers(dest="images_command", metavar="ACTION")
+    build = actions.add_parser("build", help="build images (missing or stale ones only)")
+    build.add_argument("names", nargs="*", help="images to build (default: all)")
+    build.add_argument("--base", help="start sbx-base from this Debian-like image")
+    build.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    build.set_defaults(
+        handler=lambda args, config: trio.run(
+            build_images, config, args.names, args.base, args.force
+        )
+    )
+    ls = actions.add_parser("ls", help="list images with size and recipe hash")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(handler=lambda args, config: trio.run(list_images, config, args.json))
+
+
+async def build_images(config: Config, names: list[str], base: str | None, force: bool) -> int:
+    from orchestrator.images.progress import RichBuildProgress
+    from orchestrator.runtime import make_image_builder
+
+    builder = make_image_builder(config)
+    try:
+        with RichBuildProgress() as progress:
+            outcomes = await builder.build(
+                names or None,
+                base_image=base or config.images.base_image,
+                force=force,
+                progress=progress,
+            )
+    finally:
+        await builder.aclose()
+    for outcome in outcomes:
+        what = "built" if outcome.built else "up to date"
+        print(
+            f"{outcome.image:<28} {what:<10} {outcome.seconds:6.1f} s  "
+            f"recipe {outcome.recipe_hash[:12]}"
+        )
+    return 0
+
+
+async def list_images(config: Config, as_json: bool) -> int:
+    from orchestrator.runtime import make_image_builder
+
+    builder = make_image_builder(config)
+    try:
+        statuses = await builder.status()
+    finally:
+        await builder.aclose()
+    if as_json:
+        print(json.dumps([status.model_dump(mode="json") for status in statuses]))
+        return 0
+    print(f"{'NAME':<13} {'IMAGE':<24} {'SIZE':>9}  {'RECIPE':<12}  STATE")
+    for status in statuses:
+        size = f"{status.size / 1e6:.0f} MB" if status.size else "-"
+        state = "current" if status.current else ("stale" if status.present else "missing")
+        print(
+            f"{status.name:<13} {status.image:<24} {size:>9}  "
+            f"{(status.image_hash or status.expected_hash)[:12]:<12}  {state}"
+        )
+    return 0

@@ -1,0 +1,86 @@
+"""Operating commands: ``sbx doctor``, ``gc``, ``bench``, ``demo``, ``version``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import trio
+
+from orchestrator.config import Config
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    doctor = sub.add_parser("doctor", help="check the engine, the images and a sandbox start")
+    doctor.add_argument("--json", action="store_true", help="print JSON")
+    doctor.add_argument("--quick", action="store_true", help="skip starting a sandbox")
+    doctor.set_defaults(handler=_doctor)
+
+    gc = sub.add_parser("gc", help="remove sandboxes left behind by dead supervisors")
+    gc.add_argument("--json", action="store_true", help="print JSON")
+    gc.set_defaults(handler=lambda args, config: trio.run(collect_garbage, config, args.json))
+
+    bench = sub.add_parser("bench", help="measure call latency against docker exec")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--iterations", "-n", type=int, default=200, help="calls per measurement")
+    bench.add_argument("--image", help="image to measure in (default: code-runner)")
+    bench.add_argument(
+        "--no-cli", action="store_true", help="skip `sbx run` vs `docker run` (slower part)"
+    )
+    bench.set_defaults(handler=_bench, quiet_logs=True)
+
+    demo = sub.add_parser("demo", help="run several sandboxed jobs in parallel and show results")
+    demo.add_argument("--image", help="image for the jobs (default: code-runner)")
+    demo.set_defaults(handler=_demo, quiet_logs=True)
+
+    version = sub.add_parser("version", help="print versions")
+    version.set_defaults(handler=_version)
+
+
+def _doctor(args: argparse.Namespace, config: Config) -> int:
+    from orchestrator.doctor import run_doctor
+
+    return trio.run(run_doctor, config, args.json, not args.quick)
+
+
+def _bench(args: argparse.Namespace, config: Config) -> int:
+    from orchestrator.bench import run_bench
+
+    return trio.run(run_bench, config, args.iterations, args.image, args.json, not args.no_cli)
+
+
+def _demo(args: argparse.Namespace, config: Config) -> int:
+    from orchestrator.demo import run_demo
+
+    return trio.run(run_demo, config, args.image)
+
+
+def _version(args: argparse.Namespace, config: Config) -> int:
+    from orchestrator import __version__, protocol
+
+    print(
+        f"sbx {__version__} (protocol {protocol.PROTOCOL_VERSION}, Python {sys.version.split()[0]})"
+    )
+    return 0
+
+
+async def collect_garbage(config: Config, as_json: bool) -> int:
+    from orchestrator.runtime import make_backend
+    from orchestrator.supervisor import Supervisor
+
+    backend = make_backend(config)
+    try:
+        reaped = await Supervisor(config, backend).reap_orphans()
+    finally:
+        await backend.aclose()
+    if as_json:
+        print(json.dumps({"removed": [info.id for info in reaped]}))
+    else:
+        for info in reaped:
+            session = info.labels.get("io.sbx.session", "?")
+            print(f"removed {info.id[:12]}  session {session}  ({info.status})")
+        print(f"{len(reaped)} orphaned sandbox(es) removed")
+    return 0

@@ -1,0 +1,114 @@
+"""``sbx run``: one command in a fresh sandbox, output passed through byte for byte."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import trio
+
+from orchestrator.cli._args import env_pair, size
+from orchestrator.config import Config
+from orchestrator.errors import SessionClosed
+from orchestrator.results import OutputChunk
+
+__all__ = ["EXIT_TIMEOUT", "register"]
+
+EXIT_TIMEOUT = 124
+"""The exit status when the command timed out, as timeout(1) does."""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = sub.add_parser(
+        "run",
+        help="run a command in a fresh sandbox",
+        description="Run CMD in a fresh sandbox and remove it. Output passes through "
+        "unchanged; the exit status is the command's (124 on timeout).",
+    )
+    run.add_argument("--image", help="image (short name or full; default from config)")
+    run.add_argument("--timeout", type=float, help="seconds before the command is killed")
+    run.add_argument("--network", action="store_true", help="give the sandbox network access")
+    run.add_argument(
+        "--env",
+        "-e",
+        type=env_pair,
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="environment variable (repeatable)",
+    )
+    run.add_argument("--workdir", "-w", help="working directory in the sandbox")
+    run.add_argument("--memory", "-m", type=size, help="memory limit, e.g. 512m, 1g")
+    run.add_argument("--cpus", type=float, help="CPU limit, e.g. 0.5, 2")
+    run.add_argument(
+        "--interactive", "-i", action="store_true", help="pass this process's stdin to the command"
+    )
+    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...")
+    run.set_defaults(handler=handle, quiet_logs=True, group_parser=run)
+
+
+def handle(args: argparse.Namespace, config: Config) -> int:
+    command = list(args.cmd)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        args.group_parser.error("run needs a command: sbx run [OPTIONS] -- CMD [ARG...]")
+    options: dict[str, Any] = {}
+    if args.image:
+        options["image"] = args.image
+    if args.network:
+        options["network"] = True
+    if args.env:
+        options["env"] = dict(args.env)
+    if args.workdir:
+        options["workdir"] = args.workdir
+    if args.memory:
+        options["memory"] = args.memory
+    if args.cpus:
+        options["cpus"] = args.cpus
+    stdin = sys.stdin.buffer.read() if args.interactive else None
+    return trio.run(run_command, config, command, options, args.timeout, stdin)
+
+
+async def run_command(
+    config: Config,
+    command: list[str],
+    options: dict[str, Any],
+    timeout: float | None,
+    stdin: bytes | None,
+) -> int:
+    from orchestrator.runtime import Orchestrator
+
+    out = sys.stdout.buffer
+    err = sys.stderr.buffer
+
+    def passthrough(chunk: OutputChunk) -> None:
+        target = out if chunk.stream == "stdout" else err
+        target.write(chunk.data)
+        target.flush()
+
+    code = 1
+    # Fresh-sandbox runs need no reaping; `sbx gc` and long-lived supervisors do that.
+    config = config.model_copy(update={"reap_orphans": False})
+    orch = Orchestrator(config, handle_signals=True)
+    try:
+        async with orch, orch.session(**options) as session:
+            result = await session.exec(
+                command, timeout=timeout, stdin=stdin, on_output=passthrough
+            )
+            code = EXIT_TIMEOUT if result.timed_out else result.exit_code
+            if result.truncated:
+                print(
+                    f"sbx: output was truncated at {config.session.output_limit} bytes per "
+                    "stream (raise session.output_limit to keep more)",
+                    file=sys.stderr,
+                )
+            if result.oom_killed:
+                print("sbx: the command ran out of memory (raise --memory)", file=sys.stderr)
+    except SessionClosed:
+        if orch.signalled is None:
+            raise
+    if orch.signalled is not None:
+        return 128 + orch.signalled
+    return code
