@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SBX    := $(BIN)/sbx
 PYTEST_ARGS ?=
 
-.PHONY: help install images test test-unit test-integration check lint format typecheck gc demo bench doctor clean
+.PHONY: help install images test test-unit test-integration check lint format typecheck gc demo bench doctor clean compose-image up down
 
 help:
 	@echo "make install   create .venv and install sbx (→ .venv/bin/sbx)"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench     our call path against docker exec / docker run"
 	@echo "make doctor    check the engine, the images and a sandbox start"
 	@echo "make gc        remove sandboxes left behind by dead supervisors"
+	@echo "make up        run the HTTP API with docker compose (needs SBX_TOKEN); make down stops it"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,5 +63,29 @@ bench: images
 doctor: install
 	$(SBX) doctor
 
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+COMPOSE_FILE := compose/docker-compose.yml
+
+# The server image's Python packages are installed here, on the host, for the image's
+# Python (3.11, x86_64): a fresh Debian root may not trust the CA that PyPI access needs.
+compose-image: images
+	rm -rf compose/build && mkdir -p compose/build/wheels
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir compose/build/wheels .
+	$(BIN)/pip install --quiet --target compose/build/site --python-version 3.11 \
+		--platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --only-binary=:all: \
+		compose/build/wheels/*.whl
+	docker build --quiet --tag sbx-server:latest compose
+
+up: compose-image
+	$(COMPOSE) -f $(COMPOSE_FILE) up -d
+	@for i in $$(seq 1 60); do \
+		curl -fsS -o /dev/null http://127.0.0.1:8765/healthz && \
+		echo "sbx is up on http://127.0.0.1:8765 (clients use \$$SBX_TOKEN)" && exit 0; \
+		sleep 1; \
+	done; echo "sbx did not become healthy; see: $(COMPOSE) -f $(COMPOSE_FILE) logs" >&2; exit 1
+
+down:
+	$(COMPOSE) -f $(COMPOSE_FILE) down --timeout 45
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache compose/build

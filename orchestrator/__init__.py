@@ -8,11 +8,13 @@ change.  Start with ``Orchestrator``::
             print((await s.exec("echo hi")).stdout)
 """
 
-from orchestrator.backends.base import SandboxBackend, SandboxInfo, SandboxSpec
+from orchestrator.backends.base import BindMount, SandboxBackend, SandboxInfo, SandboxSpec
 from orchestrator.backends.fake import FakeBackend
 from orchestrator.config import Config, load_config
+from orchestrator.desktop import ActionResult, Desktop, Scaling, Screenshot
 from orchestrator.errors import (
     ConfigError,
+    DesktopError,
     EngineError,
     EngineUnavailable,
     FileTooLarge,
@@ -28,8 +30,11 @@ from orchestrator.errors import (
     SbxError,
     SessionClosed,
     SessionError,
+    SessionLimitReached,
     SessionNotFound,
 )
+from orchestrator.forward import SandboxConnection
+from orchestrator.interpreter import CodeResult, OutputFile
 from orchestrator.log import configure_logging
 from orchestrator.options import SandboxOptions
 from orchestrator.results import ExecResult, FileInfo, OutputChunk
@@ -39,8 +44,13 @@ from orchestrator.session import ExecStream, Session
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActionResult",
+    "BindMount",
+    "CodeResult",
     "Config",
     "ConfigError",
+    "Desktop",
+    "DesktopError",
     "EngineError",
     "EngineUnavailable",
     "ExecResult",
@@ -55,18 +65,23 @@ __all__ = [
     "OptionNotAllowed",
     "Orchestrator",
     "OutputChunk",
+    "OutputFile",
     "PathNotAllowed",
     "ProtocolError",
     "SandboxBackend",
+    "SandboxConnection",
     "SandboxGone",
     "SandboxInfo",
     "SandboxOptions",
     "SandboxSpec",
     "SandboxStartError",
     "SbxError",
+    "Scaling",
+    "Screenshot",
     "Session",
     "SessionClosed",
     "SessionError",
+    "SessionLimitReached",
     "SessionNotFound",
     "__version__",
     "configure_logging",

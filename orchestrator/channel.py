@@ -53,6 +53,8 @@ class CallStream:
         self._payload = b""
         self._error: BaseException | None = None
         self.done = trio.Event()
+        self._input_credit = protocol.INPUT_WINDOW
+        """Bytes of ``data`` the guest will still take (calls that accept input)."""
 
     # Called by the channel's reader task -------------------------------------
 
@@ -87,6 +89,10 @@ class CallStream:
             self.done.set()
         self._lot.unpark_all()
 
+    def _grant_input(self, credit: int) -> None:
+        self._input_credit += credit
+        self._lot.unpark_all()
+
     # Used by the caller ---------------------------------------------------------
 
     async def receive(self) -> tuple[int, bytes] | None:
@@ -102,6 +108,26 @@ class CallStream:
             credit, self._consumed = self._consumed, 0
             await self.channel._send(protocol.window(self.id, credit))
         return stream, data
+
+    async def send(self, data: bytes) -> None:
+        """Input for the call (a forwarded connection), within the credit the guest grants."""
+        view = memoryview(data)
+        while view:
+            while self._input_credit <= 0:
+                if self.done.is_set():
+                    raise trio.BrokenResourceError(f"call {self.id} ({self.op}) has ended")
+                await self._lot.park()
+            if self.done.is_set():
+                raise trio.BrokenResourceError(f"call {self.id} ({self.op}) has ended")
+            size = min(len(view), self._input_credit, _SLACK)
+            self._input_credit -= size
+            await self.channel._send(protocol.data(self.id, bytes(view[:size])))
+            view = view[size:]
+
+    async def send_eof(self) -> None:
+        """No more input: the guest half-closes what the call feeds."""
+        if not self.done.is_set():
+            await self.channel._send(protocol.data(self.id, b"", eof=True))
 
     def __aiter__(self) -> AsyncIterator[tuple[int, bytes]]:
         return self._iterate()
@@ -232,6 +258,8 @@ class GuestChannel:
         elif kind == protocol.RESULT:
             self._calls.pop(call.id, None)
             call._finish(header, payload)
+        elif kind == protocol.WINDOW:
+            call._grant_input(int(header.get("n", 0)))
         else:
             log.debug(
                 "unexpected frame from guest",

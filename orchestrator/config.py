@@ -27,6 +27,8 @@ from pydantic import (
 from orchestrator.errors import ConfigError
 
 __all__ = [
+    "ApiConfig",
+    "ApiToken",
     "ByteSize",
     "CodeExecutionConfig",
     "Config",
@@ -202,25 +204,143 @@ class DesktopConfig(_Section):
     width: int = Field(default=1024, ge=320, le=7680, description="Screen width, pixels.")
     height: int = Field(default=768, ge=200, le=4320, description="Screen height, pixels.")
     depth: Literal[16, 24] = 24
+    display: int = Field(default=1, ge=0, le=99, description="X display number in the sandbox.")
+    window_manager: Literal["fluxbox", "none"] = "fluxbox"
+    background: str = Field(default="#2b4c6f", pattern=r"^#[0-9a-fA-F]{6}$")
+    start_timeout: float = Field(default=30.0, gt=0, description="X server start deadline, s.")
+    scaling: bool = Field(
+        default=True, description="Show Claude a large screen at XGA/WXGA/FWXGA size."
+    )
+    resample: Literal["bilinear", "lanczos"] = Field(
+        default="bilinear", description="Filter for scaled screenshots (lanczos: sharper, slower)."
+    )
+    enable_zoom: bool = Field(
+        default=True, description="Offer the zoom action (computer_20251124)."
+    )
+    zoom_upscale: bool = Field(
+        default=True,
+        description="Enlarge a zoomed region by whole pixels to fill the screenshot size.",
+    )
+    settle_quiet_ms: int = Field(
+        default=60,
+        ge=0,
+        le=10_000,
+        description="After an action, wait until the screen is unchanged this long, ms.",
+    )
+    settle_timeout_ms: int = Field(
+        default=2000, ge=0, le=60_000, description="...but never longer than this, ms."
+    )
+    typing_delay_ms: float = Field(default=4.0, ge=0, le=1000, description="Between keys, ms.")
+    click_interval_ms: float = Field(
+        default=60.0, ge=0, le=1000, description="Between the clicks of a double click, ms."
+    )
+    vnc_port: int = Field(
+        default=5900,
+        ge=1024,
+        le=65000,
+        description="Live view VNC port in the sandbox (+1 for the interactive one).",
+    )
+    view_host: str = Field(default="127.0.0.1", description="The live view server's address.")
+    view_port: int = Field(default=0, ge=0, le=65535, description="Its port; 0 picks a free one.")
+    view_public_url: str | None = Field(
+        default=None,
+        description="Base URL browsers use to reach the live view (behind a proxy or the API).",
+    )
 
 
 class EditorConfig(_Section):
     """The text editor tools (``str_replace_based_edit_tool``, ``str_replace_editor``)."""
 
     undo_depth: int = Field(default=10, ge=0, description="Edits ``undo_edit`` can take back.")
+    undo_max_bytes: ByteSize = Field(
+        default=64 << 20,
+        ge=0,
+        description="Undo snapshots kept per session (in the sandbox's memory); oldest go first.",
+    )
+    max_file_bytes: ByteSize = Field(
+        default=16 << 20, ge=1, le=64 << 20, description="Largest file the editor reads or writes."
+    )
+    max_characters: int | None = Field(
+        default=None,
+        ge=1000,
+        description="Cap of one `view`, advertised to text_editor_20250728; unset: "
+        "tools.max_output_chars.",
+    )
 
 
 class CodeExecutionConfig(_Section):
     """The ``code_execution`` tool and ``sbx exec-code``."""
 
     timeout: float = Field(default=60.0, gt=0, description="Per-call timeout, s.")
+    tool_name: str = Field(
+        default="code_execution",
+        pattern=r"^[a-zA-Z0-9_-]{1,64}$",
+        description="The name the tool is advertised under (calls named code_execution still "
+        "work); change it if an API refuses a custom tool named like its server tool.",
+    )
+    outputs_dir: str = Field(
+        default="/workspace/outputs",
+        pattern=r"^/",
+        description="Files written here during a call are listed in its result.",
+    )
+    max_figures: int = Field(default=20, ge=0, le=200, description="Figures returned per call.")
 
 
 class MemoryConfig(_Section):
     """The ``memory`` tool's store, on the host, mounted into sessions at /memories."""
 
+    enabled: bool = Field(
+        default=True,
+        description="Mount the store into sessions (a session may opt out with memories=False).",
+    )
     namespace: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     max_bytes: ByteSize = Field(default=64 << 20, ge=1, description="Size cap of one namespace.")
+    root: Path | None = Field(
+        default=None,
+        description="Directory holding a directory per namespace; unset: "
+        "$XDG_DATA_HOME/sbx/memories (~/.local/share/sbx/memories).",
+    )
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_is_a_name(cls, value: str) -> str:
+        if set(value) <= {"."}:
+            raise ValueError("a memory namespace cannot be '.' or '..'; use a plain name")
+        return value
+
+
+class ApiToken(_Section):
+    """One API token: stored as its SHA-256 (``sbx token hash`` prints it), with an owner."""
+
+    owner: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the token, hex.")
+    admin: bool = Field(default=False, description="Sees and manages every owner's sessions.")
+
+
+class ApiConfig(_Section):
+    """``sbx serve``: the HTTP API."""
+
+    bind: str = Field(default="127.0.0.1:8765", pattern=r"^[^\s]+:\d{1,5}$")
+    tokens: list[ApiToken] = Field(default_factory=list)
+    allow_anonymous: bool = Field(
+        default=False,
+        description="Serve without tokens; refused unless bound to a loopback address.",
+    )
+    max_body: ByteSize = Field(default=64 << 20, ge=1024, description="Largest request body.")
+    graceful_timeout: float = Field(
+        default=30.0, gt=0, description="On shutdown, how long calls may finish, s."
+    )
+    stream_buffer: ByteSize = Field(
+        default=256 << 10,
+        ge=64 << 10,
+        description="Output held per stream, in the server and ahead from the sandbox each.",
+    )
+    stall_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="A client that takes no output for this long loses output (with a marker).",
+    )
+    runs_dir: Path = Field(default=Path("runs"), description="Where agent runs are written.")
 
 
 class LoggingConfig(_Section):
@@ -244,6 +364,7 @@ class Config(_Section):
     editor: EditorConfig = Field(default_factory=EditorConfig)
     code_execution: CodeExecutionConfig = Field(default_factory=CodeExecutionConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     owner: str = Field(
         default="local",

@@ -20,6 +20,7 @@ at the edge, into this tree::
     ├── SessionError
     │   ├── SessionClosed           the session was closed (or expired)
     │   ├── SessionNotFound         no session has that id
+    │   ├── SessionLimitReached     session.max_sessions are open
     │   ├── SandboxGone             the sandbox died under a live session
     │   └── OperationTimeout        the sandbox did not answer in time
     └── GuestError                  an operation failed inside the sandbox
@@ -30,7 +31,8 @@ at the edge, into this tree::
         ├── GuestIsADirectory
         ├── GuestNotADirectory
         ├── GuestPermissionDenied
-        └── ShellBusy               a persistent shell is already running a command
+        ├── ShellBusy               a persistent shell is already running a command
+        └── DesktopError            the X desktop failed (not running, X server died...)
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "ConfigError",
+    "DesktopError",
     "EngineError",
     "EngineUnavailable",
     "FileTooLarge",
@@ -59,6 +62,7 @@ __all__ = [
     "SbxError",
     "SessionClosed",
     "SessionError",
+    "SessionLimitReached",
     "SessionNotFound",
     "ShellBusy",
     "guest_error_from_wire",
@@ -123,6 +127,10 @@ class SessionClosed(SessionError):
     """The session is closed; open a new one."""
 
 
+class SessionLimitReached(SessionError):
+    """As many sessions are open as the configuration allows."""
+
+
 class SessionNotFound(SessionError):
     """No live session has the given id."""
 
@@ -180,6 +188,10 @@ class ShellBusy(GuestError):
     code = "busy"
 
 
+class DesktopError(GuestError):
+    code = "desktop"
+
+
 _GUEST_ERRORS: dict[str, type[GuestError]] = {
     cls.code: cls
     for cls in (
@@ -191,6 +203,7 @@ _GUEST_ERRORS: dict[str, type[GuestError]] = {
         GuestNotADirectory,
         GuestPermissionDenied,
         ShellBusy,
+        DesktopError,
     )
 }
 

@@ -39,6 +39,24 @@ class SandboxOptions(BaseModel):
     tmpfs_sizes: dict[str, ByteSize] = Field(
         default_factory=dict, description="New sizes for the configured tmpfs mounts."
     )
+    screen: str | None = Field(
+        default=None,
+        description="Desktop screen as WIDTHxHEIGHT[xDEPTH] (default: the desktop config).",
+    )
+    desktop: bool | None = Field(
+        default=None,
+        description="Start the desktop (default: when the image has one); True requires it.",
+    )
+    memories: bool | None = Field(
+        default=None,
+        description="Mount the memory store at /memories (default: memory.enabled); "
+        "False for sandboxes that run untrusted code and need no memory tool.",
+    )
+    memory_namespace: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="The store's namespace to mount (default: memory.namespace).",
+    )
 
     @field_validator("env")
     @classmethod
@@ -53,6 +71,25 @@ class SandboxOptions(BaseModel):
     def _absolute_workdir(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("/"):
             raise ValueError(f"workdir {value!r} must be an absolute path such as /workspace")
+        return value
+
+    @field_validator("memory_namespace")
+    @classmethod
+    def _namespace_is_a_name(cls, value: str | None) -> str | None:
+        if value is not None and set(value) <= {"."}:
+            raise ValueError("a memory namespace cannot be '.' or '..'; use a plain name")
+        return value
+
+    @field_validator("screen")
+    @classmethod
+    def _screen_size(cls, value: str | None) -> str | None:
+        if value is not None:
+            from orchestrator.desktop.desktop import parse_screen
+
+            try:
+                parse_screen(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     @field_validator("labels")

@@ -21,7 +21,10 @@ Messages (``k`` in the header):
             with ``res``.
 ``win``     host → guest: ``id``, ``n``: ``n`` more bytes of output may be sent.
             Output is flow-controlled per call so a slow reader holds back one
-            process, never the whole channel.
+            process, never the whole channel.  (Guest → host, for calls that
+            take ``data``: ``n`` more bytes of input may be sent.)
+``data``    host → guest: ``id``; payload is input for a running call (a
+            forwarded connection); ``eof: true`` ends it.
 """
 
 from __future__ import annotations
@@ -94,6 +97,46 @@ E_PERMISSION = "permission_denied"
 E_BUSY = "busy"
 E_INTERNAL = "internal"
 
+# Text editing, the memory store and persistent interpreters (guest extensions
+# ``edit`` and ``kernel``).  Edits take a ``store`` argument: absent for files
+# under the allowed roots, ``"memories"`` for the memory store at /memories.
+OP_EDIT_VIEW = "edit.view"
+OP_EDIT_CREATE = "edit.create"
+OP_EDIT_STR_REPLACE = "edit.str_replace"
+OP_EDIT_INSERT = "edit.insert"
+OP_EDIT_UNDO = "edit.undo"
+OP_EDIT_DELETE = "edit.delete"
+OP_EDIT_RENAME = "edit.rename"
+OP_KERNEL_RUN = "kernel.run"
+OP_KERNEL_RESTART = "kernel.restart"
+E_NO_MATCH = "no_match"
+E_AMBIGUOUS = "ambiguous"
+E_BINARY = "binary"
+E_BAD_RANGE = "bad_range"
+E_NO_HISTORY = "no_history"
+E_STORE_FULL = "store_full"
+
+# The desktop and port forwarding (guest extensions ``desktop`` and ``net``).
+# A forwarded connection also carries bytes host -> guest: ``data`` frames
+# (``id``; payload; ``eof: true`` half-closes), flow-controlled like output but
+# the other way: the host may send ``INPUT_WINDOW`` bytes, and the guest grants
+# more with ``win`` frames of its own as it writes them to the socket.  The
+# first ``out`` frame of a connection, on ``STREAM_CONTROL`` and empty, says it
+# is established.
+DATA = "data"
+INPUT_WINDOW = 256 * 1024
+STREAM_CONTROL = 0
+OP_DESKTOP_START = "desktop.start"
+OP_DESKTOP_STOP = "desktop.stop"
+OP_DESKTOP_STATUS = "desktop.status"
+OP_DESKTOP_SCREENSHOT = "desktop.screenshot"
+OP_DESKTOP_INPUT = "desktop.input"
+OP_DESKTOP_CURSOR = "desktop.cursor"
+OP_DESKTOP_VNC = "desktop.vnc"
+OP_DESKTOP_NOVNC = "desktop.novnc"
+OP_NET_CONNECT = "net.connect"
+E_DESKTOP = "desktop"
+
 
 class FrameError(ValueError):
     """A frame is malformed or over the size limits."""
@@ -122,39 +165,37 @@ class FrameDecoder:
     def feed(self, data: bytes) -> list[tuple[dict[str, Any], bytes]]:
         self._buf += data
         frames: list[tuple[dict[str, Any], bytes]] = []
-        while True:
-            frame = self._take()
-            if frame is None:
-                return frames
-            frames.append(frame)
+        buf = self._buf
+        offset = 0
+        # Walk the buffer with an offset and trim it once: trimming after every
+        # frame would copy the rest of a large read once per small frame in it.
+        while len(buf) - offset >= HEADER.size:
+            head_len, payload_len = HEADER.unpack_from(buf, offset)
+            if head_len > MAX_HEADER_BYTES or payload_len > MAX_PAYLOAD_BYTES:
+                raise FrameError(
+                    f"frame announces header {head_len} / payload {payload_len} bytes, over the "
+                    f"limits {MAX_HEADER_BYTES} / {MAX_PAYLOAD_BYTES}"
+                )
+            start = offset + HEADER.size
+            end = start + head_len + payload_len
+            if len(buf) < end:
+                break
+            try:
+                header = json.loads(bytes(buf[start : start + head_len]))
+            except ValueError as exc:
+                raise FrameError(f"frame header is not JSON: {exc}") from None
+            if not isinstance(header, dict) or "k" not in header:
+                raise FrameError("frame header must be an object with a 'k' field")
+            frames.append((header, bytes(buf[start + head_len : end])))
+            offset = end
+        if offset:
+            del buf[:offset]
+        return frames
 
     @property
     def pending(self) -> int:
         """Bytes received that do not yet form a whole frame."""
         return len(self._buf)
-
-    def _take(self) -> tuple[dict[str, Any], bytes] | None:
-        buf = self._buf
-        if len(buf) < HEADER.size:
-            return None
-        head_len, payload_len = HEADER.unpack_from(buf, 0)
-        if head_len > MAX_HEADER_BYTES or payload_len > MAX_PAYLOAD_BYTES:
-            raise FrameError(
-                f"frame announces header {head_len} / payload {payload_len} bytes, over the "
-                f"limits {MAX_HEADER_BYTES} / {MAX_PAYLOAD_BYTES}"
-            )
-        end = HEADER.size + head_len + payload_len
-        if len(buf) < end:
-            return None
-        try:
-            header = json.loads(bytes(buf[HEADER.size : HEADER.size + head_len]))
-        except ValueError as exc:
-            raise FrameError(f"frame header is not JSON: {exc}") from None
-        if not isinstance(header, dict) or "k" not in header:
-            raise FrameError("frame header must be an object with a 'k' field")
-        payload = bytes(buf[HEADER.size + head_len : end])
-        del buf[:end]
-        return header, payload
 
 
 def hello(caps: list[str], **extra: Any) -> bytes:
@@ -200,3 +241,10 @@ def cancel(call_id: int) -> bytes:
 
 def window(call_id: int, credit: int) -> bytes:
     return encode({"k": WINDOW, "id": call_id, "n": credit})
+
+
+def data(call_id: int, payload: bytes, *, eof: bool = False) -> bytes:
+    header: dict[str, Any] = {"k": DATA, "id": call_id}
+    if eof:
+        header["eof"] = True
+    return encode(header, payload)

@@ -27,8 +27,10 @@ import trio
 
 from orchestrator.config import ToolsConfig
 from orchestrator.errors import SbxError, SessionClosed
+from orchestrator.observe import NullObserver, Observer, Outcome
 from orchestrator.tools.base import Resource, Tool, ToolContext, ToolError, ToolOutput
 from orchestrator.tools.registry import ToolRegistry
+from orchestrator.tools.versions import TOOL_VERSIONS
 
 if TYPE_CHECKING:
     from orchestrator.session import Session
@@ -119,6 +121,20 @@ def _validation_message(name: str, exc: pydantic.ValidationError) -> str:
     return f"invalid input for the {name} tool: " + "; ".join(problems)
 
 
+def _tool_type(tool: Tool, name: str, tool_types: Mapping[str, str]) -> str:
+    """The version a call is for: as advertised under the name it was called by, else the
+    newest version that goes by that name (``str_replace_editor`` is an older editor's)."""
+    advertised = tool_types.get(name)
+    if advertised is not None:
+        return advertised
+    if name != tool.name:
+        for tool_type in tool.types:
+            version = TOOL_VERSIONS.get(tool_type)
+            if version is not None and version.name == name:
+                return tool_type
+    return tool_types.get(tool.name, tool.types[0])
+
+
 class ToolRouter:
     def __init__(self, registry: ToolRegistry, config: ToolsConfig | None = None) -> None:
         config = config or ToolsConfig()
@@ -126,6 +142,7 @@ class ToolRouter:
         self.call_timeout = config.call_timeout
         self.per_session = config.max_concurrent_calls_per_session
         self.global_limiter = trio.CapacityLimiter(config.max_concurrent_calls)
+        self.observer: Observer = NullObserver()
 
     # -- planning ------------------------------------------------------------------
 
@@ -149,7 +166,7 @@ class ToolRouter:
                 )
                 continue
             try:
-                call.params = tool.parse(tool_types.get(tool.name, tool.types[0]), raw)
+                call.params = tool.parse(_tool_type(tool, name, tool_types), raw)
             except pydantic.ValidationError as exc:
                 call.early = ToolOutput.error(_validation_message(name, exc))
                 continue
@@ -229,17 +246,21 @@ class ToolRouter:
     ) -> None:
         started = time.perf_counter()
         output: ToolOutput | None = call.early
+        outcome: Outcome = "error" if output is not None else "ok"
         try:
             for earlier in call.after:
                 await earlier.done.wait()
             if output is None:
                 output = await self._execute(session, call, tool_types, on_event)
+                outcome = "error" if output.is_error else "ok"
         finally:
             if output is None:  # cancelled: the batch is being torn down
                 output = ToolOutput.error("the tool call was cancelled")
+                outcome = "cancelled"
             call.result = output.to_block(call.tool_use_id)
             call.done.set()
             seconds = time.perf_counter() - started
+            self.observer.tool_call(call.name if call.tool else "(invalid)", outcome, seconds)
             if on_event is not None:
                 on_event(
                     ToolCallEvent(
@@ -277,7 +298,7 @@ class ToolRouter:
         ctx = ToolContext(
             session=session,
             tool_use_id=call.tool_use_id,
-            tool_type=tool_types.get(tool.name, tool.types[0]),
+            tool_type=_tool_type(tool, call.name, tool_types),
         )
         with trio.move_on_after(deadline) as scope:
             try:

@@ -25,6 +25,7 @@ from orchestrator.backends.base import SandboxBackend
 from orchestrator.config import Config, load_config
 from orchestrator.errors import SessionError
 from orchestrator.log import configure_logging
+from orchestrator.observe import Observer
 from orchestrator.options import parse_options
 from orchestrator.router import ToolRouter
 from orchestrator.session import Session
@@ -75,6 +76,7 @@ class Orchestrator:
         *,
         backend: SandboxBackend | None = None,
         handle_signals: bool = False,
+        observer: Observer | None = None,
     ) -> None:
         self.config = config if config is not None else load_config()
         if not structlog.is_configured():
@@ -85,6 +87,15 @@ class Orchestrator:
         self.supervisor = Supervisor(self.config, self.backend)
         self.router = ToolRouter(default_registry(self.config), self.config.tools)
         self.supervisor.router = self.router
+        from orchestrator.desktop.view import LiveView
+
+        self.view = LiveView(self.supervisor, self.config.desktop)
+        """The desktops' live view: mount ``view.router`` in an HTTP app and set
+        ``view.base_url``, or let ``Session.view_url`` start its own server."""
+        self.supervisor.view = self.view
+        if observer is not None:
+            self.supervisor.observer = observer
+            self.router.observer = observer
         self.handle_signals = handle_signals
         self._stack: AsyncExitStack | None = None
         self._nursery: trio.Nursery | None = None
@@ -96,6 +107,7 @@ class Orchestrator:
             self._nursery = await stack.enter_async_context(trio.open_nursery())
             stack.push_async_callback(self._shutdown)
             await self._nursery.start(self.supervisor.run)
+            self.view.attach(self._nursery)
             if self.handle_signals:
                 await self._nursery.start(self._watch_signals)
         except BaseException:
@@ -140,8 +152,14 @@ class Orchestrator:
                     self._nursery.cancel_scope.cancel()
                 return
 
-    async def open_session(self, image: str | None = None, **options: Any) -> Session:
-        """Start a session the caller must ``close()``; prefer ``session()``."""
+    async def open_session(
+        self, image: str | None = None, *, owner: str | None = None, **options: Any
+    ) -> Session:
+        """Start a session the caller must ``close()``; prefer ``session()``.
+
+        ``options`` are the allow-listed sandbox options (``SandboxOptions``);
+        ``owner`` records whom the session is for (the HTTP API's token owner).
+        """
         if self._nursery is None:
             raise SessionError(
                 "use `async with Orchestrator(...) as orch:` before opening sessions"
@@ -149,7 +167,7 @@ class Orchestrator:
         if image is not None:
             options["image"] = image
         parsed = parse_options(options, self.config)
-        return await self.supervisor.open_session(parsed)
+        return await self.supervisor.open_session(parsed, owner=owner)
 
     @asynccontextmanager
     async def session(self, image: str | None = None, **options: Any) -> AsyncIterator[Session]:

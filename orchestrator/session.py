@@ -14,6 +14,7 @@ backend's business.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -26,11 +27,13 @@ import trio
 from orchestrator import protocol
 from orchestrator._exceptions import unwrap_single_exception
 from orchestrator.backends.base import (
+    LABEL_CLIENT,
     LABEL_EXPIRES,
     LABEL_MANAGED,
     LABEL_OWNER,
     LABEL_SESSION,
     LABEL_SUPERVISOR,
+    BindMount,
     SandboxBackend,
     SandboxSpec,
 )
@@ -45,10 +48,14 @@ from orchestrator.errors import (
     SessionError,
 )
 from orchestrator.locks import ResourceLocks
+from orchestrator.observe import Outcome
 from orchestrator.options import SandboxOptions
 from orchestrator.results import ExecResult, FileInfo, OutputChunk
 
 if TYPE_CHECKING:
+    from orchestrator.desktop.desktop import Desktop
+    from orchestrator.forward import SandboxConnection
+    from orchestrator.interpreter import CodeResult
     from orchestrator.supervisor import Supervisor
 
 __all__ = ["ExecStream", "Session", "SessionState"]
@@ -74,8 +81,10 @@ class ExecStream:
     consumer that stops reading makes the command wait rather than memory grow.
     """
 
-    def __init__(self, call: CallStream) -> None:
+    def __init__(self, call: CallStream, *, collect: bool = True) -> None:
         self._call = call
+        self._collect = collect
+        self.final: ExecResult | None = None
         self._stdout = bytearray()
         self._stderr = bytearray()
 
@@ -88,15 +97,21 @@ class ExecStream:
             if item is None:
                 return
             stream, data = item
-            (self._stdout if stream == protocol.STDOUT else self._stderr).extend(data)
+            if self._collect:
+                (self._stdout if stream == protocol.STDOUT else self._stderr).extend(data)
             yield OutputChunk(stream=_STREAM_NAMES.get(stream, "stdout"), data=data)
 
     async def result(self) -> ExecResult:
-        """Drain any unread output and wait for the command to end."""
+        """Drain any unread output and wait for the command to end.
+
+        With ``collect=False`` the result's stdout and stderr are empty: the
+        output went to whoever iterated over the stream.
+        """
         async for _ in self:
             pass
         value, _ = await self._call.result()
-        return ExecResult.from_guest(value, bytes(self._stdout), bytes(self._stderr))
+        self.final = ExecResult.from_guest(value, bytes(self._stdout), bytes(self._stderr))
+        return self.final
 
 
 class Session:
@@ -108,8 +123,11 @@ class Session:
         backend: SandboxBackend,
         config: Config,
         options: SandboxOptions,
+        owner: str | None = None,
     ) -> None:
         self.id = new_session_id()
+        self.owner = owner
+        """Who the session is for (an API token's owner); ``None`` for local use."""
         self._supervisor = supervisor
         self._backend = backend
         self._config = config
@@ -134,6 +152,9 @@ class Session:
         self.locks = ResourceLocks()
         """Per-resource locks for tool calls (shell, display, files); never cross sessions."""
         self._tool_slots: trio.CapacityLimiter | None = None
+        self._desktop: Desktop | None = None
+        self.memory_namespace: str | None = None
+        """The memory store's namespace mounted at /memories, once started (``None``: none)."""
 
     # -- life -------------------------------------------------------------------
 
@@ -156,6 +177,8 @@ class Session:
             LABEL_SUPERVISOR: self._supervisor.identity,
             LABEL_EXPIRES: str(int(self.expires_at)),
         }
+        if self.owner is not None:
+            labels[LABEL_CLIENT] = self.owner
         return SandboxSpec(
             image=self.image,
             name=f"sbx-{self.id}",
@@ -191,6 +214,7 @@ class Session:
                 self._scope = scope
                 async with trio.open_nursery() as nursery:
                     await self._start_sandbox(spec, nursery)
+                    await self._start_desktop()
                     self.state = "ready"
                     self._last_active = trio.current_time()
                     started = True
@@ -198,8 +222,9 @@ class Session:
                     reason = await self._watch_expiry()
                     self.close_reason = self.close_reason or reason
                     nursery.cancel_scope.cancel()
-        except Exception:
+        except Exception as exc:
             if not started:
+                self._supervisor.observer.session_failed(self.image, type(exc).__name__)
                 raise
             # After start-up a failure must not take the supervisor's nursery down.
             self._log.exception("session failed")
@@ -213,6 +238,7 @@ class Session:
         t0 = trio.current_time()
         try:
             with trio.fail_after(timeout):
+                spec = await self._mount_memory(spec)
                 info = await self._backend.create(spec)
                 self.sandbox_id = info.id
                 stream = await self._backend.attach(info.id, self._on_guest_stderr)
@@ -233,12 +259,27 @@ class Session:
                 f"sandbox for session {self.id} ({spec.image}) exited while starting: {exc}. "
                 "Check the image with `sbx doctor` and rebuild it with `sbx images build`"
             ) from None
+        seconds = trio.current_time() - t0
+        self._supervisor.observer.session_started(spec.image, seconds)
         self._log.info(
             "session ready",
             image=spec.image,
             sandbox=self.sandbox_id[:12] if self.sandbox_id else None,
-            seconds=round(trio.current_time() - t0, 3),
+            seconds=round(seconds, 3),
         )
+
+    async def _mount_memory(self, spec: SandboxSpec) -> SandboxSpec:
+        """Add the memory store's namespace at /memories, unless this session opted out."""
+        from orchestrator.memory_store import MEMORY_MOUNT, prepare_namespace
+
+        wanted = self.options.memories
+        if not (self._config.memory.enabled if wanted is None else wanted):
+            return spec
+        namespace = self.options.memory_namespace or self._config.memory.namespace
+        path = await trio.to_thread.run_sync(prepare_namespace, self._config, namespace, self.owner)
+        self.memory_namespace = namespace
+        mount = BindMount(source=str(path), target=MEMORY_MOUNT)
+        return dataclasses.replace(spec, mounts=(*spec.mounts, mount))
 
     def _on_guest_stderr(self, data: bytes) -> None:
         for line in data.decode("utf-8", "replace").splitlines():
@@ -288,6 +329,10 @@ class Session:
         self.state = "closed"
         self._closed.set()
         self._supervisor._forget(self)
+        if self.guest:  # it had started: a failed start was counted as such
+            self._supervisor.observer.session_closed(
+                self.image, self.close_reason or "closed", time.time() - self.created_at
+            )
         self._log.info("session closed", reason=self.close_reason or "closed")
 
     async def close(self, reason: str = "closed by the caller") -> None:
@@ -420,23 +465,41 @@ class Session:
         env: dict[str, str] | None = None,
         stdin: bytes | None = None,
         max_output: int | None = None,
+        collect: bool = True,
+        window: int = protocol.DEFAULT_WINDOW,
     ) -> AsyncIterator[ExecStream]:
         """Run a command and stream its output; leaving early kills it.
 
         ``command`` is a shell string (run by bash) or an argv list (run as is).
+        ``collect=False`` keeps no copy of the output for the result, for
+        consumers that forward it elsewhere; memory then stays bounded by
+        ``window``, the output the sandbox may send ahead of the consumer.
         """
         args = self._exec_args(
             command, timeout=timeout, cwd=cwd, env=env, stdin=stdin, max_output=max_output
         )
         safety = args["timeout"] + self._config.session.kill_grace + 30
-        with self._call_scope("exec") as channel, trio.fail_after(safety):
-            async with channel.stream(
-                protocol.OP_EXEC,
-                args,
-                stdin or b"",
-                cancel_grace=self._config.session.kill_grace + 3,
-            ) as call:
-                yield ExecStream(call)
+        started = trio.current_time()
+        running: ExecStream | None = None
+        outcome: Outcome = "error"
+        try:
+            with self._call_scope("exec") as channel, trio.fail_after(safety):
+                async with channel.stream(
+                    protocol.OP_EXEC,
+                    args,
+                    stdin or b"",
+                    window=window,
+                    cancel_grace=self._config.session.kill_grace + 3,
+                ) as call:
+                    running = ExecStream(call, collect=collect)
+                    yield running
+        except (trio.Cancelled, SessionClosed):
+            outcome = "cancelled"
+            raise
+        finally:
+            if running is not None and running.final is not None:
+                outcome = "timeout" if running.final.timed_out else "ok"
+            self._supervisor.observer.exec_call(outcome, trio.current_time() - started)
 
     async def exec(
         self,
@@ -562,6 +625,87 @@ class Session:
             {"path": path, "recursive": recursive, "missing_ok": missing_ok},
         )
 
+    # -- persistent interpreters (code execution) ---------------------------------------
+
+    async def run_code(
+        self,
+        code: str,
+        *,
+        language: Literal["python", "bash"] = "python",
+        timeout: float | None = None,
+        interpreter: str = "default",
+        on_output: OutputCallback | None = None,
+    ) -> CodeResult:
+        """Run ``code`` in this session's persistent interpreter, like a notebook cell.
+
+        Variables, imports and files persist between calls; the result carries
+        stdout, stderr, the return code, the ``repr`` of a final expression,
+        matplotlib figures as PNG and the files written under the outputs
+        directory.  On timeout the code is interrupted, and the interpreter is
+        replaced if it does not stop (``restarted``).  ``language="bash"`` runs
+        in a persistent shell of its own instead.
+        """
+        from orchestrator.interpreter import run_code
+
+        return await run_code(
+            self,
+            code,
+            language=language,
+            timeout=self._config.code_execution.timeout if timeout is None else timeout,
+            interpreter=interpreter,
+            on_output=on_output,
+            settings=self._config.code_execution,
+            grace=self._config.session.kill_grace,
+            max_output=self._config.session.output_limit,
+        )
+
+    async def restart_interpreter(self, interpreter: str = "default") -> None:
+        """Replace the interpreter with a fresh one: variables and imports are gone."""
+        await self._op(protocol.OP_KERNEL_RESTART, {"name": interpreter})
+
+    # -- guest extensions -------------------------------------------------------------
+
+    async def guest_call(
+        self,
+        op: str,
+        args: dict[str, Any],
+        payload: bytes = b"",
+        *,
+        timeout: float | None = None,
+    ) -> tuple[dict[str, Any], bytes]:
+        """One request/response operation of the guest or of a guest extension.
+
+        For tools built on guest operations: it runs under this session's rules
+        (cancelled when the session closes; ``timeout`` defaults to
+        ``session.call_timeout``) and raises the ``GuestError`` the guest reports.
+        """
+        return await self._op(op, args, payload, timeout=timeout)
+
+    @asynccontextmanager
+    async def guest_stream(
+        self, op: str, args: dict[str, Any], payload: bytes = b"", *, timeout: float
+    ) -> AsyncIterator[CallStream]:
+        """A guest operation whose output streams: iterate its chunks, then await its result.
+
+        ``timeout`` is a safety net for a sandbox that stops answering; the
+        operation's own deadline is the guest's to enforce.  Leaving the block
+        early cancels the operation in the guest.
+        """
+        try:
+            with self._call_scope(op) as channel, trio.fail_after(timeout):
+                async with channel.stream(
+                    op,
+                    {"window": protocol.DEFAULT_WINDOW, **args},
+                    payload,
+                    cancel_grace=self._config.session.kill_grace + 3,
+                ) as call:
+                    yield call
+        except trio.TooSlowError:
+            raise OperationTimeout(
+                f"{op} in session {self.id} got no answer within {timeout:g} s; the sandbox may "
+                "be overloaded — retry, or close the session"
+            ) from None
+
     # -- tools ------------------------------------------------------------------------
 
     def tool_slots(self, limit: int) -> trio.CapacityLimiter:
@@ -586,6 +730,67 @@ class Session:
         results: list[dict[str, Any]] = await router.run(self, blocks, tool_types=tool_types)
         return results
 
+    # -- desktop and forwarded ports ---------------------------------------------------
+
+    async def _start_desktop(self) -> None:
+        """A desktop image's X server answers before the session counts as ready."""
+        from orchestrator.desktop.desktop import start_session_desktop
+
+        self._desktop = await start_session_desktop(self, self._config, self.options)
+
+    @property
+    def desktop(self) -> Desktop:
+        """The session's X desktop (``orchestrator.desktop.Desktop``)."""
+        if self._desktop is None:
+            raise SessionError(
+                f"session {self.id} ({self.image}) has no desktop; open a session of the "
+                "desktop image (image='desktop') for screenshots and the computer tool"
+            )
+        return self._desktop
+
+    async def screenshot(self, path: str | None = None, *, scaled: bool = False) -> bytes:
+        """A PNG of the whole screen (real size; ``scaled`` gives what Claude sees).
+
+        With ``path`` it is also written to that file on this machine.
+        """
+        shot = await self.desktop.screenshot(scaled=scaled)
+        if path is not None:
+            await trio.Path(path).write_bytes(shot.png)
+        return shot.png
+
+    async def view_url(self, *, interactive: bool = False) -> str:
+        """A URL that shows this desktop live in a browser (read-only unless ``interactive``).
+
+        It serves noVNC and bridges it to the sandbox's VNC server over the
+        channel; the URL carries a token that only works for this session.
+        """
+        view = getattr(self._supervisor, "view", None)
+        if view is None:
+            raise SessionError("the live view needs a session opened through an Orchestrator")
+        url: str = await view.url_for(self, interactive=interactive)
+        return url
+
+    @asynccontextmanager
+    async def connect(
+        self, port: int, *, host: str = "127.0.0.1", timeout: float = 10.0
+    ) -> AsyncIterator[SandboxConnection]:
+        """A TCP connection to ``host:port`` inside the sandbox, carried by the channel.
+
+        Works without network in the sandbox; leaving the block closes it.
+        """
+        from orchestrator.forward import SandboxConnection
+
+        window = protocol.DEFAULT_WINDOW
+        args = {"host": host, "port": port, "timeout": timeout, "window": window}
+        with self._call_scope("connect") as channel:
+            async with channel.stream(
+                protocol.OP_NET_CONNECT, args, window=window, cancel_grace=3
+            ) as call:
+                connection = SandboxConnection(call, host, port)
+                with trio.fail_after(timeout + 5):
+                    await connection._wait_connected()
+                yield connection
+
     # -- misc -------------------------------------------------------------------------
 
     async def ping(self) -> float:
@@ -608,6 +813,7 @@ class Session:
             "created_at": self.created_at,
             "expires_at": self.expires_at,
             "labels": dict(self.labels),
+            "owner": self.owner,
             "active_calls": self._active_calls,
         }
 

@@ -27,7 +27,8 @@ from orchestrator.backends.base import (
     SandboxInfo,
 )
 from orchestrator.config import Config
-from orchestrator.errors import SbxError, SessionError, SessionNotFound
+from orchestrator.errors import SbxError, SessionError, SessionLimitReached, SessionNotFound
+from orchestrator.observe import NullObserver, Observer
 from orchestrator.options import SandboxOptions
 from orchestrator.session import Session
 
@@ -72,8 +73,12 @@ class Supervisor:
         self.sessions: dict[str, Session] = {}
         self._nursery: trio.Nursery | None = None
         self._stopping = False
+        self.observer: Observer = NullObserver()
+        """Told about session starts, failures and closes (metrics)."""
         self.router: Any = None
         """The tool router sessions use for ``run_tools`` (set by ``Orchestrator``)."""
+        self.view: Any = None
+        """The desktops' live view (``desktop.view.LiveView``, set by ``Orchestrator``)."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Reap orphans, then host sessions until cancelled."""
@@ -90,16 +95,16 @@ class Supervisor:
             task_status.started()
             await trio.sleep_forever()
 
-    async def open_session(self, options: SandboxOptions) -> Session:
+    async def open_session(self, options: SandboxOptions, owner: str | None = None) -> Session:
         """Start a session's task in the root nursery and wait until its sandbox is ready."""
         if self._nursery is None or self._stopping:
             raise SessionError("the orchestrator is not running (or is shutting down)")
         if len(self.sessions) >= self.config.session.max_sessions:
-            raise SessionError(
+            raise SessionLimitReached(
                 f"{len(self.sessions)} sessions are open, the configured maximum; close some or "
                 "raise session.max_sessions"
             )
-        session = Session(self, self.backend, self.config, options)
+        session = Session(self, self.backend, self.config, options, owner=owner)
         self.sessions[session.id] = session
         try:
             await self._nursery.start(session._run)

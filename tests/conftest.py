@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -9,6 +10,21 @@ import pytest
 import structlog
 
 from orchestrator import Config, FakeBackend, Orchestrator
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_writes_to_the_users_own_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Processes the tests start (servers, `sbx run`, a supervisor to be killed) use the
+    default configuration; keep their memory store and agent runs out of the home directory."""
+    saved = {name: os.environ.get(name) for name in ("SBX_MEMORY__ROOT", "SBX_API__RUNS_DIR")}
+    os.environ["SBX_MEMORY__ROOT"] = str(tmp_path_factory.mktemp("memories"))
+    os.environ["SBX_API__RUNS_DIR"] = str(tmp_path_factory.mktemp("runs"))
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(autouse=True)
@@ -30,6 +46,8 @@ def fake_config(tmp_path: Path) -> Config:
     config.sandbox.allowed_roots = [str(workspace), str(scratch)]
     config.sandbox.workdir = str(workspace)
     config.session.kill_grace = 0.5
+    config.memory.root = tmp_path / "memories"
+    config.code_execution.outputs_dir = str(workspace / "outputs")
     config.shutdown_timeout = 5
     return config
 

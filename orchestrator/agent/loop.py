@@ -116,6 +116,8 @@ async def run_agent(
         )
     tool_params, betas = orch.router.registry.definitions(model, list(tools))
     tool_types = {param["name"]: param["type"] for param in tool_params}
+    if image is None and "computer" in tools:
+        image = "desktop"  # the computer tool needs a screen
     run = RunDirectory.create(Path(run_root))
     run.record(
         "start",
@@ -137,6 +139,13 @@ async def run_agent(
         async with orch.session(image=image) as session:
             session_id = session.id
             run.record("session", session_id=session.id, image=session.image)
+            if "computer" in tools:
+                # The computer tool advertises the session's real (scaled) screen size.
+                tool_params, betas = orch.router.registry.definitions(
+                    model, list(tools), computer=session.desktop.tool_options()
+                )
+                tool_types = {param["name"]: param["type"] for param in tool_params}
+                run.record("tools", tools=tool_params, betas=betas)
             log.info("agent run started", session_id=session.id, run_dir=str(run.path))
             for turn in range(1, max_turns + 1):
                 if token_budget is not None and used_in + used_out >= token_budget:

@@ -17,11 +17,13 @@ from typing import Any, Protocol, runtime_checkable
 import trio
 
 __all__ = [
+    "LABEL_CLIENT",
     "LABEL_EXPIRES",
     "LABEL_MANAGED",
     "LABEL_OWNER",
     "LABEL_SESSION",
     "LABEL_SUPERVISOR",
+    "BindMount",
     "SandboxBackend",
     "SandboxInfo",
     "SandboxSpec",
@@ -33,9 +35,26 @@ LABEL_SESSION = "io.sbx.session"
 LABEL_OWNER = "io.sbx.owner"
 LABEL_SUPERVISOR = "io.sbx.supervisor"
 LABEL_EXPIRES = "io.sbx.expires"
+LABEL_CLIENT = "io.sbx.client"
+"""Who the session is for (the HTTP API's token owner), distinct from the installation owner."""
 
 StderrSink = Callable[[bytes], None]
 """Receives the guest's stderr (its JSON log lines) as it arrives."""
+
+
+@dataclass(frozen=True)
+class BindMount:
+    """A host directory inside a sandbox.
+
+    Only sbx itself adds these (the memory store at ``/memories``); no caller
+    option reaches them, so a session cannot ask for a host path.
+    """
+
+    source: str
+    """Absolute path on the engine's host."""
+    target: str
+    """Absolute path inside the sandbox."""
+    read_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,6 +76,8 @@ class SandboxSpec:
     log_max_size: int = 1 << 20
     command: tuple[str, ...] | None = None
     """Overrides the image's command (not its entrypoint); ``None`` keeps it."""
+    mounts: tuple[BindMount, ...] = ()
+    """Host directories sbx mounts itself (never from caller options)."""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ whose guest has exited is gone.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -141,6 +142,9 @@ class FakeBackend:
         env = {**dict(box.spec.env)}
         env.setdefault("PATH", os.environ.get("PATH", "/usr/bin:/bin"))
         env.setdefault("HOME", os.environ.get("HOME", "/tmp"))
+        if box.spec.mounts:
+            # No mount namespace here: tell the guest where each mount's directory really is.
+            env["SBX_PATH_MAP"] = json.dumps({m.target: m.source for m in box.spec.mounts})
         box.process = await trio.lowlevel.open_process(
             [sys.executable, "-I", "-S", str(self._guest_main())],
             stdin=subprocess.PIPE,

@@ -13,14 +13,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from orchestrator.cli import agent, images, maintenance, run
+from orchestrator.cli import agent, code, desktop, images, maintenance, remote, run, serve
 from orchestrator.config import Config, load_config
 from orchestrator.errors import ConfigError, SbxError
 from orchestrator.log import configure_logging
 
 __all__ = ["build_parser", "main"]
 
-COMMAND_GROUPS = (run, images, agent, maintenance)
+COMMAND_GROUPS = (run, code, desktop, images, agent, serve, remote, maintenance)
 """Modules that add sub-commands; each has ``register(subparsers)``."""
 
 

@@ -30,6 +30,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench.add_argument(
         "--no-cli", action="store_true", help="skip `sbx run` vs `docker run` (slower part)"
     )
+    bench.add_argument(
+        "--http",
+        action="store_true",
+        help="benchmark the HTTP API instead (a server process, exec latency, 100 streams)",
+    )
+    bench.add_argument(
+        "--tools",
+        action="store_true",
+        help="benchmark the editor and code execution tools instead (1 MB str_replace, 1+1)",
+    )
+    bench.add_argument(
+        "--desktop",
+        action="store_true",
+        help="benchmark the desktop instead (screenshots, actions, cold start) against "
+        "scrot + ImageMagick and docker run",
+    )
     bench.set_defaults(handler=_bench, quiet_logs=True)
 
     demo = sub.add_parser("demo", help="run several sandboxed jobs in parallel and show results")
@@ -47,6 +63,24 @@ def _doctor(args: argparse.Namespace, config: Config) -> int:
 
 
 def _bench(args: argparse.Namespace, config: Config) -> int:
+    if args.desktop:
+        from orchestrator.desktop.bench import collect_desktop, format_desktop
+
+        found = trio.run(collect_desktop, config, max(10, args.iterations))
+        print(json.dumps(found) if args.json else format_desktop(found))
+        return 0
+    if args.tools:
+        from orchestrator.bench_tools import collect_tools, format_tools
+
+        tools = trio.run(collect_tools, config, max(10, args.iterations), args.image)
+        print(json.dumps(tools) if args.json else format_tools(tools))
+        return 0
+    if args.http:
+        from orchestrator.api.bench import collect_http, format_http
+
+        report = trio.run(collect_http, config, max(10, args.iterations), args.image)
+        print(json.dumps(report) if args.json else format_http(report))
+        return 0
     from orchestrator.bench import run_bench
 
     return trio.run(run_bench, config, args.iterations, args.image, args.json, not args.no_cli)

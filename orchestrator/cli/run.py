@@ -54,7 +54,8 @@ def handle(args: argparse.Namespace, config: Config) -> int:
         command = command[1:]
     if not command:
         args.group_parser.error("run needs a command: sbx run [OPTIONS] -- CMD [ARG...]")
-    options: dict[str, Any] = {}
+    # A one-shot command needs no memory store, and untrusted code should not see it.
+    options: dict[str, Any] = {"memories": False}
     if args.image:
         options["image"] = args.image
     if args.network:

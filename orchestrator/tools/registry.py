@@ -33,6 +33,8 @@ class ToolRegistry:
             if version is not None and version.name != tool.name:
                 # Older versions go by another name (str_replace_editor): route it too.
                 self._by_name[version.name] = tool
+        for alias in getattr(tool, "aliases", ()):
+            self._by_name[alias] = tool  # a name it is advertised under instead (code_execution)
 
     def get(self, name: str) -> Tool | None:
         return self._by_name.get(name)
@@ -77,12 +79,37 @@ class ToolRegistry:
 def default_registry(config: Config) -> ToolRegistry:
     """Every tool this installation implements, configured from ``config.tools``."""
     from orchestrator.tools.bash import BashTool
+    from orchestrator.tools.code_execution import CodeExecutionTool
+    from orchestrator.tools.computer import ComputerTool
+    from orchestrator.tools.editor import TextEditorTool
+    from orchestrator.tools.memory import MemoryTool
 
     return ToolRegistry(
         [
             BashTool(
                 timeout=config.tools.bash_timeout,
                 max_output_chars=config.tools.max_output_chars,
-            )
+            ),
+            TextEditorTool(
+                undo_depth=config.editor.undo_depth,
+                undo_max_bytes=config.editor.undo_max_bytes,
+                max_file_bytes=config.editor.max_file_bytes,
+                max_characters=config.editor.max_characters,
+                max_output_chars=config.tools.max_output_chars,
+                workdir=config.sandbox.workdir,
+            ),
+            CodeExecutionTool(
+                tool_name=config.code_execution.tool_name,
+                timeout=config.code_execution.timeout,
+                outputs_dir=config.code_execution.outputs_dir,
+                grace=config.session.kill_grace,
+                max_output_chars=config.tools.max_output_chars,
+            ),
+            MemoryTool(
+                max_bytes=config.memory.max_bytes,
+                max_file_bytes=config.editor.max_file_bytes,
+                max_output_chars=config.tools.max_output_chars,
+            ),
+            ComputerTool(config.desktop),
         ]
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "CODE_EXECUTION_TYPE",
     "DEFAULT_MODEL",
     "GENERATION",
     "TOOL_VERSIONS",
@@ -36,6 +37,11 @@ class ToolVersion:
 
 
 GENERATION = "generation"
+
+CODE_EXECUTION_TYPE = "custom"
+"""``code_execution`` is our own client tool, sent as a custom tool (name, description,
+input schema).  Anthropic's ``code_execution_*`` types are server tools that run in
+Anthropic's cloud, so none of them is in the table below."""
 _CU_2024 = "computer-use-2024-10-22"
 _CU_2025 = "computer-use-2025-01-24"
 _CU_2511 = "computer-use-2025-11-24"
@@ -81,6 +87,8 @@ def tool_type_for_model(family: str, model: str) -> str:
     """
     if family == "memory":
         return "memory_20250818"
+    if family == "code_execution":
+        return CODE_EXECUTION_TYPE
     index = _FAMILY_INDEX.get(family)
     if index is None:
         raise KeyError(f"no versioned Anthropic tool family {family!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import docker
 import pytest
@@ -34,9 +35,10 @@ def docker_client() -> Iterator[docker.DockerClient]:
 
 
 @pytest.fixture
-def config() -> Config:
+def config(tmp_path: Path) -> Config:
     cfg = load_config()
     cfg.session.kill_grace = 1.0
+    cfg.memory.root = tmp_path / "memories"  # never the user's own memory store
     return cfg
 
 

@@ -102,3 +102,11 @@ def test_bench_reports_the_documented_keys() -> None:
     for key in ("channel_exec_p50_ms", "docker_exec_p50_ms", "ping_p50_ms", "ratio"):
         assert report[key] > 0
     assert report["ratio"] == round(report["docker_exec_p50_ms"] / report["channel_exec_p50_ms"], 1)
+
+
+def test_the_demo_runs_every_job_and_leaves_nothing() -> None:
+    r = sbx("demo", "--image", IMAGE, timeout=600)
+    assert r.returncode == 0, r.stdout.decode()[-2000:]
+    out = " ".join(r.stdout.decode().split())  # rich wraps lines to the terminal's width
+    assert "8/8 jobs ok" in out
+    assert "no sandbox left behind" in out

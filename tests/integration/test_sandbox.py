@@ -195,3 +195,13 @@ async def test_dead_mans_switch_removes_the_container_when_the_stream_closes(
     await s._channel.aclose()  # the stream only: no remove call
     await _wait_gone(docker_client, s.id)
     await s.close()
+
+
+async def test_programs_written_in_the_sandbox_can_run(orch: Orchestrator) -> None:
+    async with orch.session(image=IMAGE) as s:
+        for place in ("/workspace", "/tmp", "/home/sandbox"):
+            await s.write_file(f"{place}/hello.sh", "#!/bin/sh\necho ran from $0\n", mode=0o755)
+            r = await s.exec([f"{place}/hello.sh"])
+            assert r.stdout == f"ran from {place}/hello.sh\n".encode(), (place, r.stderr)
+        mounts = await s.exec("grep ' /run ' /proc/mounts")
+    assert b"noexec" in mounts.stdout

@@ -106,21 +106,29 @@ class AttachedStream(trio.abc.Stream):
             self._buf += chunk
 
     def _take_stdout(self, max_bytes: int | None) -> bytes:
-        """Consume whole frames from the buffer, returning the stdout bytes among them."""
+        """Consume whole frames from the buffer, returning the stdout bytes among them.
+
+        Frames are walked with an offset and the buffer is trimmed once: the
+        engine sends output in small frames, and trimming after each one would
+        move the rest of a large read again and again.
+        """
         out = bytearray()
         buf = self._buf
         limit = max_bytes or (1 << 20)
-        while len(buf) >= _FRAME.size and len(out) < limit:
-            stream_id, length = _FRAME.unpack_from(buf, 0)
-            end = _FRAME.size + length
-            if len(buf) < end:
-                break
-            data = bytes(buf[_FRAME.size : end])
-            del buf[:end]
-            if stream_id == 2:
-                self._on_stderr(data)
-            else:
-                out += data
+        offset = 0
+        with memoryview(buf) as view:
+            while len(buf) - offset >= _FRAME.size and len(out) < limit:
+                stream_id, length = _FRAME.unpack_from(buf, offset)
+                end = offset + _FRAME.size + length
+                if len(buf) < end:
+                    break
+                if stream_id == 2:
+                    self._on_stderr(bytes(view[offset + _FRAME.size : end]))
+                else:
+                    out += view[offset + _FRAME.size : end]
+                offset = end
+        if offset:
+            del buf[:offset]
         return bytes(out)
 
     async def send_eof(self) -> None:

@@ -42,10 +42,14 @@ def host_config_for(spec: SandboxSpec) -> dict[str, Any]:
     uid, gid = _owner(spec.user)
     tmpfs: dict[str, str] = {}
     for mount, size in spec.tmpfs.items():
+        # Docker mounts tmpfs noexec unless told otherwise; a sandbox exists to run what
+        # it builds (compiled programs, scripts, virtualenvs), so its writable places are
+        # exec. /run holds only runtime state and stays noexec.
+        exec_flag = "noexec" if mount == "/run" else "exec"
         if mount == "/tmp":
-            tmpfs[mount] = f"rw,nosuid,nodev,size={size},mode=1777"
+            tmpfs[mount] = f"rw,{exec_flag},nosuid,nodev,size={size},mode=1777"
         else:
-            tmpfs[mount] = f"rw,nosuid,nodev,size={size},uid={uid},gid={gid},mode=0755"
+            tmpfs[mount] = f"rw,{exec_flag},nosuid,nodev,size={size},uid={uid},gid={gid},mode=0755"
     config: dict[str, Any] = {
         "auto_remove": True,
         "init": True,
@@ -66,6 +70,18 @@ def host_config_for(spec: SandboxSpec) -> dict[str, Any]:
     }
     if spec.runtime:
         config["runtime"] = spec.runtime
+    if spec.mounts:
+        # Mounts (not binds): the engine refuses a missing source instead of creating it as root.
+        config["mounts"] = [
+            docker.types.Mount(
+                target=mount.target,
+                source=mount.source,
+                type="bind",
+                read_only=mount.read_only,
+                propagation="rprivate",
+            )
+            for mount in spec.mounts
+        ]
     return config
 
 
@@ -251,6 +267,7 @@ def _info_from_inspect(data: dict[str, Any]) -> SandboxInfo:
         "init": host.get("Init"),
         "tmpfs": host.get("Tmpfs"),
         "binds": host.get("Binds"),
+        "mounts": host.get("Mounts"),
         "runtime": host.get("Runtime"),
         "log_config": host.get("LogConfig"),
         "stdin_once": config.get("StdinOnce"),

@@ -32,6 +32,10 @@ An extension module has ``register(guest)``, which adds entries to
 first request for one of its operations, so sandboxes that never use it do not
 pay for importing it at start-up.
 """
+EXTENSIONS["desktop"] = "sbx_guest.desktop"
+EXTENSIONS["net"] = "sbx_guest.net"
+EXTENSIONS["edit"] = "sbx_guest.textedit"
+EXTENSIONS["kernel"] = "sbx_guest.kernel"
 
 
 def log(event: str, **fields: Any) -> None:
@@ -119,6 +123,7 @@ class Guest:
                     "gid": os.getgid(),
                     "pid": os.getpid(),
                     "hostname": os.uname().nodename,
+                    "desktop": bool(os.environ.get("DISPLAY")) and os.path.exists("/usr/bin/Xvfb"),
                 },
             )
         )
@@ -169,6 +174,10 @@ class Guest:
             call = self.calls.get(header.get("id"))  # type: ignore[arg-type]
             if call is not None:
                 call.grant(int(header.get("n", 0)))
+        elif kind == protocol.DATA:
+            call = self.calls.get(header.get("id"))  # type: ignore[arg-type]
+            if call is not None and hasattr(call, "feed"):
+                call.feed(payload, bool(header.get("eof")))
         else:
             log("unknown frame kind ignored", kind=kind)
 

@@ -1,0 +1,102 @@
+"""Bearer-token authentication: who is calling, and may they touch this session.
+
+Tokens are configured as SHA-256 digests with an owner (``[api].tokens``), so
+the configuration file holds nothing that grants access; ``SBX_TOKEN`` adds
+one token for a single-user setup.  A token sees and touches only its
+owner's sessions; an admin token sees all.  Anonymous access exists only
+when explicitly enabled *and* the server is bound to a loopback address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import os
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from orchestrator.api.errors import ApiError
+from orchestrator.config import ApiConfig
+from orchestrator.errors import ConfigError
+
+__all__ = ["Authenticator", "Principal", "hash_token", "is_loopback"]
+
+ANONYMOUS_OWNER = "anonymous"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def is_loopback(bind: str) -> bool:
+    host = bind.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Principal:
+    owner: str
+    admin: bool = False
+
+    def may_use(self, session_owner: str | None) -> bool:
+        return self.admin or session_owner == self.owner
+
+
+class Authenticator:
+    def __init__(self, config: ApiConfig, bind: str, env_token: str | None = None) -> None:
+        self._tokens: list[tuple[str, Principal]] = [
+            (entry.sha256, Principal(entry.owner, entry.admin)) for entry in config.tokens
+        ]
+        env_token = env_token if env_token is not None else os.environ.get("SBX_TOKEN")
+        if env_token:
+            owner = os.environ.get("SBX_TOKEN_OWNER", "local")
+            self._tokens.append((hash_token(env_token), Principal(owner, admin=True)))
+        self.anonymous = config.allow_anonymous and not self._tokens
+        if config.allow_anonymous and not is_loopback(bind):
+            raise ConfigError(
+                f"api.allow_anonymous needs a loopback bind address, not {bind}: anyone who can "
+                "reach the port would control sandboxes. Bind to 127.0.0.1 or configure tokens"
+            )
+        if not self._tokens and not self.anonymous:
+            raise ConfigError(
+                "no API tokens configured: set SBX_TOKEN, add [[api.tokens]] entries (owner and "
+                "sha256 of the token, see `sbx token hash`), or set api.allow_anonymous = true "
+                "on a loopback bind"
+            )
+
+    def lookup(self, header: str) -> Principal | None:
+        """The principal of an ``Authorization`` header, or ``None`` (never raises)."""
+        try:
+            return self._authenticate(header)
+        except ApiError:
+            return None
+
+    def authenticate(self, request: Request) -> Principal:
+        return self._authenticate(request.headers.get("authorization", ""))
+
+    def _authenticate(self, header: str) -> Principal:
+        scheme, _, token = header.partition(" ")
+        if not token or scheme.lower() != "bearer":
+            if self.anonymous:
+                return Principal(ANONYMOUS_OWNER, admin=True)
+            raise ApiError(
+                401,
+                "unauthorized",
+                "missing bearer token: send `Authorization: Bearer <token>` (the CLI reads "
+                "SBX_TOKEN)",
+            )
+        digest = hash_token(token.strip())
+        found: Principal | None = None
+        for expected, principal in self._tokens:
+            if hmac.compare_digest(expected, digest):
+                found = principal
+        if found is None:
+            raise ApiError(401, "unauthorized", "invalid bearer token; check SBX_TOKEN")
+        return found

@@ -1,0 +1,192 @@
+"""The HTTP API's request and response bodies (they make ``/openapi.json``).
+
+Requests forbid unknown fields, so a typo is a 422 naming the field rather
+than an option silently ignored.  Output bytes travel losslessly: as text
+where they are UTF-8 and as base64 where they are not.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.config import ByteSize
+from orchestrator.results import ExecResult
+
+__all__ = [
+    "AgentRunCreate",
+    "AgentRunInfo",
+    "ErrorBody",
+    "ErrorResponse",
+    "ExecRequest",
+    "ExecResponse",
+    "FileEntry",
+    "FileListing",
+    "SessionCreate",
+    "SessionInfo",
+    "SessionList",
+    "ToolsRequest",
+    "ToolsResponse",
+    "text_or_base64",
+]
+
+_Forbid = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    type: str = Field(description="Machine-readable kind, e.g. session_not_found.")
+    message: str = Field(description="What went wrong and what to do about it.")
+    field: str | None = Field(default=None, description="The request field at fault, if any.")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class SessionCreate(BaseModel):
+    """A new sandbox session; unset fields take the server's configured defaults."""
+
+    model_config = _Forbid
+
+    image: str | None = Field(default=None, max_length=256, examples=["code-runner"])
+    memory: ByteSize | None = Field(default=None, ge=16 << 20, examples=["1g"])
+    cpus: float | None = Field(default=None, gt=0, le=256)
+    pids_limit: int | None = Field(default=None, ge=16, le=1 << 16)
+    network: bool | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    workdir: str | None = Field(default=None, max_length=4096)
+    ttl: float | None = Field(default=None, gt=0, le=7 * 86400)
+    idle_timeout: float | None = Field(default=None, gt=0, le=7 * 86400)
+    labels: dict[str, str] = Field(default_factory=dict)
+    tmpfs_sizes: dict[str, ByteSize] = Field(default_factory=dict)
+
+    def options(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True, exclude_defaults=True)
+
+
+class SessionInfo(BaseModel):
+    id: str
+    image: str
+    state: str
+    owner: str | None = None
+    created_at: float
+    expires_at: float
+    labels: dict[str, str] = Field(default_factory=dict)
+    active_calls: int = 0
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionInfo]
+
+
+class ExecRequest(BaseModel):
+    model_config = _Forbid
+
+    command: str | list[str] = Field(
+        description="A shell string (run by bash) or an argv list (run as is).",
+        examples=["echo hi", ["python3", "-c", "print(1)"]],
+    )
+    timeout: float | None = Field(default=None, gt=0, le=86400)
+    cwd: str | None = Field(default=None, max_length=4096)
+    env: dict[str, str] = Field(default_factory=dict)
+    stdin: str | None = Field(default=None, description="Text for the command's stdin.")
+    stdin_b64: str | None = Field(default=None, description="Bytes for stdin, base64.")
+    max_output: int | None = Field(default=None, ge=1, le=64 << 20)
+
+
+def text_or_base64(data: bytes) -> tuple[str | None, str | None]:
+    """``(text, None)`` for UTF-8 data, ``(None, base64)`` for anything else."""
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return None, base64.b64encode(data).decode("ascii")
+
+
+class ExecResponse(BaseModel):
+    """The fields of ``ExecResult``; output as text, or base64 when it is not UTF-8."""
+
+    exit_code: int
+    stdout: str | None = None
+    stderr: str | None = None
+    stdout_b64: str | None = None
+    stderr_b64: str | None = None
+    signal: int | None = None
+    timed_out: bool = False
+    cancelled: bool = False
+    oom_killed: bool = False
+    truncated: bool = False
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+    duration: float = 0.0
+
+    @classmethod
+    def from_result(cls, result: ExecResult) -> ExecResponse:
+        out, out_b64 = text_or_base64(result.stdout)
+        err, err_b64 = text_or_base64(result.stderr)
+        data = result.model_dump(exclude={"stdout", "stderr", "shell_restarted", "shell_exited"})
+        return cls(stdout=out, stdout_b64=out_b64, stderr=err, stderr_b64=err_b64, **data)
+
+
+class ToolsRequest(BaseModel):
+    model_config = _Forbid
+
+    tool_uses: list[dict[str, Any]] = Field(
+        max_length=256, description="Claude's tool_use blocks, as the Messages API gives them."
+    )
+    tool_types: dict[str, str] | None = Field(
+        default=None, description="The advertised version per tool name, e.g. computer_20251124."
+    )
+
+
+class ToolsResponse(BaseModel):
+    tool_results: list[dict[str, Any]]
+
+
+class FileEntry(BaseModel):
+    name: str
+    path: str
+    type: Literal["file", "directory", "symlink", "other"]
+    size: int
+    mode: int
+    mtime: float
+    target: str | None = None
+
+
+class FileListing(BaseModel):
+    path: str
+    entries: list[FileEntry]
+
+
+class AgentRunCreate(BaseModel):
+    model_config = _Forbid
+
+    task: str = Field(min_length=1, max_length=100_000)
+    image: str | None = Field(default=None, max_length=256)
+    model: str | None = Field(default=None, max_length=128)
+    tools: list[str] = Field(default_factory=lambda: ["bash"], max_length=16)
+    max_turns: int = Field(default=20, ge=1, le=500)
+    max_tokens: int = Field(default=4096, ge=1, le=200_000)
+    token_budget: int | None = Field(default=None, ge=1)
+    system: str | None = Field(default=None, max_length=100_000)
+    base_url: str | None = Field(
+        default=None, max_length=2048, description="Messages API base URL (default: the server's)."
+    )
+
+
+class AgentRunInfo(BaseModel):
+    id: str
+    status: Literal["running", "finished", "failed", "cancelled"]
+    owner: str | None = None
+    task: str
+    session_id: str | None = None
+    stop_reason: str | None = None
+    turns: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    final_text: str | None = None
+    error: str | None = None
+    run_dir: str

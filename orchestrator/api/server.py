@@ -1,0 +1,101 @@
+"""``sbx serve``: the HTTP API and the supervisor in one trio run, one nursery tree.
+
+Shutdown (SIGINT/SIGTERM, or the caller's ``shutdown`` event) is graceful:
+the listener closes, requests in flight get ``api.graceful_timeout`` to
+finish, then whatever is left is cancelled and every sandbox is removed
+before the process exits.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import structlog
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from orchestrator.api.agent_runs import AgentRuns
+from orchestrator.api.app import ApiState, create_app
+from orchestrator.api.auth import Authenticator
+from orchestrator.backends.base import SandboxBackend
+from orchestrator.config import Config
+from orchestrator.metrics import PrometheusObserver
+from orchestrator.runtime import Orchestrator
+
+__all__ = ["serve_api"]
+
+log = structlog.get_logger("orchestrator.api")
+
+
+async def serve_api(
+    config: Config,
+    *,
+    bind: str | None = None,
+    backend: SandboxBackend | None = None,
+    shutdown: trio.Event | None = None,
+    handle_signals: bool = True,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until ``shutdown`` is set or a signal arrives; ``task_status`` gets the URL."""
+    bind = bind or config.api.bind
+    auth = Authenticator(config.api, bind)  # refuses an unsafe set-up before anything starts
+    shutdown = shutdown if shutdown is not None else trio.Event()
+    orch = Orchestrator(config, backend=backend)
+    observer = PrometheusObserver(lambda: len(orch.sessions))
+    orch.supervisor.observer = observer
+    orch.router.observer = observer
+
+    hyper = HypercornConfig()
+    hyper.bind = [bind]
+    hyper.graceful_timeout = config.api.graceful_timeout
+    hyper.accesslog = None
+    hyper.errorlog = None
+    hyper.keep_alive_timeout = 30
+    hyper.websocket_max_message_size = 16 * 1024 * 1024
+
+    async with orch, trio.open_nursery() as nursery:
+        runs = AgentRuns(orch, config.api.runs_dir)
+        await nursery.start(runs.serve)
+        app = create_app(ApiState(orch, config, auth, observer, runs))
+        if handle_signals:
+            nursery.start_soon(_watch_signals, shutdown)
+
+        server_done = trio.Event()
+
+        async def run_server(*, task_status: trio.TaskStatus[list[str]]) -> None:
+            try:
+                await hypercorn_serve(
+                    app,  # type: ignore[arg-type]
+                    hyper,
+                    shutdown_trigger=shutdown.wait,
+                    task_status=task_status,
+                )
+            finally:
+                server_done.set()
+
+        binds: list[str] = await nursery.start(run_server)
+        url = binds[0]
+        if orch.view.base_url is None:
+            # Live view links point back at this server (its routes are mounted here).
+            orch.view.base_url = url.replace("://0.0.0.0:", "://127.0.0.1:")
+        log.info("serving the HTTP API", url=url, anonymous=auth.anonymous)
+        task_status.started(url)
+        await shutdown.wait()
+        log.info(
+            "shutting down: new connections refused, calls in flight may finish",
+            graceful_timeout=config.api.graceful_timeout,
+        )
+        # hypercorn returns once in-flight requests finish or the grace period ends.
+        with trio.move_on_after(config.api.graceful_timeout + 5):
+            await server_done.wait()
+        nursery.cancel_scope.cancel()
+    log.info("HTTP API stopped; every sandbox removed")
+
+
+async def _watch_signals(shutdown: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.warning("signal received; shutting down", signal=signum)
+            shutdown.set()
+            return

@@ -1,0 +1,258 @@
+"""Commands that drive a running ``sbx serve`` over HTTP (``SBX_URL``, ``SBX_TOKEN``).
+
+``sbx session new|ls|rm``, ``sbx exec SESSION -- CMD``, ``sbx cp``, ``sbx tool``.
+They print what the server says and exit non-zero with its message on errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.cli._args import env_pair, size
+from orchestrator.config import Config
+from orchestrator.errors import ConfigError
+
+if TYPE_CHECKING:
+    from orchestrator.api.client import SbxClient
+
+__all__ = ["register"]
+
+
+def _client_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="API base URL (default $SBX_URL or http://127.0.0.1:8765)")
+    parser.add_argument("--token", help="API token (default $SBX_TOKEN)")
+
+
+def _client(args: argparse.Namespace) -> SbxClient:
+    from orchestrator.api.client import SbxClient
+
+    return SbxClient(args.url, args.token)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    session = sub.add_parser("session", help="create, list and remove sessions on a server")
+    session.set_defaults(group_parser=session)
+    actions = session.add_subparsers(dest="session_command", metavar="ACTION")
+    new = actions.add_parser("new", help="start a session; prints its id")
+    _client_args(new)
+    new.add_argument("--image")
+    new.add_argument("--memory", type=size)
+    new.add_argument("--cpus", type=float)
+    new.add_argument("--network", action="store_true")
+    new.add_argument("--env", "-e", type=env_pair, action="append", default=[], metavar="K=V")
+    new.add_argument("--ttl", type=float)
+    new.add_argument("--label", type=env_pair, action="append", default=[], metavar="K=V")
+    new.set_defaults(handler=_session_new)
+    ls = actions.add_parser("ls", help="list your sessions")
+    _client_args(ls)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=_session_ls)
+    rm = actions.add_parser("rm", help="close sessions (their sandboxes are removed)")
+    _client_args(rm)
+    rm.add_argument("ids", nargs="+")
+    rm.set_defaults(handler=_session_rm)
+
+    exec_ = sub.add_parser("exec", help="run a command in a server's session, output streamed")
+    _client_args(exec_)
+    exec_.add_argument("session")
+    exec_.add_argument("--timeout", type=float)
+    exec_.add_argument("--workdir", "-w")
+    exec_.add_argument("--env", "-e", type=env_pair, action="append", default=[], metavar="K=V")
+    exec_.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...")
+    exec_.set_defaults(handler=_exec, group_parser=exec_)
+
+    cp = sub.add_parser("cp", help="copy a file to or from a session (SESSION:/path)")
+    _client_args(cp)
+    cp.add_argument("source")
+    cp.add_argument("dest")
+    cp.set_defaults(handler=_cp)
+
+    view = sub.add_parser("view", help="print a live view URL of a desktop session")
+    _client_args(view)
+    view.add_argument("session")
+    view.add_argument("--interactive", action="store_true", help="allow mouse and keyboard")
+    view.set_defaults(handler=_view)
+
+    tool = sub.add_parser("tool", help="run tool_use blocks (JSON, or - for stdin) in a session")
+    _client_args(tool)
+    tool.add_argument("session")
+    tool.add_argument("blocks", help="a tool_use block, a list of them, or {'tool_uses': [...]}")
+    tool.set_defaults(handler=_tool)
+
+
+def _run(action: Any) -> int:
+    from orchestrator.api.client import ApiClientError
+
+    try:
+        code: int = action()
+        return code
+    except ApiClientError as exc:
+        print(f"sbx: {exc}", file=sys.stderr)
+        return 1
+
+
+def _session_new(args: argparse.Namespace, config: Config) -> int:
+    options: dict[str, Any] = {}
+    for key in ("image", "memory", "cpus", "ttl"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    if args.network:
+        options["network"] = True
+    if args.env:
+        options["env"] = dict(args.env)
+    if args.label:
+        options["labels"] = dict(args.label)
+
+    def act() -> int:
+        with _client(args) as client:
+            print(client.create_session(**options)["id"])
+        return 0
+
+    return _run(act)
+
+
+def _session_ls(args: argparse.Namespace, config: Config) -> int:
+    def act() -> int:
+        with _client(args) as client:
+            sessions = client.list_sessions()
+        if args.json:
+            print(json.dumps(sessions))
+            return 0
+        print(f"{'ID':<14} {'IMAGE':<24} {'STATE':<8} {'OWNER':<12} CALLS")
+        for s in sessions:
+            print(
+                f"{s['id']:<14} {s['image']:<24} {s['state']:<8} {s.get('owner') or '-':<12} "
+                f"{s.get('active_calls', 0)}"
+            )
+        return 0
+
+    return _run(act)
+
+
+def _session_rm(args: argparse.Namespace, config: Config) -> int:
+    def act() -> int:
+        with _client(args) as client:
+            for session_id in args.ids:
+                client.delete_session(session_id)
+                print(f"removed {session_id}")
+        return 0
+
+    return _run(act)
+
+
+def _exec(args: argparse.Namespace, config: Config) -> int:
+    command = list(args.cmd)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        args.group_parser.error("exec needs a command: sbx exec SESSION -- CMD [ARG...]")
+    options: dict[str, Any] = {}
+    if args.timeout is not None:
+        options["timeout"] = args.timeout
+    if args.workdir:
+        options["cwd"] = args.workdir
+    if args.env:
+        options["env"] = dict(args.env)
+
+    from orchestrator.api.client import ApiClientError, event_bytes
+
+    def act() -> int:
+        out, err = sys.stdout.buffer, sys.stderr.buffer
+        with _client(args) as client:
+            for event in client.exec_stream(args.session, command, **options):
+                kind = event.get("type")
+                if kind in ("stdout", "stderr"):
+                    target = out if kind == "stdout" else err
+                    target.write(event_bytes(event))
+                    target.flush()
+                elif kind == "dropped":
+                    print(
+                        f"sbx: {event['bytes']} bytes of output dropped (slow reader)",
+                        file=sys.stderr,
+                    )
+                elif kind == "error":
+                    raise ApiClientError(
+                        event.get("status", 500),
+                        event.get("error", "error"),
+                        event.get("message", "the command failed"),
+                    )
+                elif kind == "result":
+                    return 124 if event.get("timed_out") else int(event["exit_code"])
+        raise ApiClientError(502, "incomplete", "the server ended the stream without a result")
+
+    return _run(act)
+
+
+def _split(target: str) -> tuple[str | None, str]:
+    session, sep, path = target.partition(":")
+    if sep and path.startswith("/") and "/" not in session:
+        return session, path
+    return None, target
+
+
+def _cp(args: argparse.Namespace, config: Config) -> int:
+    src_session, src = _split(args.source)
+    dst_session, dst = _split(args.dest)
+    if (src_session is None) == (dst_session is None):
+        raise ConfigError(
+            "sbx cp copies between a local path and SESSION:/path; name exactly one "
+            "side as SESSION:/absolute/path"
+        )
+
+    def act() -> int:
+        with _client(args) as client:
+            if dst_session is not None:
+                data = sys.stdin.buffer.read() if src == "-" else Path(src).read_bytes()
+                client.upload(dst_session, dst, data)
+            else:
+                assert src_session is not None
+                data = client.download(src_session, src)
+                if dst == "-":
+                    sys.stdout.buffer.write(data)
+                else:
+                    Path(dst).write_bytes(data)
+        return 0
+
+    try:
+        return _run(act)
+    except OSError as exc:
+        print(f"sbx: {exc}", file=sys.stderr)
+        return 1
+
+
+def _view(args: argparse.Namespace, config: Config) -> int:
+    def act() -> int:
+        with _client(args) as client:
+            print(client.view_url(args.session, interactive=args.interactive))
+        return 0
+
+    return _run(act)
+
+
+def _tool(args: argparse.Namespace, config: Config) -> int:
+    raw = sys.stdin.read() if args.blocks == "-" else args.blocks
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"the tool_use JSON does not parse: {exc}") from None
+    if isinstance(data, dict) and "tool_uses" in data:
+        blocks = data["tool_uses"]
+    elif isinstance(data, dict):
+        blocks = [data]
+    else:
+        blocks = data
+    for number, block in enumerate(blocks):
+        if isinstance(block, dict):
+            block.setdefault("type", "tool_use")
+            block.setdefault("id", f"toolu_cli_{number}")
+
+    def act() -> int:
+        with _client(args) as client:
+            print(json.dumps(client.run_tools(args.session, blocks), indent=2))
+        return 0
+
+    return _run(act)

@@ -1,0 +1,451 @@
+"""A session's X desktop: start it, look at it, type and click on it.
+
+The guest runs the X server, the window manager and the screenshots; this
+class is the session's handle on them.  Coordinates here are *real* screen
+pixels; ``scaling`` converts to and from what Claude is shown (the
+``computer`` tool does that).  Every call goes through the session's
+channel with a deadline, and an X server that died is reported by
+``status()`` and by every later call until ``restart()``.
+
+Must not: know the ``computer`` tool's versions or validation (that is
+``orchestrator.tools.computer``), or talk to Docker.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import structlog
+
+from orchestrator import protocol
+from orchestrator.config import Config, DesktopConfig
+from orchestrator.desktop.keys import combo_steps, hold_steps
+from orchestrator.desktop.scaling import Scaling, Size
+from orchestrator.errors import ConfigError, SandboxStartError, SessionError
+
+if TYPE_CHECKING:
+    from orchestrator.options import SandboxOptions
+    from orchestrator.session import Session
+
+__all__ = [
+    "ActionResult",
+    "Desktop",
+    "ScreenSpec",
+    "Screenshot",
+    "parse_screen",
+    "start_session_desktop",
+]
+
+log = structlog.get_logger("orchestrator.desktop")
+
+Step = dict[str, Any]
+Button = Literal["left", "middle", "right"]
+BUTTONS: dict[str, int] = {"left": 1, "middle": 2, "right": 3}
+SCROLL_BUTTONS: dict[str, int] = {"up": 4, "down": 5, "left": 6, "right": 7}
+_SCREEN = re.compile(r"^\s*(\d{3,5})\s*[xX\u00d7]\s*(\d{3,5})(?:\s*[xX\u00d7]\s*(\d{2}))?\s*$")
+
+
+@dataclass(frozen=True)
+class ScreenSpec:
+    """The X screen a session asks for."""
+
+    width: int
+    height: int
+    depth: int = 24
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height}x{self.depth}"
+
+
+def parse_screen(text: str) -> ScreenSpec:
+    """``"1920x1080"`` or ``"1280x800x16"`` → ``ScreenSpec``; a clear error otherwise."""
+    match = _SCREEN.match(text)
+    if not match:
+        raise ConfigError(
+            f"screen {text!r} is not WIDTHxHEIGHT[xDEPTH]; write e.g. 1280x800 or 1920x1080x24"
+        )
+    width, height = int(match.group(1)), int(match.group(2))
+    depth = int(match.group(3) or 24)
+    if not (320 <= width <= 7680 and 200 <= height <= 4320):
+        raise ConfigError(f"screen {text!r} is out of range: 320..7680 x 200..4320 pixels")
+    if depth not in (16, 24):
+        raise ConfigError(f"screen depth {depth} is not supported; use 24 or 16")
+    return ScreenSpec(width, height, depth)
+
+
+@dataclass(frozen=True)
+class Screenshot:
+    """A PNG of the screen (or of a part of it) and its size in pixels."""
+
+    png: bytes
+    width: int
+    height: int
+
+    def save(self, path: str | Path) -> Path:
+        target = Path(path)
+        target.write_bytes(self.png)
+        return target
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """What an input action left behind: the pointer, and the settled screen if asked."""
+
+    cursor: tuple[int, int]
+    """Real screen coordinates of the pointer afterwards."""
+    screenshot: Screenshot | None = None
+    settled: bool | None = None
+    """True if the screen stopped changing before the cap; ``None`` if not waited for."""
+    changed: bool | None = None
+    settle_ms: float | None = None
+    ms: float | None = None
+
+
+class Desktop:
+    """The desktop of one session; made by the session when its image has one."""
+
+    def __init__(self, session: Session, config: DesktopConfig, spec: ScreenSpec) -> None:
+        self._session = session
+        self.config = config
+        self.spec = spec
+        self.info: dict[str, Any] = {}
+        self.scaling = Scaling.for_screen(Size(spec.width, spec.height), enabled=config.scaling)
+        self._novnc: dict[str, bytes] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Desktop {self.spec} of session {self._session.id}>"
+
+    # -- life -------------------------------------------------------------------
+
+    def _start_args(self, restart: bool) -> dict[str, Any]:
+        return {
+            "width": self.spec.width,
+            "height": self.spec.height,
+            "depth": self.spec.depth,
+            "display": self.config.display,
+            "wm": self.config.window_manager,
+            "background": self.config.background,
+            "timeout": self.config.start_timeout,
+            "restart": restart,
+        }
+
+    async def start(self, *, restart: bool = False) -> dict[str, Any]:
+        """Start the X server (and window manager); returns once the server answers."""
+        value, _ = await self._session._op(
+            protocol.OP_DESKTOP_START,
+            self._start_args(restart),
+            timeout=self.config.start_timeout + 10,
+        )
+        self.info = value
+        self.scaling = Scaling.for_screen(
+            Size(int(value["width"]), int(value["height"])), enabled=self.config.scaling
+        )
+        log.info(
+            "desktop ready",
+            session_id=self._session.id,
+            screen=str(self.scaling.screen),
+            advertised=str(self.scaling.advertised),
+            seconds=value.get("seconds"),
+            wm_running=value.get("wm_running"),
+        )
+        return value
+
+    async def restart(self, screen: str | ScreenSpec | None = None) -> dict[str, Any]:
+        """Replace the X server (after it died, or to change the screen size)."""
+        if screen is not None:
+            self.spec = parse_screen(screen) if isinstance(screen, str) else screen
+        return await self.start(restart=True)
+
+    async def stop(self) -> None:
+        await self._session._op(protocol.OP_DESKTOP_STOP, {}, timeout=15)
+
+    async def status(self) -> dict[str, Any]:
+        """``state`` (running, dead, stopped), the display, its size, and ``death`` if it died."""
+        value, _ = await self._session._op(protocol.OP_DESKTOP_STATUS, {}, timeout=10)
+        return value
+
+    @property
+    def display(self) -> str:
+        return str(self.info.get("display", f":{self.config.display}"))
+
+    def tool_options(self) -> dict[str, Any]:
+        """The ``computer`` tool's parameters for this screen (the advertised size)."""
+        return {
+            "display_width_px": self.scaling.advertised.width,
+            "display_height_px": self.scaling.advertised.height,
+            "display_number": int(self.display.lstrip(":") or 0),
+        }
+
+    # -- looking ----------------------------------------------------------------
+
+    def _settle(self) -> dict[str, Any]:
+        return {
+            "quiet_ms": self.config.settle_quiet_ms,
+            "timeout_ms": self.config.settle_timeout_ms,
+        }
+
+    def _shot_args(self, scaled: bool) -> dict[str, Any]:
+        args: dict[str, Any] = {"resample": self.config.resample}
+        if scaled and self.scaling.active:
+            args["size"] = [self.scaling.advertised.width, self.scaling.advertised.height]
+        return args
+
+    async def screenshot(self, *, scaled: bool = True, settle: bool = False) -> Screenshot:
+        """The whole screen; ``scaled`` gives the advertised size (what Claude sees)."""
+        args = self._shot_args(scaled)
+        if settle:
+            args["settle"] = self._settle()
+        timeout = 30 + (self.config.settle_timeout_ms / 1000 if settle else 0)
+        value, png = await self._session._op(protocol.OP_DESKTOP_SCREENSHOT, args, timeout=timeout)
+        return Screenshot(png, int(value["width"]), int(value["height"]))
+
+    def zoom_factor(self, width: int, height: int) -> int:
+        """How many times a ``width`` by ``height`` crop fits, enlarged, in the screenshot size."""
+        if not self.config.zoom_upscale or width <= 0 or height <= 0:
+            return 1
+        budget = self.scaling.advertised
+        return max(1, min(budget.width // width, budget.height // height))
+
+    async def capture_region(
+        self, region: tuple[int, int, int, int], *, upscale: int = 1
+    ) -> Screenshot:
+        """Real pixels ``x0, y0, x1, y1`` (right and bottom exclusive), at full resolution.
+
+        ``upscale`` repeats every pixel as an nxn block, so nothing is interpolated.
+        """
+        x0, y0, x1, y1 = region
+        if not (0 <= x0 < x1 <= self.scaling.screen.width):
+            raise SessionError(
+                f"region {list(region)} is not inside the {self.scaling.screen} screen"
+            )
+        if not (0 <= y0 < y1 <= self.scaling.screen.height):
+            raise SessionError(
+                f"region {list(region)} is not inside the {self.scaling.screen} screen"
+            )
+        args = {"region": [x0, y0, x1, y1], "upscale": max(1, int(upscale))}
+        value, png = await self._session._op(protocol.OP_DESKTOP_SCREENSHOT, args, timeout=30)
+        return Screenshot(png, int(value["width"]), int(value["height"]))
+
+    async def cursor(self) -> tuple[int, int]:
+        """The pointer, in real screen coordinates."""
+        value, _ = await self._session._op(protocol.OP_DESKTOP_CURSOR, {}, timeout=10)
+        return int(value["x"]), int(value["y"])
+
+    # -- acting -----------------------------------------------------------------
+
+    async def act(
+        self,
+        steps: Sequence[Step],
+        *,
+        screenshot: bool = True,
+        settle: bool = True,
+        scaled: bool = True,
+    ) -> ActionResult:
+        """Run input steps, wait for the screen to settle, and (by default) take a screenshot.
+
+        Steps are the guest's: ``{"op": "move", "x", "y"}``, ``{"op": "button",
+        "button", "down"}``, ``{"op": "key", "key", "down"}``, ``{"op": "type",
+        "text", "delay_ms"}``, ``{"op": "sleep", "ms"}``.
+        """
+        args: dict[str, Any] = {"steps": list(steps)}
+        if settle:
+            args["settle"] = self._settle()
+        if screenshot:
+            args["screenshot"] = self._shot_args(scaled)
+        value, png = await self._session._op(
+            protocol.OP_DESKTOP_INPUT, args, timeout=self._deadline(steps, settle)
+        )
+        shot = None
+        if screenshot:
+            shot = Screenshot(png, int(value["width"]), int(value["height"]))
+        cursor = value.get("cursor") or [0, 0]
+        return ActionResult(
+            cursor=(int(cursor[0]), int(cursor[1])),
+            screenshot=shot,
+            settled=value.get("settled"),
+            changed=value.get("changed"),
+            settle_ms=value.get("settle_ms"),
+            ms=value.get("ms"),
+        )
+
+    def _deadline(self, steps: Sequence[Step], settle: bool) -> float:
+        seconds = 30.0
+        for step in steps:
+            if step.get("op") == "sleep":
+                seconds += float(step.get("ms", 0)) / 1000
+            elif step.get("op") == "type":
+                per_key = float(step.get("delay_ms", 0)) / 1000 + 0.002
+                seconds += len(str(step.get("text", ""))) * per_key
+        if settle:
+            seconds += self.config.settle_timeout_ms / 1000
+        return seconds
+
+    # Conveniences in real screen coordinates ----------------------------------------
+
+    def typing_steps(self, text: str) -> list[Step]:
+        return [{"op": "type", "text": text, "delay_ms": self.config.typing_delay_ms}]
+
+    def click_steps(
+        self,
+        x: int | None,
+        y: int | None,
+        *,
+        button: Button = "left",
+        count: int = 1,
+        modifiers: str | None = None,
+    ) -> list[Step]:
+        number = BUTTONS[button]
+        down, up = hold_steps(modifiers)
+        steps: list[Step] = []
+        if x is not None and y is not None:
+            steps.append({"op": "move", "x": x, "y": y})
+        steps += down
+        for index in range(count):
+            if index:
+                steps.append({"op": "sleep", "ms": self.config.click_interval_ms})
+            steps += [
+                {"op": "button", "button": number, "down": True},
+                {"op": "button", "button": number, "down": False},
+            ]
+        return steps + up
+
+    def drag_steps(
+        self,
+        start: tuple[int, int] | None,
+        end: tuple[int, int],
+        *,
+        modifiers: str | None = None,
+    ) -> list[Step]:
+        """Press at ``start`` (or where the pointer is), move in small steps, release at ``end``.
+
+        Window managers and toolkits look for motion between press and
+        release, so the pointer travels rather than jumps.
+        """
+        down, up = hold_steps(modifiers)
+        steps: list[Step] = []
+        if start is not None:
+            steps.append({"op": "move", "x": start[0], "y": start[1]})
+        steps += down
+        steps.append({"op": "button", "button": 1, "down": True})
+        steps.append({"op": "sleep", "ms": 30})
+        if start is not None:
+            # A first nudge of a pixel or two: window managers start a move on the
+            # first motion and measure from there, so a big first step would be lost.
+            distance = math.dist(start, end)
+            if distance >= 4:
+                nudge_x = start[0] + round(2 * (end[0] - start[0]) / distance)
+                nudge_y = start[1] + round(2 * (end[1] - start[1]) / distance)
+                steps.append({"op": "move", "x": nudge_x, "y": nudge_y})
+                steps.append({"op": "sleep", "ms": 20})
+            count = max(4, min(20, math.ceil(distance / 40)))
+            for index in range(1, count):
+                x = round(start[0] + (end[0] - start[0]) * index / count)
+                y = round(start[1] + (end[1] - start[1]) * index / count)
+                steps.append({"op": "move", "x": x, "y": y})
+                steps.append({"op": "sleep", "ms": 10})
+        steps.append({"op": "move", "x": end[0], "y": end[1]})
+        steps.append({"op": "sleep", "ms": 30})
+        steps.append({"op": "button", "button": 1, "down": False})
+        return steps + up
+
+    def scroll_steps(
+        self,
+        x: int | None,
+        y: int | None,
+        direction: Literal["up", "down", "left", "right"],
+        amount: int,
+        *,
+        modifiers: str | None = None,
+    ) -> list[Step]:
+        number = SCROLL_BUTTONS[direction]
+        down, up = hold_steps(modifiers)
+        steps: list[Step] = []
+        if x is not None and y is not None:
+            steps.append({"op": "move", "x": x, "y": y})
+        steps += down
+        for index in range(amount):
+            if index:
+                steps.append({"op": "sleep", "ms": 5})
+            steps += [
+                {"op": "button", "button": number, "down": True},
+                {"op": "button", "button": number, "down": False},
+            ]
+        return steps + up
+
+    async def click(
+        self, x: int, y: int, *, button: Button = "left", count: int = 1
+    ) -> ActionResult:
+        return await self.act(self.click_steps(x, y, button=button, count=count))
+
+    async def move(self, x: int, y: int) -> ActionResult:
+        return await self.act([{"op": "move", "x": x, "y": y}])
+
+    async def type_text(self, text: str) -> ActionResult:
+        return await self.act(self.typing_steps(text))
+
+    async def key(self, combos: str) -> ActionResult:
+        """xdotool ``key`` syntax: ``ctrl+a``, ``Return``, ``ctrl+a Delete``."""
+        return await self.act(combo_steps(combos))
+
+    async def scroll(
+        self, x: int, y: int, direction: Literal["up", "down", "left", "right"], amount: int = 3
+    ) -> ActionResult:
+        return await self.act(self.scroll_steps(x, y, direction, amount))
+
+    async def drag(self, start: tuple[int, int], end: tuple[int, int]) -> ActionResult:
+        return await self.act(self.drag_steps(start, end))
+
+    # -- the live view ----------------------------------------------------------------
+
+    async def vnc_port(self, *, view_only: bool = True) -> int:
+        """Start (once) the sandbox's VNC server for the live view; its loopback port."""
+        value, _ = await self._session._op(
+            protocol.OP_DESKTOP_VNC,
+            {"view_only": view_only, "port": self.config.vnc_port},
+            timeout=20,
+        )
+        return int(value["port"])
+
+    async def novnc_files(self) -> dict[str, bytes]:
+        """The noVNC client's modules from this sandbox's image, by path (cached)."""
+        if self._novnc is None:
+            value, payload = await self._session._op(protocol.OP_DESKTOP_NOVNC, {}, timeout=30)
+            files: dict[str, bytes] = {}
+            offset = 0
+            for path, size in value.get("files", []):
+                files[str(path)] = payload[offset : offset + int(size)]
+                offset += int(size)
+            self._novnc = files
+        return self._novnc
+
+
+async def start_session_desktop(
+    session: Session, config: Config, options: SandboxOptions
+) -> Desktop | None:
+    """The desktop a new session gets: started when its image has one (or it asked for one)."""
+    available = bool(session.guest.get("desktop"))
+    if options.desktop is False or (options.desktop is None and not available):
+        if options.screen and not available:
+            raise SandboxStartError(
+                f"screen={options.screen!r} was asked for, but image {session.image} has no "
+                "desktop (no X server); use image='desktop'"
+            )
+        return None
+    if not available:
+        raise SandboxStartError(
+            f"a desktop was asked for, but image {session.image} has none (it needs Xvfb and "
+            "DISPLAY set); use image='desktop'"
+        )
+    settings = config.desktop
+    if options.screen:
+        spec = parse_screen(options.screen)
+    else:
+        spec = ScreenSpec(settings.width, settings.height, settings.depth)
+    desktop = Desktop(session, settings, spec)
+    await desktop.start()
+    return desktop
