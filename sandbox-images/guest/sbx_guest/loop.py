@@ -37,6 +37,7 @@ class Loop:
     def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
         self._timers: List[Tuple[float, int, Timer]] = []
+        self._compact_at = 1024
         self._seq = itertools.count()
         self._readers: Dict[int, Callback] = {}
         self._writers: Dict[int, Callback] = {}
@@ -83,8 +84,18 @@ class Loop:
 
     def call_later(self, delay: float, callback: Callback) -> Timer:
         timer = Timer(time.monotonic() + max(0.0, delay), callback)
+        if len(self._timers) >= self._compact_at:
+            # Cancelled timers stay in the heap until they reach its top; every
+            # command leaves one (its timeout), so sweep them out now and then.
+            self._timers = [entry for entry in self._timers if not entry[2].cancelled]
+            heapq.heapify(self._timers)
+            self._compact_at = max(1024, 2 * len(self._timers))
         heapq.heappush(self._timers, (timer.when, next(self._seq), timer))
         return timer
+
+    @property
+    def pending_timers(self) -> int:
+        return len(self._timers)
 
     # -- running ----------------------------------------------------------
 
