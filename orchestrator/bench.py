@@ -103,7 +103,7 @@ async def collect(config: Config, iterations: int, image: str | None, cli: bool)
             raise RuntimeError(
                 "sbx bench compares against docker exec and needs the Docker backend"
             )
-        async with orch.session(image=image) as session:
+        async with orch.session(image=image, memories=False) as session:
             report["image"] = session.image
             assert session.sandbox_id is not None
             sandbox_id = session.sandbox_id

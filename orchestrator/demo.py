@@ -158,7 +158,7 @@ async def run_demo(config: Config, image: str | None = None) -> int:
             t0 = time.perf_counter()
             session_id = ""
             try:
-                async with orch.session(image=image) as s:
+                async with orch.session(image=image, memories=False) as s:
                     session_id = s.id
                     ok, summary = await job(s)
             except Exception as exc:  # one failed job must not hide the others

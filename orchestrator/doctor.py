@@ -133,7 +133,10 @@ async def _sandbox_check(config: Config, backend: object, image: str) -> Check:
     try:
         with trio.fail_after(config.sandbox.start_timeout + 30):
             cfg = config.model_copy(update={"reap_orphans": False})
-            async with Orchestrator(cfg) as orch, orch.session(image=image) as session:
+            async with (
+                Orchestrator(cfg) as orch,
+                orch.session(image=image, memories=False) as session,
+            ):
                 ready = time.perf_counter() - started
                 ping = await session.ping()
                 who = await session.exec(["id", "-u"], timeout=10)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import AsyncIterator, Iterator
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import structlog
 
 from orchestrator import Config, FakeBackend, Orchestrator
+from orchestrator.images.assets import guest_files
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -33,6 +37,24 @@ def _fresh_logging_config() -> Iterator[None]:
     structlog.reset_defaults()
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture
+def guest_module(tmp_path: Path) -> Iterator[Callable[[str], ModuleType]]:
+    """Import modules of the guest package as an image carries it (with its copy of the
+    protocol), from a scratch directory, and forget them afterwards."""
+    root = tmp_path / "guest"
+    for name, data in guest_files().items():
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    sys.path.insert(0, str(root))
+    try:
+        yield lambda name: importlib.import_module(f"sbx_guest.{name}")
+    finally:
+        sys.path.remove(str(root))
+        for name in [m for m in sys.modules if m == "sbx_guest" or m.startswith("sbx_guest.")]:
+            del sys.modules[name]
 
 
 @pytest.fixture

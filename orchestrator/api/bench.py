@@ -35,6 +35,8 @@ async def collect_http(
     from orchestrator.runtime import Orchestrator
 
     token = secrets.token_hex(16)
+    # Benchmark sessions do not mount anyone's memory store.
+    session_body: dict[str, Any] = {"memories": False, **({"image": image} if image else {})}
     server = await trio.to_thread.run_sync(
         lambda: start_api_process({"SBX_TOKEN": token, "SBX_LOGGING__LEVEL": "info"})
     )
@@ -50,7 +52,7 @@ async def collect_http(
         async with httpx.AsyncClient(
             base_url=url, headers=headers, timeout=600, limits=limits
         ) as client:
-            created = await client.post("/v1/sessions", json={"image": image} if image else {})
+            created = await client.post("/v1/sessions", json=session_body)
             created.raise_for_status()
             sid = created.json()["id"]
 
@@ -65,12 +67,12 @@ async def collect_http(
             http = await measure(http_exec, iterations)
 
             orch = Orchestrator(config.model_copy(update={"reap_orphans": False}))
-            async with orch, orch.session(image=image) as session:
+            async with orch, orch.session(image=image, memories=False) as session:
                 channel = await measure(lambda: session.exec(["true"]), iterations)
 
             sessions = []
             for _ in range(max(1, streams // 10)):
-                r = await client.post("/v1/sessions", json={"image": image} if image else {})
+                r = await client.post("/v1/sessions", json=session_body)
                 r.raise_for_status()
                 sessions.append(r.json()["id"])
             baseline_rss = server.rss()

@@ -61,6 +61,16 @@ class SessionCreate(BaseModel):
     idle_timeout: float | None = Field(default=None, gt=0, le=7 * 86400)
     labels: dict[str, str] = Field(default_factory=dict)
     tmpfs_sizes: dict[str, ByteSize] = Field(default_factory=dict)
+    screen: str | None = Field(
+        default=None, max_length=32, description="Desktop screen, WIDTHxHEIGHT[xDEPTH]."
+    )
+    desktop: bool | None = Field(default=None, description="Start the desktop (default: if any).")
+    memories: bool | None = Field(
+        default=None, description="Mount your memory store at /memories (default: on)."
+    )
+    memory_namespace: str | None = Field(
+        default=None, max_length=64, description="Which of your memory namespaces to mount."
+    )
 
     def options(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True, exclude_defaults=True)

@@ -110,7 +110,7 @@ async def collect_desktop(config: Config, iterations: int, cold_runs: int = 5) -
     reference_runs = max(5, min(iterations, 30))
     async with Orchestrator(config.model_copy(update={"reap_orphans": False})) as orch:
         # 1024x768: screenshots and a click that changes nothing.
-        async with orch.session(image="desktop", screen="1024x768") as session:
+        async with orch.session(image="desktop", screen="1024x768", memories=False) as session:
             report["image"] = session.image
             desktop = session.desktop
             shots = await measure(desktop.screenshot, iterations)
@@ -125,7 +125,7 @@ async def collect_desktop(config: Config, iterations: int, cold_runs: int = 5) -
                 resize="1024x768",
             )
         # 1920x1080, shown to Claude as 1366x768: scaling on.
-        async with orch.session(image="desktop", screen="1920x1080") as session:
+        async with orch.session(image="desktop", screen="1920x1080", memories=False) as session:
             desktop = session.desktop
             target = desktop.scaling.advertised
             scaled = await measure(desktop.screenshot, iterations)
@@ -140,7 +140,7 @@ async def collect_desktop(config: Config, iterations: int, cold_runs: int = 5) -
         for _ in range(cold_runs):
             docker_cold.append(await _docker_run_to_x(image))
             start = time.perf_counter()
-            async with orch.session(image="desktop") as session:
+            async with orch.session(image="desktop", memories=False) as session:
                 await session.desktop.screenshot()
                 cold.append((time.perf_counter() - start) * 1000)
     for name, samples in (

@@ -26,7 +26,7 @@ from orchestrator import protocol
 from orchestrator.config import Config, DesktopConfig
 from orchestrator.desktop.keys import combo_steps, hold_steps
 from orchestrator.desktop.scaling import Scaling, Size
-from orchestrator.errors import ConfigError, SandboxStartError, SessionError
+from orchestrator.errors import ConfigError, SessionError
 
 if TYPE_CHECKING:
     from orchestrator.options import SandboxOptions
@@ -431,13 +431,13 @@ async def start_session_desktop(
     available = bool(session.guest.get("desktop"))
     if options.desktop is False or (options.desktop is None and not available):
         if options.screen and not available:
-            raise SandboxStartError(
+            raise ConfigError(
                 f"screen={options.screen!r} was asked for, but image {session.image} has no "
                 "desktop (no X server); use image='desktop'"
             )
         return None
     if not available:
-        raise SandboxStartError(
+        raise ConfigError(
             f"a desktop was asked for, but image {session.image} has none (it needs Xvfb and "
             "DISPLAY set); use image='desktop'"
         )

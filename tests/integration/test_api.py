@@ -135,3 +135,23 @@ async def test_graceful_shutdown_leaves_no_container(docker_client: docker.Docke
             docker_client.containers.list(all=True, filters={"label": f"io.sbx.session={sid}"})
             == []
         )
+
+
+async def test_desktop_screenshot_and_live_view_over_the_api(server: ApiProcess) -> None:
+    async with client_for(server) as client:
+        created = await client.post("/v1/sessions", json={"image": "desktop"})
+        assert created.status_code == 201, created.text
+        sid = created.json()["id"]
+        shot = await client.get(f"/v1/sessions/{sid}/screenshot")
+        view = await client.post(f"/v1/sessions/{sid}/view")
+        url = view.json()["url"]
+        async with httpx.AsyncClient() as browser:  # the page needs no bearer token
+            page = await browser.get(url)
+            forged = await browser.get(url.replace(url.rstrip("/").rsplit("/", 1)[1], "x" * 22))
+        await client.delete(f"/v1/sessions/{sid}")
+    assert shot.headers["content-type"] == "image/png"
+    assert shot.content.startswith(b"\x89PNG")
+    assert url.startswith(server.url.replace("0.0.0.0", "127.0.0.1") + "/desktop/")
+    assert page.status_code == 200
+    assert "view only" in page.text
+    assert forged.status_code in {403, 404}

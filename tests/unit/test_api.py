@@ -7,6 +7,7 @@ import json
 import secrets
 import subprocess
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -49,22 +50,29 @@ def api_config(fake_config: Config, tmp_path: Any, monkeypatch: pytest.MonkeyPat
     return fake_config
 
 
-@pytest.fixture
-async def api(api_config: Config, fake_backend: FakeBackend) -> AsyncIterator[Api]:
+@asynccontextmanager
+async def running_api(config: Config, backend: FakeBackend) -> AsyncIterator[Api]:
+    """The API served in-process on a free port, shut down when the block ends."""
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
         url = await nursery.start(
             partial(
                 serve_api,
-                api_config,
+                config,
                 bind="127.0.0.1:0",
-                backend=fake_backend,
+                backend=backend,
                 shutdown=shutdown,
                 handle_signals=False,
             )
         )
-        yield Api(url, fake_backend, api_config, shutdown)
+        yield Api(url, backend, config, shutdown)
         shutdown.set()
+
+
+@pytest.fixture
+async def api(api_config: Config, fake_backend: FakeBackend) -> AsyncIterator[Api]:
+    async with running_api(api_config, fake_backend) as running:
+        yield running
 
 
 def live(backend: FakeBackend) -> list[str]:
@@ -398,20 +406,9 @@ async def test_health_readiness_and_metrics(api: Api) -> None:
 async def test_graceful_shutdown_lets_a_call_finish_then_removes_every_sandbox(
     api_config: Config, fake_backend: FakeBackend
 ) -> None:
-    shutdown = trio.Event()
     outcome: dict[str, Any] = {}
-    async with trio.open_nursery() as nursery:
-        url = await nursery.start(
-            partial(
-                serve_api,
-                api_config,
-                bind="127.0.0.1:0",
-                backend=fake_backend,
-                shutdown=shutdown,
-                handle_signals=False,
-            )
-        )
-        api = Api(url, fake_backend, api_config, shutdown)
+    async with running_api(api_config, fake_backend) as api:
+        url = api.url
         client = api.client()
         sid = await new_session(client)
         await new_session(client)
@@ -425,7 +422,7 @@ async def test_graceful_shutdown_lets_a_call_finish_then_removes_every_sandbox(
         async with trio.open_nursery() as calls:
             calls.start_soon(slow_call)
             await trio.sleep(0.3)
-            shutdown.set()
+            api.shutdown.set()
             await trio.sleep(0.2)
             with pytest.raises(httpx.ConnectError):
                 await httpx.AsyncClient().get(url + "/healthz")
@@ -438,19 +435,7 @@ async def test_a_stalled_client_loses_output_with_a_marker_but_gets_the_result(
     api_config: Config, fake_backend: FakeBackend
 ) -> None:
     api_config.api.stall_timeout = 0.3
-    shutdown = trio.Event()
-    async with trio.open_nursery() as nursery:
-        url = await nursery.start(
-            partial(
-                serve_api,
-                api_config,
-                bind="127.0.0.1:0",
-                backend=fake_backend,
-                shutdown=shutdown,
-                handle_signals=False,
-            )
-        )
-        api = Api(url, fake_backend, api_config, shutdown)
+    async with running_api(api_config, fake_backend) as api:
         async with api.client() as c:
             sid = await new_session(c)
             events: list[dict[str, Any]] = []
@@ -466,7 +451,6 @@ async def test_a_stalled_client_loses_output_with_a_marker_but_gets_the_result(
                 async for line in lines:
                     events.append(json.loads(line))
             metrics = (await c.get("/metrics")).text
-        shutdown.set()
     dropped = [e for e in events if e["type"] == "dropped"]
     streamed = sum(len(e["data"]) for e in events if e["type"] == "stdout")
     assert dropped
@@ -487,3 +471,13 @@ async def test_desktop_routes_need_a_desktop_and_an_owner(api: Api) -> None:
     assert "desktop" in shot.json()["error"]["message"].lower()
     assert foreign.status_code == 403
     assert page.status_code in {403, 404}
+
+
+async def test_asking_a_code_runner_for_a_desktop_is_a_422(api: Api) -> None:
+    async with api.client() as c:
+        r = await c.post("/v1/sessions", json={"desktop": True})
+        s = await c.post("/v1/sessions", json={"screen": "1920x1080"})
+    assert r.status_code == 422
+    assert "image='desktop'" in r.json()["error"]["message"]
+    assert s.status_code == 422
+    assert live(api.backend) == []

@@ -64,7 +64,7 @@ def test_no_request_makes_the_server_fail(api_schema: schemathesis.BaseSchema) -
 
         @given(case=operation.as_strategy())
         @settings(
-            max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+            max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck)
         )
         def check(case: schemathesis.Case) -> None:
             nonlocal calls

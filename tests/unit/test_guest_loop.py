@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
+from collections.abc import Callable
+from types import ModuleType
 
 import pytest
 
-from orchestrator.images.assets import assets_dir
-
 
 @pytest.fixture
-def loop_module():  # type: ignore[no-untyped-def]
-    sys.path.insert(0, str(assets_dir() / "guest"))
-    try:
-        yield importlib.import_module("sbx_guest.loop")
-    finally:
-        sys.path.remove(str(assets_dir() / "guest"))
+def loop_module(guest_module: Callable[[str], ModuleType]) -> ModuleType:
+    return guest_module("loop")
 
 
-def test_timers_fire_in_deadline_order(loop_module) -> None:  # type: ignore[no-untyped-def]
+def test_timers_fire_in_deadline_order(loop_module: ModuleType) -> None:
     loop = loop_module.Loop()
     fired: list[str] = []
     loop.call_later(0.03, lambda: fired.append("late"))
@@ -31,7 +25,7 @@ def test_timers_fire_in_deadline_order(loop_module) -> None:  # type: ignore[no-
     assert fired == ["early", "late"]
 
 
-def test_cancelled_timers_are_swept_out(loop_module) -> None:  # type: ignore[no-untyped-def]
+def test_cancelled_timers_are_swept_out(loop_module: ModuleType) -> None:
     loop = loop_module.Loop()
     for _ in range(10_000):
         loop.call_later(600, lambda: None).cancel()  # like a command's timeout, once it ended

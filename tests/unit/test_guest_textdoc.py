@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 
 import pytest
 
-from orchestrator.images.assets import guest_files
-
 
 @pytest.fixture
-def textdoc(tmp_path: Path) -> Iterator[ModuleType]:
-    """The guest package as an image carries it (with its copy of the protocol)."""
-    root = tmp_path / "guest"
-    for name, data in guest_files().items():
-        target = root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-    sys.path.insert(0, str(root))
-    try:
-        yield importlib.import_module("sbx_guest.textdoc")
-    finally:
-        sys.path.remove(str(root))
-        for name in [m for m in sys.modules if m == "sbx_guest" or m.startswith("sbx_guest.")]:
-            del sys.modules[name]
+def textdoc(guest_module: Callable[[str], ModuleType]) -> ModuleType:
+    return guest_module("textdoc")
 
 
 @pytest.mark.parametrize(

@@ -73,15 +73,15 @@ async def test_a_session_without_a_desktop_has_no_view(orch: Orchestrator) -> No
 
 
 async def test_desktop_options_are_checked_before_and_at_start(orch: Orchestrator) -> None:
-    from orchestrator.errors import ConfigError, SandboxStartError
+    from orchestrator.errors import ConfigError
 
     with pytest.raises(ConfigError, match="WIDTHxHEIGHT"):
         await orch.open_session(screen="huge")
     with pytest.raises(ConfigError, match="out of range"):
         await orch.open_session(screen="100x100")
     # The fake backend's guest has no X server: asking for a desktop says which image has one.
-    with pytest.raises(SandboxStartError, match="image='desktop'"):
+    with pytest.raises(ConfigError, match="image='desktop'"):
         await orch.open_session(desktop=True)
-    with pytest.raises(SandboxStartError, match="screen='1920x1080'"):
+    with pytest.raises(ConfigError, match="screen='1920x1080'"):
         await orch.open_session(screen="1920x1080")
     assert orch.sessions == []

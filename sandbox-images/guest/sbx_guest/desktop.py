@@ -612,7 +612,7 @@ class DesktopService:
                 f.write(text)
 
     def on_child_exit(self, child: Child, status: int) -> None:
-        from .server import log
+        from .logs import log
 
         if child is self.xvfb:
             log("X server exited", status=_describe_status(status), display=self.number)

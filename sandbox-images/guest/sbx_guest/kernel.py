@@ -29,6 +29,7 @@ import time
 from typing import Callable, Dict, List, Optional
 
 from . import protocol
+from .logs import log
 from .loop import Loop, Timer
 from .procs import (
     CallError,
@@ -56,16 +57,6 @@ BOOTSTRAP = (
     "runpy.run_path(path, run_name='__sbx_kernel__')"
 )
 KERNEL_MAIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernel_main.py")
-
-
-def _log(event: str, **fields: object) -> None:
-    fields["event"] = event
-    fields["guest"] = True
-    try:
-        sys.stderr.write(json.dumps(fields, default=str) + "\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
 
 
 def snapshot(root: Optional[str]) -> Dict[str, tuple]:
@@ -277,7 +268,7 @@ class Kernel:
 
     def _garbled(self, what: str) -> None:
         """Something wrote into the control pipe (the code, by accident): start afresh."""
-        _log("interpreter sent %s; replacing it" % what, name=self.name)
+        log("interpreter sent %s; replacing it" % what, name=self.name)
         self.response.clear()
         self.kill()
 
@@ -342,12 +333,7 @@ class KernelCall:
         self._done = done
         self.started = time.monotonic()
         self.grace = float(args.get("grace", defaults.get("kill_grace", 2.0)))
-        self.sink = OutputSink(
-            call_id,
-            send,
-            int(args.get("window", protocol.DEFAULT_WINDOW)),
-            int(args.get("max_output", defaults.get("max_output", 16 << 20))),
-        )
+        self.sink = OutputSink.for_call(call_id, send, args, defaults)
         self.sink.on_credit = self._resume
         self.reason: Optional[str] = None  # "timeout" | "cancel" | "shutdown"
         self.header: Optional[dict] = None
@@ -539,7 +525,7 @@ class KernelRegistry:
 
     def _died_idle(self, kernel: Kernel) -> None:
         """A kernel died between calls (a background thread ran out of memory...): forget it."""
-        _log("interpreter exited between calls", name=kernel.name, status=kernel.status)
+        log("interpreter exited between calls", name=kernel.name, status=kernel.status)
         if self.kernels.get(kernel.name) is kernel:
             del self.kernels[kernel.name]
 
@@ -552,7 +538,7 @@ class KernelRegistry:
                 self._start(kernel.name)
             except (CallError, OSError) as exc:
                 # The next call starts one (or reports why it cannot).
-                _log("could not restart the interpreter", name=kernel.name, error=str(exc))
+                log("could not restart the interpreter", name=kernel.name, error=str(exc))
 
     def run(
         self, call_id: int, args: dict, payload: bytes, send: Send, done: Callable[[int], None]

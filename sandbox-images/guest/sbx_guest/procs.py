@@ -168,6 +168,16 @@ class OutputSink:
         self.truncated = {protocol.STDOUT: False, protocol.STDERR: False}
         self.on_credit: Optional[Callable[[], None]] = None
 
+    @classmethod
+    def for_call(cls, call_id: int, send: Send, args: dict, defaults: dict) -> "OutputSink":
+        """The sink of a call, sized by its ``window``/``max_output`` or the guest's defaults."""
+        return cls(
+            call_id,
+            send,
+            int(args.get("window", protocol.DEFAULT_WINDOW)),
+            int(args.get("max_output", defaults.get("max_output", 16 << 20))),
+        )
+
     @property
     def blocked(self) -> bool:
         return self.credit <= 0
@@ -444,12 +454,7 @@ class ExecCall:
         self._done = done
         self.started = time.monotonic()
         self.grace = float(args.get("grace", defaults.get("kill_grace", 2.0)))
-        self.sink = OutputSink(
-            call_id,
-            send,
-            int(args.get("window", protocol.DEFAULT_WINDOW)),
-            int(args.get("max_output", defaults.get("max_output", 16 << 20))),
-        )
+        self.sink = OutputSink.for_call(call_id, send, args, defaults)
         self.sink.on_credit = self._resume
         self.readers: Dict[int, PipeReader] = {}
         self.writer: Optional[PipeWriter] = None

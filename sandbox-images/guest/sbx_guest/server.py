@@ -9,7 +9,6 @@ container (started with auto-remove) disappears: the dead man's switch.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -18,6 +17,7 @@ from typing import Any, Callable, Dict, Optional
 
 from . import protocol
 from .files import FileService
+from .logs import log
 from .loop import Loop
 from .procs import CallError, ExecCall, prime_oom_counter
 from .shells import ShellRegistry
@@ -36,17 +36,6 @@ EXTENSIONS["desktop"] = "sbx_guest.desktop"
 EXTENSIONS["net"] = "sbx_guest.net"
 EXTENSIONS["edit"] = "sbx_guest.textedit"
 EXTENSIONS["kernel"] = "sbx_guest.kernel"
-
-
-def log(event: str, **fields: Any) -> None:
-    """One JSON line on stderr; the orchestrator re-logs it under the session's id."""
-    fields["event"] = event
-    fields["guest"] = True
-    try:
-        sys.stderr.write(json.dumps(fields, default=str) + "\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
 
 
 def _cwd() -> str:

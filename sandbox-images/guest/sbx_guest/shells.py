@@ -189,12 +189,7 @@ class ShellCommand:
         self.restarted = restarted
         self.started = time.monotonic()
         self.grace = float(args.get("grace", defaults.get("kill_grace", 2.0)))
-        self.sink = OutputSink(
-            call_id,
-            send,
-            int(args.get("window", protocol.DEFAULT_WINDOW)),
-            int(args.get("max_output", defaults.get("max_output", 16 << 20))),
-        )
+        self.sink = OutputSink.for_call(call_id, send, args, defaults)
         self.sink.on_credit = self._resume
         self.reason: Optional[str] = None
         self.shell_killed = False

@@ -1,0 +1,271 @@
+"""``sbx images build --base IMAGE``: install packages in build containers and commit them.
+
+The only way onto someone else's rootfs: each stale image gets a build
+container from its parent (``sbx-base`` from ``IMAGE``) that runs apt with
+the container's own network and sources, the root image also gets its
+customize hook and the guest copied in, and the container is committed with
+the sandbox image config and tagged.  Slow on fuse-overlayfs, but needs
+neither mmdebstrap nor a registry.
+
+Must not: leave a build container behind (it is force-removed in a shielded
+``finally``), or call docker-py other than through ``DockerEngine.call``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import secrets
+import shlex
+import tarfile
+import time
+from typing import Any
+
+import docker
+import trio
+
+from orchestrator.backends.docker.build_run import BuildRun, BuildTarget, seconds_left
+from orchestrator.backends.docker.engine import DockerEngine
+from orchestrator.backends.docker.engine_images import (
+    ensure_tags,
+    inspect_image,
+    retire_replaced_images,
+    verify_built_image,
+)
+from orchestrator.backends.docker.image_contents import (
+    APT_OPTIONS,
+    CUSTOMIZE_SCRIPT,
+    DPKG_EXCLUDES,
+    container_config,
+    guest_tree,
+    recipe_chain,
+)
+from orchestrator.backends.docker.mmdebstrap import AptProgress, LineSplitter
+from orchestrator.config import ImagesConfig
+from orchestrator.errors import EngineError, ImageBuildError
+from orchestrator.images.models import BuildStage
+from orchestrator.images.recipes import ImageRecipe
+
+__all__ = ["ContainerBuilds"]
+
+
+def _container_script(recipe: ImageRecipe, *, root: bool) -> str:
+    packages = " ".join(shlex.quote(p) for p in recipe.packages)
+    lines = ["set -eu", "export DEBIAN_FRONTEND=noninteractive"]
+    if root:
+        excludes = " ".join(shlex.quote(option) for option in DPKG_EXCLUDES)
+        apt = " ".join(shlex.quote(f"{option};") for option in APT_OPTIONS)
+        lines += [
+            "mkdir -p /etc/dpkg/dpkg.cfg.d /etc/apt/apt.conf.d",
+            f"printf '%s\\n' {excludes} > /etc/dpkg/dpkg.cfg.d/90sbx-nodoc",
+            f"printf '%s\\n' {apt} > /etc/apt/apt.conf.d/90sbx",
+        ]
+    lines.append("apt-get update")
+    if packages:
+        lines.append(f"apt-get install -y --no-install-recommends {packages}")
+    if root:
+        lines += ["sh /tmp/sbx-customize.sh /", "rm -f /tmp/sbx-customize.sh"]
+    lines += [
+        "apt-get clean",
+        "rm -rf /var/lib/apt/lists/*",
+        "find /tmp -mindepth 1 -maxdepth 1 ! -name .X11-unix -exec rm -rf {} +",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _tar_bytes(files: dict[str, tuple[bytes, int]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, (data, mode) in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _guest_archive(files: dict[str, tuple[bytes, int]]) -> bytes:
+    """The guest as a tar for ``put_archive``: root-owned, dirs 0755, files 0644."""
+    dirs: set[str] = set()
+    for name in files:
+        parent = os.path.dirname(name)
+        while parent:
+            dirs.add(parent)
+            parent = os.path.dirname(parent)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(dirs | set(files)):
+            info = tarfile.TarInfo(name)
+            info.uid = info.gid = 0
+            info.mtime = int(time.time())
+            if name in dirs:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                data, mode = files[name]
+                info.size, info.mode = len(data), mode
+                tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+class ContainerBuilds:
+    """Builds the stale images of a build in containers from ``run.base_image``."""
+
+    def __init__(self, engine: DockerEngine, config: ImagesConfig) -> None:
+        self.engine = engine
+        self.config = config
+
+    async def build_all(self, run: BuildRun, targets: list[BuildTarget]) -> None:
+        """``--base IMAGE``: install packages in build containers and commit them."""
+        assert run.base_image is not None
+        base_ref = run.base_image
+        checked_base = False
+        for target in targets:
+            started = trio.current_time()
+            if not target.force and target.current:
+                await ensure_tags(self.engine, target)
+                run.finish(target, started, built=False)
+                continue
+            if not checked_base and await inspect_image(self.engine, base_ref) is None:
+                raise ImageBuildError(
+                    f"the base image {base_ref} is not on the engine — pull or load it first "
+                    f"(`docker pull {base_ref}`), or drop --base to bootstrap with mmdebstrap"
+                )
+            checked_base = True
+            if target.recipe.parent:
+                parent_ref = f"{self.config.prefix}{target.recipe.parent}:latest"
+            else:
+                parent_ref = base_ref
+            await self._build_one(run, target, parent_ref, root=not target.recipe.parent)
+            await verify_built_image(self.engine, target, None)
+            await retire_replaced_images(self.engine, target)
+            run.finish(target, started, built=True)
+
+    async def _long_api(self, run: BuildRun) -> Any:
+        """A client for calls that legitimately stay silent for minutes.
+
+        The engine's shared client gives up on a response after
+        ``engine.call_timeout``; ``docker commit`` of a big layer or a quiet
+        ``apt-get`` step in a build container can take longer, and the
+        build's own deadline already bounds them.  ``run`` owns it: the
+        build closes it when it ends.
+        """
+        if run.long_api is None:
+            timeout = int(self.config.build_timeout) + 60
+            base_url = self.engine.base_url
+
+            def connect() -> Any:
+                if base_url:
+                    return docker.APIClient(base_url=base_url, timeout=timeout)
+                return docker.from_env(timeout=timeout).api
+
+            run.long_api = await self.engine.call("connecting to the Docker Engine", connect)
+        return run.long_api
+
+    async def _build_one(
+        self, run: BuildRun, target: BuildTarget, parent_ref: str, *, root: bool
+    ) -> None:
+        api = self.engine.client.api
+        chain = recipe_chain(target.recipe)
+        script = _container_script(target.recipe, root=root)
+        name = f"sbx-build-{target.name}-{secrets.token_hex(4)}"
+        run.emit(target.name, BuildStage.DOWNLOADING, f"starting {name} from {parent_ref}")
+        created = await self.engine.call(
+            f"creating build container from {parent_ref}",
+            api.create_container,
+            parent_ref,
+            entrypoint=["/bin/sh", "-c", script],
+            user="0:0",
+            working_dir="/",
+            name=name,
+        )
+        container_id = created["Id"]
+        try:
+            if root:
+                hook = await trio.to_thread.run_sync(
+                    (target.recipe.directory / CUSTOMIZE_SCRIPT).read_bytes
+                )
+                await self.engine.call(
+                    "copying the customize hook into the build container",
+                    api.put_archive,
+                    container_id,
+                    "/tmp",
+                    _tar_bytes({"sbx-customize.sh": (hook, 0o644)}),
+                )
+            await self.engine.call(f"starting {name}", api.start, container_id)
+            long_api = await self._long_api(run)
+            await self._follow_logs(run, target, container_id)
+            result = await self.engine.call(
+                f"waiting for {name}", long_api.wait, container_id, timeout=seconds_left()
+            )
+            status = int(result.get("StatusCode", -1))
+            if status != 0:
+                logs = await self.engine.call(
+                    f"reading the log of {name}", api.logs, container_id, tail=15
+                )
+                text = logs.decode("utf-8", "replace") if isinstance(logs, bytes) else str(logs)
+                raise ImageBuildError(
+                    f"installing {target.name}'s packages in a container from {parent_ref} "
+                    f"failed with exit status {status}:\n{text.rstrip()}\n— the base image must "
+                    "be Debian-like with working apt sources and network; check the package "
+                    "names in the recipe"
+                )
+            if root:
+                guest = await trio.to_thread.run_sync(guest_tree)
+                files = {path.lstrip("/"): (data, 0o644) for path, data in guest.items()}
+                run.emit(target.name, BuildStage.INSTALLING, "copying the guest")
+                await self.engine.call(
+                    "copying the guest into the build container",
+                    api.put_archive,
+                    container_id,
+                    "/",
+                    _guest_archive(files),
+                )
+            run.emit(target.name, BuildStage.COMMITTING, "docker commit")
+            await self.engine.call(
+                f"committing {target.hash_tag}",
+                long_api.commit,
+                container_id,
+                repository=target.repo,
+                tag=target.expected[:12],
+                conf=container_config(target, chain),
+                timeout=seconds_left(),
+            )
+            await self.engine.call(
+                f"tagging {target.latest}", api.tag, target.hash_tag, target.repo, "latest"
+            )
+        finally:
+            with trio.CancelScope(shield=True), contextlib.suppress(EngineError):
+                await self.engine.call(
+                    f"removing {name}",
+                    api.remove_container,
+                    container_id,
+                    force=True,
+                    timeout=60,
+                )
+
+    async def _follow_logs(self, run: BuildRun, target: BuildTarget, container_id: str) -> None:
+        """Forward a build container's output to the progress display until it exits."""
+        api = await self._long_api(run)
+        reader = AptProgress()
+        splitter = LineSplitter()
+
+        def on_line(line: str) -> None:
+            shown = reader.read(line)
+            if shown is not None:
+                run.emit(target.name, *shown)
+
+        def follow() -> None:
+            stream = api.logs(container_id, stream=True, follow=True)
+            try:
+                for chunk in stream:
+                    for line in splitter.feed(chunk):
+                        with contextlib.suppress(trio.RunFinishedError, RuntimeError):
+                            trio.from_thread.run_sync(on_line, line)
+            finally:
+                with contextlib.suppress(Exception):
+                    stream.close()
+
+        await self.engine.call(
+            f"following the build of {target.name}", follow, timeout=seconds_left()
+        )

@@ -1,0 +1,97 @@
+"""What every sandbox image holds and is configured with, whichever way it is built.
+
+The image config (user, working directory, the guest as entrypoint, env,
+labels), the guest's files under ``/opt/sbx/guest``, the dpkg/apt settings
+that keep a rootfs small, and the name of a recipe's rootfs hook.  Both build
+paths (mmdebstrap and ``--base IMAGE`` build containers) take these from
+here, so the two kinds of image keep the same contract.
+
+Must not: talk to the engine, run processes or write files; it only
+describes.  (``recipe_chain`` and ``guest_tree`` read recipe and guest files.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from orchestrator.backends.docker.build_run import BuildTarget
+from orchestrator.images.assets import (
+    GUEST_DIR_IN_IMAGE,
+    GUEST_ENTRYPOINT,
+    guest_bytecode,
+    guest_files,
+)
+from orchestrator.images.recipes import (
+    LABEL_IMAGE,
+    LABEL_PROTOCOL,
+    LABEL_RECIPE_HASH,
+    ImageRecipe,
+    load_recipe,
+)
+from orchestrator.protocol import PROTOCOL_VERSION
+
+__all__ = [
+    "APT_OPTIONS",
+    "CUSTOMIZE_SCRIPT",
+    "DPKG_EXCLUDES",
+    "SANDBOX_USER",
+    "SANDBOX_WORKDIR",
+    "STANDARD_PATH",
+    "container_config",
+    "guest_tree",
+    "recipe_chain",
+]
+
+STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SANDBOX_USER = "1000:1000"
+SANDBOX_WORKDIR = "/workspace"
+CUSTOMIZE_SCRIPT = "customize.sh"
+"""A recipe directory's rootfs hook (``sh customize.sh ROOT``), run for it and its children."""
+
+DPKG_EXCLUDES = (
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/doc/*",
+    "path-include=/usr/share/doc/*/copyright",
+)
+APT_OPTIONS = ('APT::Install-Recommends "false"', 'Acquire::Languages "none"')
+
+
+def recipe_chain(recipe: ImageRecipe) -> list[ImageRecipe]:
+    """The recipe and its ancestors, root first."""
+    chain = [recipe]
+    while chain[0].parent:
+        chain.insert(0, load_recipe(chain[0].parent))
+    return chain
+
+
+def _env(chain: Sequence[ImageRecipe]) -> list[str]:
+    values = {"PATH": STANDARD_PATH}
+    for recipe in chain:
+        values.update(recipe.env)
+    return [f"{key}={value}" for key, value in values.items()]
+
+
+def _labels(target: BuildTarget) -> dict[str, str]:
+    return {
+        LABEL_IMAGE: target.name,
+        LABEL_RECIPE_HASH: target.expected,
+        LABEL_PROTOCOL: str(PROTOCOL_VERSION),
+    }
+
+
+def container_config(target: BuildTarget, chain: Sequence[ImageRecipe]) -> dict[str, Any]:
+    return {
+        "User": SANDBOX_USER,
+        "WorkingDir": SANDBOX_WORKDIR,
+        "Entrypoint": list(GUEST_ENTRYPOINT),
+        "Cmd": None,
+        "Env": _env(chain),
+        "Labels": _labels(target),
+    }
+
+
+def guest_tree() -> dict[str, bytes]:
+    files = guest_files()
+    files.update(guest_bytecode(files))
+    return {f"{GUEST_DIR_IN_IMAGE}/{relative}": data for relative, data in files.items()}

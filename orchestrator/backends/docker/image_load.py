@@ -1,0 +1,240 @@
+"""Putting a bootstrapped image on the engine: a docker-save archive streamed to its load endpoint.
+
+``ImageLoader.assemble_and_load`` writes the image config for a stack of
+layer tars (cached rootfs or delta, and the guest layer from
+``guest_layer``), streams the archive (``layers.docker_archive``) to
+``POST /images/load`` with progress, leaves out the layers the engine already
+has as a chain, then checks the result and retires what it replaced.
+The upload runs in a worker thread through ``DockerEngine.call`` and stops
+when the build is cancelled.
+
+Must not: bootstrap or cache layers (``image_cache`` does), or start
+containers; nothing here needs a registry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import threading
+import time
+from collections.abc import Sequence
+
+import requests.exceptions
+import structlog
+import trio
+
+from orchestrator.backends.docker.build_run import (
+    BuildRun,
+    BuildTarget,
+    now_rfc3339,
+    seconds_left,
+)
+from orchestrator.backends.docker.engine import DockerEngine
+from orchestrator.backends.docker.engine_images import (
+    inspect_image,
+    retire_replaced_images,
+    verify_built_image,
+)
+from orchestrator.backends.docker.image_cache import CacheEntry, drop_entry
+from orchestrator.backends.docker.image_contents import container_config, guest_tree
+from orchestrator.backends.docker.layers import (
+    LayerFile,
+    docker_archive,
+    image_config,
+    write_tree_layer,
+)
+from orchestrator.errors import ImageBuildError
+from orchestrator.images.models import BuildStage
+from orchestrator.images.recipes import ImageRecipe
+
+__all__ = ["ImageLoader", "guest_layer"]
+
+log = structlog.get_logger("orchestrator.images")
+
+_PROGRESS_INTERVAL = 0.5
+
+
+async def guest_layer(run: BuildRun, epoch: int) -> LayerFile:
+    """The guest as a layer; the same files and epoch always give the same ``diff_id``."""
+    cached = run.guest_layers.get(epoch)
+    if cached is not None:
+        return cached
+    files = await trio.to_thread.run_sync(guest_tree)
+    out = run.tmp / f"guest-{epoch}.tar"
+    layer = await trio.to_thread.run_sync(
+        functools.partial(write_tree_layer, out, files, mtime=epoch)
+    )
+    run.guest_layers[epoch] = layer
+    return layer
+
+
+class ImageLoader:
+    """Loads assembled images into ``engine``; ``prefix`` names the sandbox images there."""
+
+    def __init__(self, engine: DockerEngine, prefix: str) -> None:
+        self.engine = engine
+        self.prefix = prefix
+
+    async def assemble_and_load(
+        self,
+        run: BuildRun,
+        target: BuildTarget,
+        chain: Sequence[ImageRecipe],
+        layers: Sequence[LayerFile],
+        history: Sequence[str],
+        *,
+        cache_entry: CacheEntry | None = None,
+    ) -> None:
+        created = now_rfc3339()
+        settings = container_config(target, chain)
+        config = image_config(
+            diff_ids=[layer.diff_id for layer in layers],
+            history=history,
+            created=created,
+            architecture=run.arch,
+            user=settings["User"],
+            working_dir=settings["WorkingDir"],
+            entrypoint=settings["Entrypoint"],
+            env=settings["Env"],
+            labels=settings["Labels"],
+        )
+        async with run.load_limiter:
+            try:
+                omit = await self._layers_on_engine(run, layers)
+                try:
+                    await self._load(run, target, config, layers, omit=omit)
+                except ImageBuildError as exc:
+                    if not omit:
+                        raise
+                    log.warning(
+                        "loading with the known layers left out failed; sending them too",
+                        image=target.latest,
+                        error=str(exc),
+                    )
+                    await self._load(run, target, config, layers)
+            except ImageBuildError as exc:
+                if cache_entry is not None and "diff" in str(exc).lower():
+                    await trio.to_thread.run_sync(drop_entry, cache_entry)
+                    raise ImageBuildError(
+                        f"{exc} — the cached layer {cache_entry.directory} was damaged and has "
+                        "been removed; run `sbx images build` again"
+                    ) from None
+                raise
+        await verify_built_image(self.engine, target, [layer.diff_id for layer in layers])
+        await retire_replaced_images(self.engine, target)
+
+    async def _layers_on_engine(self, run: BuildRun, layers: Sequence[LayerFile]) -> frozenset[str]:
+        """diff_ids of the longest prefix of ``layers`` the engine already has as a chain.
+
+        Read from the ``RootFS.Layers`` of the sandbox images this build
+        considers (a layer chain an image has is a chain the engine has);
+        those layer tars need not be sent again.
+        """
+        wanted = [layer.diff_id for layer in layers]
+        best = 0
+        for name in list(run.stages):
+            attrs = await inspect_image(self.engine, f"{self.prefix}{name}:latest")
+            have = list((attrs or {}).get("RootFS", {}).get("Layers") or [])
+            common = 0
+            for mine, theirs in zip(wanted, have, strict=False):
+                if mine != theirs:
+                    break
+                common += 1
+            best = max(best, common)
+        return frozenset(wanted[:best])
+
+    async def _load(
+        self,
+        run: BuildRun,
+        target: BuildTarget,
+        config: bytes,
+        layers: Sequence[LayerFile],
+        *,
+        omit: frozenset[str] = frozenset(),
+    ) -> None:
+        """Stream a docker-save archive of ``layers`` to the engine's load endpoint."""
+        total = sum(layer.size for layer in layers if layer.diff_id not in omit)
+        run.emit(target.name, BuildStage.LOADING, f"sending {total / 1e6:.0f} MB", 0.0)
+        stop = threading.Event()
+        state = {"sent": 0, "last": 0.0}
+        tags = [target.latest, target.hash_tag]
+        read_timeout = seconds_left()
+
+        def report(stage_message: str, fraction: float | None) -> None:
+            now = time.monotonic()
+            if now - state["last"] >= _PROGRESS_INTERVAL:
+                state["last"] = now
+                run.emit_from_thread(target.name, BuildStage.LOADING, stage_message, fraction)
+
+        def on_bytes(count: int) -> None:
+            state["sent"] += count
+            report(
+                f"sent {state['sent'] / 1e6:.0f} of {total / 1e6:.0f} MB",
+                0.5 * state["sent"] / total if total else None,
+            )
+
+        def load() -> None:
+            api = self.engine.client.api
+            url = f"{api.base_url}/v{api.api_version}/images/load"
+            body = docker_archive(
+                config, layers, tags, omit=omit, should_stop=stop.is_set, on_bytes=on_bytes
+            )
+            try:
+                response = api.post(
+                    url,
+                    data=body,
+                    params={"quiet": "0"},
+                    headers={"Content-Type": "application/x-tar"},
+                    stream=True,
+                    timeout=(60, read_timeout),
+                )
+                with contextlib.closing(response):
+                    if response.status_code >= 400:
+                        raise ImageBuildError(
+                            f"the engine refused the image archive for {target.latest} "
+                            f"(HTTP {response.status_code}: {response.text.strip()[:300]}) — "
+                            "check `docker info` and the engine's log"
+                        )
+                    for raw in response.iter_lines():
+                        if stop.is_set():
+                            return
+                        if not raw:
+                            continue
+                        item = json.loads(raw)
+                        error = item.get("errorDetail", {}).get("message") or item.get("error")
+                        if error:
+                            raise ImageBuildError(
+                                f"the engine could not load {target.latest}: {error} — run "
+                                "`sbx images build --force` to rebuild its layers"
+                            )
+                        detail = item.get("progressDetail") or {}
+                        if detail.get("total"):
+                            report(
+                                "unpacking the layers",
+                                0.5 + 0.5 * detail.get("current", 0) / detail["total"],
+                            )
+            except requests.exceptions.RequestException as exc:
+                if stop.is_set():
+                    return
+                raise ImageBuildError(
+                    f"loading {target.latest} into the engine failed: {exc} — check that the "
+                    "engine is healthy (`docker info`) and has free space in /var/lib/docker"
+                ) from None
+
+        started = time.monotonic()
+        try:
+            await self.engine.call(
+                f"loading {target.latest} into the engine", load, timeout=read_timeout
+            )
+        finally:
+            stop.set()
+        log.info(
+            "loaded an image",
+            image=target.latest,
+            layers=len(layers),
+            layers_already_there=len(omit),
+            bytes=total,
+            seconds=round(time.monotonic() - started, 1),
+        )
