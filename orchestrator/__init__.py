@@ -8,38 +8,42 @@ change.  Start with ``Orchestrator``::
             print((await s.exec("echo hi")).stdout)
 """
 
-from orchestrator.backends.base import BindMount, SandboxBackend, SandboxInfo, SandboxSpec
-from orchestrator.backends.fake import FakeBackend
-from orchestrator.config import Config, load_config
-from orchestrator.desktop import ActionResult, Desktop, Scaling, Screenshot
-from orchestrator.errors import (
-    ConfigError,
-    DesktopError,
-    EngineError,
-    EngineUnavailable,
-    FileTooLarge,
-    GuestError,
-    ImageBuildError,
-    ImageNotFound,
-    OperationTimeout,
-    OptionNotAllowed,
-    PathNotAllowed,
-    ProtocolError,
-    SandboxGone,
-    SandboxStartError,
-    SbxError,
-    SessionClosed,
-    SessionError,
-    SessionLimitReached,
-    SessionNotFound,
-)
-from orchestrator.forward import SandboxConnection
-from orchestrator.interpreter import CodeResult, OutputFile
-from orchestrator.log import configure_logging
-from orchestrator.options import SandboxOptions
-from orchestrator.results import ExecResult, FileInfo, OutputChunk
-from orchestrator.runtime import Orchestrator
-from orchestrator.session import ExecStream, Session
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from orchestrator.backends.base import BindMount, SandboxBackend, SandboxInfo, SandboxSpec
+    from orchestrator.backends.fake import FakeBackend
+    from orchestrator.config import Config, load_config
+    from orchestrator.desktop import ActionResult, Desktop, Scaling, Screenshot
+    from orchestrator.errors import (
+        ConfigError,
+        DesktopError,
+        EngineError,
+        EngineUnavailable,
+        FileTooLarge,
+        GuestError,
+        ImageBuildError,
+        ImageNotFound,
+        OperationTimeout,
+        OptionNotAllowed,
+        PathNotAllowed,
+        ProtocolError,
+        SandboxGone,
+        SandboxStartError,
+        SbxError,
+        SessionClosed,
+        SessionError,
+        SessionLimitReached,
+        SessionNotFound,
+    )
+    from orchestrator.forward import SandboxConnection
+    from orchestrator.interpreter import CodeResult, OutputFile
+    from orchestrator.log import configure_logging
+    from orchestrator.options import SandboxOptions
+    from orchestrator.results import ExecResult, FileInfo, OutputChunk
+    from orchestrator.runtime import Orchestrator
+    from orchestrator.session import ExecStream, Session
 
 __version__ = "0.1.0"
 
@@ -87,3 +91,64 @@ __all__ = [
     "configure_logging",
     "load_config",
 ]
+
+
+_EXPORTS = {
+    "ActionResult": "orchestrator.desktop",
+    "BindMount": "orchestrator.backends.base",
+    "CodeResult": "orchestrator.interpreter",
+    "Config": "orchestrator.config",
+    "ConfigError": "orchestrator.errors",
+    "Desktop": "orchestrator.desktop",
+    "DesktopError": "orchestrator.errors",
+    "EngineError": "orchestrator.errors",
+    "EngineUnavailable": "orchestrator.errors",
+    "ExecResult": "orchestrator.results",
+    "ExecStream": "orchestrator.session",
+    "FakeBackend": "orchestrator.backends.fake",
+    "FileInfo": "orchestrator.results",
+    "FileTooLarge": "orchestrator.errors",
+    "GuestError": "orchestrator.errors",
+    "ImageBuildError": "orchestrator.errors",
+    "ImageNotFound": "orchestrator.errors",
+    "OperationTimeout": "orchestrator.errors",
+    "OptionNotAllowed": "orchestrator.errors",
+    "Orchestrator": "orchestrator.runtime",
+    "OutputChunk": "orchestrator.results",
+    "OutputFile": "orchestrator.interpreter",
+    "PathNotAllowed": "orchestrator.errors",
+    "ProtocolError": "orchestrator.errors",
+    "SandboxBackend": "orchestrator.backends.base",
+    "SandboxConnection": "orchestrator.forward",
+    "SandboxGone": "orchestrator.errors",
+    "SandboxInfo": "orchestrator.backends.base",
+    "SandboxOptions": "orchestrator.options",
+    "SandboxSpec": "orchestrator.backends.base",
+    "SandboxStartError": "orchestrator.errors",
+    "SbxError": "orchestrator.errors",
+    "Scaling": "orchestrator.desktop",
+    "Screenshot": "orchestrator.desktop",
+    "Session": "orchestrator.session",
+    "SessionClosed": "orchestrator.errors",
+    "SessionError": "orchestrator.errors",
+    "SessionLimitReached": "orchestrator.errors",
+    "SessionNotFound": "orchestrator.errors",
+    "configure_logging": "orchestrator.log",
+    "load_config": "orchestrator.config",
+}
+"""Where each public name lives.  They are imported on first use (PEP 562):
+``import orchestrator.cli`` for a one-shot ``sbx run`` must not pay for the
+desktop, the interpreter or the HTTP stack it never touches."""
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -5,7 +5,7 @@
             r = await s.exec("echo hi")
 
 Entering starts the supervisor in a nursery of the caller's task (reaping
-orphans first); leaving closes every session and removes every sandbox,
+orphans in the background); leaving closes every session and removes every sandbox,
 shielded, so an exception or a cancellation in the caller still leaves
 nothing behind.
 """
@@ -131,6 +131,7 @@ class Orchestrator:
             scope.deadline = trio.current_time() + self.config.shutdown_timeout + 5
             try:
                 await self.supervisor.close_all()
+                await self.supervisor.wait_reaped(self.config.shutdown_timeout)
             finally:
                 if self._nursery is not None:
                     self._nursery.cancel_scope.cancel()

@@ -27,7 +27,13 @@ from orchestrator.backends.base import (
     SandboxInfo,
 )
 from orchestrator.config import Config
-from orchestrator.errors import SbxError, SessionError, SessionLimitReached, SessionNotFound
+from orchestrator.errors import (
+    EngineUnavailable,
+    SbxError,
+    SessionError,
+    SessionLimitReached,
+    SessionNotFound,
+)
 from orchestrator.observe import NullObserver, Observer
 from orchestrator.options import SandboxOptions
 from orchestrator.session import Session
@@ -79,21 +85,48 @@ class Supervisor:
         """The tool router sessions use for ``run_tools`` (set by ``Orchestrator``)."""
         self.view: Any = None
         """The desktops' live view (``desktop.view.LiveView``, set by ``Orchestrator``)."""
+        self.reaped = trio.Event()
+        """Set once the start-up sweep for orphans has finished (or was not asked for)."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Reap orphans, then host sessions until cancelled."""
+        """Host sessions until cancelled, reaping orphans beside the first ones.
+
+        The sweep runs in the background: it never touches this supervisor's
+        own sandboxes, so sessions need not wait for it, and a one-shot
+        ``sbx run`` saves the engine round trips.  ``wait_reaped`` lets
+        shutdown (and tests) see it through.
+        """
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             if self.config.reap_orphans:
-                reaped = await self.reap_orphans()
-                if reaped:
-                    log.info(
-                        "reaped orphaned sandboxes",
-                        count=len(reaped),
-                        ids=[info.id[:12] for info in reaped],
-                    )
+                nursery.start_soon(self._reap_at_start)
+            else:
+                self.reaped.set()
             task_status.started()
             await trio.sleep_forever()
+
+    async def _reap_at_start(self) -> None:
+        try:
+            reaped = await self.reap_orphans()
+        except EngineUnavailable as exc:
+            # Said loudly by the first session that needs the engine; no twice.
+            log.debug("could not look for orphaned sandboxes", error=str(exc))
+        except SbxError as exc:
+            log.warning("could not look for orphaned sandboxes", error=str(exc))
+        else:
+            if reaped:
+                log.info(
+                    "reaped orphaned sandboxes",
+                    count=len(reaped),
+                    ids=[info.id[:12] for info in reaped],
+                )
+        finally:
+            self.reaped.set()
+
+    async def wait_reaped(self, timeout: float) -> None:
+        """Wait (up to ``timeout`` seconds) for the start-up sweep for orphans to end."""
+        with trio.move_on_after(timeout):
+            await self.reaped.wait()
 
     async def open_session(self, options: SandboxOptions, owner: str | None = None) -> Session:
         """Start a session's task in the root nursery and wait until its sandbox is ready."""

@@ -19,9 +19,7 @@ from __future__ import annotations
 import binascii
 import os
 import signal
-import subprocess
 import time
-from typing import Callable, Dict, Optional, Set
 
 from . import protocol
 from .loop import Loop
@@ -34,7 +32,12 @@ from .procs import (
     signal_tree,
 )
 
-Send = Callable[[bytes], None]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ~9 ms of a sandbox's start; annotations need none of it
+    from typing import Callable, Dict, Optional, Set
+
+    Send = Callable[[bytes], None]
+
 
 _WRAPPER = (
     "IFS= read -r -d '' __sbx_cmd; eval \"$__sbx_cmd\" < /dev/null; __sbx_rc=$?; "
@@ -60,6 +63,10 @@ class Shell:
         cwd = defaults.get("workdir")
         if cwd and not os.path.isdir(cwd):
             cwd = None
+        # Imported here, not at the top: subprocess (and threading, locale, warnings
+        # with it) costs a sandbox ~8 ms at start, and many sessions never open a shell.
+        import subprocess
+
         self.proc = subprocess.Popen(
             program,
             stdin=subprocess.PIPE,
