@@ -38,6 +38,7 @@ __all__ = [
     "ImagesConfig",
     "LoggingConfig",
     "MemoryConfig",
+    "PoolConfig",
     "SandboxConfig",
     "SessionConfig",
     "ToolsConfig",
@@ -180,6 +181,26 @@ class SessionConfig(_Section):
     file_size_limit: ByteSize = Field(default=32 << 20, ge=1, le=64 << 20)
     kill_grace: float = Field(default=2.0, ge=0, description="TERM-to-KILL grace, s.")
     call_timeout: float = Field(default=60.0, gt=0, description="Deadline of a file/shell op, s.")
+
+
+class PoolConfig(_Section):
+    """Spare sandboxes kept started, so a session opens without waiting for one.
+
+    A spare is made with the pool's template (the image, every other option at
+    its default, no memory store) and handed to the first session whose options
+    come to the same sandbox; its TTL and idle clocks start then.
+    """
+
+    size: int = Field(default=0, ge=0, le=64, description="Spares kept per image (0: no pool).")
+    images: list[str] = Field(
+        default_factory=lambda: ["code-runner"], description="Images to keep spares of."
+    )
+    max_age: float = Field(
+        default=900.0, gt=0, description="A spare unused this long is replaced by a fresh one, s."
+    )
+    retry_after: float = Field(
+        default=30.0, gt=0, description="After a spare failed to start, wait this long, s."
+    )
 
 
 class ToolsConfig(_Section):
@@ -359,6 +380,7 @@ class Config(_Section):
     images: ImagesConfig = Field(default_factory=ImagesConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     session: SessionConfig = Field(default_factory=SessionConfig)
+    pool: PoolConfig = Field(default_factory=PoolConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     desktop: DesktopConfig = Field(default_factory=DesktopConfig)
     editor: EditorConfig = Field(default_factory=EditorConfig)

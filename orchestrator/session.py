@@ -155,6 +155,11 @@ class Session:
         self._desktop: Desktop | None = None
         self.memory_namespace: str | None = None
         """The memory store's namespace mounted at /memories, once started (``None``: none)."""
+        self.spare = False
+        """A pool's spare: started ahead of demand, its TTL and idle clocks not yet running."""
+        self.on_closed: Callable[[Session], None] | None = None
+        """Told once the sandbox is gone (the pool replaces its spares this way)."""
+        self._clock_start = 0.0
 
     # -- life -------------------------------------------------------------------
 
@@ -175,7 +180,9 @@ class Session:
             LABEL_SESSION: self.id,
             LABEL_OWNER: self._config.owner,
             LABEL_SUPERVISOR: self._supervisor.identity,
-            LABEL_EXPIRES: str(int(self.expires_at)),
+            # A spare's life may start as late as max_age from now: the label must
+            # never tell another supervisor it expired while it is still in use.
+            LABEL_EXPIRES: str(int(self.expires_at + self._spare_wait())),
         }
         if self.owner is not None:
             labels[LABEL_CLIENT] = self.owner
@@ -194,6 +201,24 @@ class Session:
             runtime=sandbox.runtime,
             log_max_size=sandbox.log_max_size,
         )
+
+    def _spare_wait(self) -> float:
+        return self._config.pool.max_age if self.spare else 0.0
+
+    def adopt(self, options: SandboxOptions, owner: str | None) -> None:
+        """Turn a pool's spare into the caller's session: its owner, its TTL, clocks from now.
+
+        Only options that live in this process (``ttl``, ``idle_timeout``) may differ
+        from the spare's; the pool hands out a spare only when the rest match.
+        """
+        self.spare = False
+        self.owner = owner
+        self.options = options
+        self.ttl = options.ttl or self._config.session.ttl
+        self.idle_timeout = options.idle_timeout or self._config.session.idle_timeout
+        self.created_at = time.time()
+        self._clock_start = self._last_active = trio.current_time()
+        self._wake.set()
 
     def _guest_config(self, spec: SandboxSpec) -> dict[str, Any]:
         return {
@@ -293,14 +318,22 @@ class Session:
         cost every call a task switch); at an idle deadline that finds calls
         in flight, the session counts as active and the watch goes on.
         """
-        started = trio.current_time()
+        self._clock_start = trio.current_time()
         while True:
             if self.close_reason is not None:
                 return self.close_reason
             now = trio.current_time()
+            if self.spare:
+                spare_deadline = self._clock_start + self._config.pool.max_age
+                if now >= spare_deadline:
+                    return "spare unused for pool.max_age"
+                with trio.move_on_at(spare_deadline):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+                continue
             if self._active_calls:
                 self._last_active = now
-            ttl_deadline = started + self.ttl
+            ttl_deadline = self._clock_start + self.ttl
             idle_deadline = self._last_active + self.idle_timeout
             if now >= ttl_deadline:
                 return "ttl expired"
@@ -329,6 +362,8 @@ class Session:
         self.state = "closed"
         self._closed.set()
         self._supervisor._forget(self)
+        if self.on_closed is not None:
+            self.on_closed(self)
         if self.guest:  # it had started: a failed start was counted as such
             self._supervisor.observer.session_closed(
                 self.image, self.close_reason or "closed", time.time() - self.created_at

@@ -85,6 +85,10 @@ class Supervisor:
         """The tool router sessions use for ``run_tools`` (set by ``Orchestrator``)."""
         self.view: Any = None
         """The desktops' live view (``desktop.view.LiveView``, set by ``Orchestrator``)."""
+        from orchestrator.pool import SandboxPool
+
+        self.pool = SandboxPool(self, backend, config)
+        """Spare sandboxes for sessions to adopt (``[pool]``; off unless ``pool.size`` > 0)."""
         self.reaped = trio.Event()
         """Set once the start-up sweep for orphans has finished (or was not asked for)."""
 
@@ -102,6 +106,7 @@ class Supervisor:
                 nursery.start_soon(self._reap_at_start)
             else:
                 self.reaped.set()
+            await nursery.start(self.pool.run)
             task_status.started()
             await trio.sleep_forever()
 
@@ -137,14 +142,24 @@ class Supervisor:
                 f"{len(self.sessions)} sessions are open, the configured maximum; close some or "
                 "raise session.max_sessions"
             )
+        spare = self.pool.take(options, owner)
+        if spare is not None:
+            self.sessions[spare.id] = spare
+            return spare
         session = Session(self, self.backend, self.config, options, owner=owner)
         self.sessions[session.id] = session
         try:
-            await self._nursery.start(session._run)
+            await self.start_session_task(session)
         except BaseException:
             self.sessions.pop(session.id, None)
             raise
         return session
+
+    async def start_session_task(self, session: Session) -> None:
+        """Run ``session`` as a task of the root nursery; return once its sandbox is ready."""
+        if self._nursery is None:
+            raise SessionError("the orchestrator is not running (or is shutting down)")
+        await self._nursery.start(session._run)
 
     def get(self, session_id: str) -> Session:
         session = self.sessions.get(session_id)
@@ -162,6 +177,7 @@ class Supervisor:
         """Close every session concurrently and wait for their sandboxes to go."""
         self._stopping = True
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.pool.close_all)
             for session in list(self.sessions.values()):
                 nursery.start_soon(session.close, reason)
 

@@ -12,19 +12,32 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from orchestrator.cli import agent, code, desktop, images, maintenance, remote, run, serve
-from orchestrator.config import Config, load_config
-from orchestrator.errors import ConfigError, SbxError
-from orchestrator.log import configure_logging
+from orchestrator.cli import run_remote
+
+if TYPE_CHECKING:
+    from orchestrator.config import Config
 
 __all__ = ["build_parser", "main"]
 
-COMMAND_GROUPS = (run, code, desktop, images, agent, serve, remote, maintenance)
-"""Modules that add sub-commands; each has ``register(subparsers)``."""
+COMMAND_GROUP_NAMES = (
+    "run",
+    "code",
+    "desktop",
+    "images",
+    "agent",
+    "serve",
+    "remote",
+    "maintenance",
+)
+"""Modules that add sub-commands; each has ``register(subparsers)``.  Imported
+when the full parser is built, never for ``sbx run`` against a server."""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
     parser = argparse.ArgumentParser(
         prog="sbx",
         description="Hardened Docker sandboxes for Claude's tools and plain exec/file calls.",
@@ -37,12 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-format", choices=["auto", "json", "console"], help="log format (default: auto)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in COMMAND_GROUPS:
-        group.register(sub)
+    for name in COMMAND_GROUP_NAMES:
+        importlib.import_module(f"orchestrator.cli.{name}").register(sub)
     return parser
 
 
 def _load(args: argparse.Namespace) -> Config:
+    from orchestrator.config import load_config
+    from orchestrator.log import configure_logging
+
     config = load_config(args.config)
     level = args.log_level or config.logging.level
     fmt = args.log_format or config.logging.format
@@ -54,6 +70,16 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if run_remote.wants_remote(arguments):
+        return run_remote.main(arguments)
+    return main_local(arguments)
+
+
+def main_local(argv: Sequence[str]) -> int:
+    """Every command, run in this process (``sbx run --local`` included)."""
+    from orchestrator.errors import ConfigError, SbxError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)

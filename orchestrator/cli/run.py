@@ -44,6 +44,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument(
         "--interactive", "-i", action="store_true", help="pass this process's stdin to the command"
     )
+    run.add_argument(
+        "--url",
+        help="run on this sbx server instead (default $SBX_URL; a thin client, see README)",
+    )
+    run.add_argument("--token", help="the server's API token (default $SBX_TOKEN)")
+    run.add_argument(
+        "--local", action="store_true", help="run here even when $SBX_URL names a server"
+    )
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...")
     run.set_defaults(handler=handle, quiet_logs=True, group_parser=run)
 

@@ -57,3 +57,39 @@ def test_unreachable_engine_names_docker_host_and_how_to_start_one(
     assert "cannot reach the Docker Engine" in err
     assert "DOCKER_HOST" in err
     assert "dockerd" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "sbx_url", "remote"),
+    [
+        (["run", "--", "true"], None, False),
+        (["run", "--", "true"], "http://127.0.0.1:8765", True),
+        (["--log-level", "debug", "run", "--url", "http://h:1", "--", "true"], None, True),
+        (["run", "--url=http://h:1", "true"], None, True),
+        (["run", "--local", "--", "true"], "http://127.0.0.1:8765", False),
+        (["run", "--", "tool", "--url", "x"], None, False),  # the command's own flag
+        (["run", "-e", "A=1", "tool", "--url", "x"], None, False),
+        (["run", "--image", "--url", "--url", "x", "--", "t"], None, True),
+        (["run", "--help"], "http://127.0.0.1:8765", False),
+        (["exec", "abc", "--", "true"], "http://127.0.0.1:8765", False),
+        (["--config", "run", "images", "ls"], "http://127.0.0.1:8765", False),
+    ],
+)
+def test_run_goes_to_a_server_only_when_pointed_at_one(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], sbx_url: str | None, remote: bool
+) -> None:
+    from orchestrator.cli.run_remote import wants_remote
+
+    if sbx_url is None:
+        monkeypatch.delenv("SBX_URL", raising=False)
+    else:
+        monkeypatch.setenv("SBX_URL", sbx_url)
+    assert wants_remote(argv) is remote
+
+
+def test_a_bad_server_url_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SBX_URL", "ftp://example")
+    assert main(["run", "--", "true"]) == 2
+    assert "must be an http(s) URL" in capsys.readouterr().err

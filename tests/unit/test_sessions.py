@@ -179,7 +179,10 @@ async def test_reaper_removes_sandboxes_of_dead_supervisors_only(
         {**base, LABEL_SUPERVISOR: "elsewhere:1:1", "io.sbx.expires": "1"}
     )
     other_owner = fake_backend.add_orphan({LABEL_MANAGED: "true", LABEL_OWNER: "ci"})
-    async with Orchestrator(fake_config, backend=fake_backend):
+    async with Orchestrator(fake_config, backend=fake_backend) as orch:
+        # The sweep runs beside the first sessions; it is done when `reaped` is set.
+        with trio.fail_after(10):
+            await orch.supervisor.reaped.wait()
         live = set(_live(fake_backend))
     assert dead not in live
     assert expired_elsewhere not in live

@@ -1,0 +1,173 @@
+"""Spare sandboxes, started ahead of demand (``[pool]`` in the configuration).
+
+Opening a session costs a container create and start plus the guest's
+greeting -- a quarter of a second here, most of it the engine's.  Evaluation
+runs open hundreds of throwaway sessions and an HTTP client waits for each,
+so the supervisor can keep a few spares per image running and hand one out
+the moment a session asks for what a spare already is.
+
+A spare is an ordinary ``Session`` started with the pool's template (the
+image, every other option at its default, no memory store -- whose namespace
+depends on who asks) and flagged ``spare``: it is not listed, does not count
+towards ``max_sessions`` and its TTL and idle clocks wait until it is adopted.
+A request matches when it would make the same sandbox (``sandbox_key``);
+``ttl`` and ``idle_timeout`` live in this process and may differ.  A spare
+unused for ``pool.max_age`` is replaced, and one that fails to start makes the
+pool wait ``pool.retry_after`` before trying that image again.
+
+Must not: hand out a spare whose sandbox differs in any way from what the
+request would have made, or leave a spare behind at shutdown.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import structlog
+import trio
+
+from orchestrator.errors import SbxError
+from orchestrator.options import SandboxOptions
+
+if TYPE_CHECKING:
+    from orchestrator.backends.base import SandboxBackend
+    from orchestrator.config import Config
+    from orchestrator.session import Session
+    from orchestrator.supervisor import Supervisor
+
+__all__ = ["SandboxPool", "sandbox_key"]
+
+log = structlog.get_logger("orchestrator.pool")
+
+SandboxKey = tuple[Any, ...]
+
+
+def sandbox_key(options: SandboxOptions, config: Config) -> SandboxKey | None:
+    """What the sandbox of ``options`` would be, or ``None`` where no spare can serve.
+
+    Labels are written on the container and the memory store is mounted by
+    owner, both when it is created, so requests for either never match.
+    """
+    sandbox = config.sandbox
+    memories = config.memory.enabled if options.memories is None else options.memories
+    if options.labels or memories:
+        return None
+    return (
+        config.image_name(options.image or sandbox.image),
+        options.memory or sandbox.memory,
+        options.cpus or sandbox.cpus,
+        options.pids_limit or sandbox.pids_limit,
+        sandbox.network if options.network is None else options.network,
+        tuple(sorted({**sandbox.env, **options.env}.items())),
+        options.workdir or sandbox.workdir,
+        tuple(sorted({**sandbox.tmpfs, **options.tmpfs_sizes}.items())),
+        options.screen,
+        options.desktop,
+    )
+
+
+class SandboxPool:
+    """Keeps ``pool.size`` spares of each ``pool.images`` started; hands them out."""
+
+    def __init__(self, supervisor: Supervisor, backend: SandboxBackend, config: Config) -> None:
+        self._supervisor = supervisor
+        self._backend = backend
+        self._config = config
+        self._templates = {
+            image: SandboxOptions(image=image, memories=False) for image in config.pool.images
+        }
+        self._spares: dict[SandboxKey, list[Session]] = {}
+        self._starting: set[Session] = set()
+        self._changed = trio.Event()
+        self._stopping = False
+        self.handed_out = 0
+        """Sessions served from a spare so far (for tests and metrics)."""
+
+    @property
+    def enabled(self) -> bool:
+        return self._config.pool.size > 0 and bool(self._templates)
+
+    def spares(self) -> list[Session]:
+        """The ready spares, every image."""
+        return [s for group in self._spares.values() for s in group if not s.closed]
+
+    def take(self, options: SandboxOptions, owner: str | None) -> Session | None:
+        """A ready spare turned into the caller's session, or ``None`` (start one afresh)."""
+        if not self.enabled or self._stopping:
+            return None
+        key = sandbox_key(options, self._config)
+        group = self._spares.get(key) if key is not None else None
+        while group:
+            session = group.pop(0)
+            if session.closed:
+                continue
+            session.adopt(options, owner)
+            self.handed_out += 1
+            self._changed.set()
+            log.info(
+                "session opened on a spare sandbox", session_id=session.id, image=session.image
+            )
+            return session
+        return None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Refill every image's spares, one start at a time, until cancelled."""
+        task_status.started()
+        if not self.enabled:
+            return
+        retry_at: dict[str, float] = {}
+        while not self._stopping:
+            self._changed = trio.Event()
+            wake_at = trio.current_time() + self._config.pool.max_age
+            for image, template in self._templates.items():
+                key = sandbox_key(template, self._config)
+                assert key is not None  # templates have no labels and no memories
+                group = self._spares.setdefault(key, [])
+                group[:] = [s for s in group if not s.closed]
+                if trio.current_time() < retry_at.get(image, 0.0):
+                    wake_at = min(wake_at, retry_at[image])
+                    continue
+                while len(group) < self._config.pool.size and not self._stopping:
+                    try:
+                        group.append(await self._start_spare(template))
+                    except Exception as exc:
+                        if self._stopping:
+                            return
+                        retry_at[image] = trio.current_time() + self._config.pool.retry_after
+                        wake_at = min(wake_at, retry_at[image])
+                        log.warning(
+                            "could not start a spare sandbox; retrying later",
+                            image=image,
+                            retry_after=self._config.pool.retry_after,
+                            error=str(exc) if isinstance(exc, SbxError) else repr(exc),
+                        )
+                        break
+            with trio.move_on_at(wake_at):
+                await self._changed.wait()
+
+    async def _start_spare(self, template: SandboxOptions) -> Session:
+        from orchestrator.session import Session
+
+        session = Session(self._supervisor, self._backend, self._config, template)
+        session.spare = True
+        session.on_closed = self._forget
+        self._starting.add(session)
+        try:
+            await self._supervisor.start_session_task(session)
+        finally:
+            self._starting.discard(session)
+        return session
+
+    def _forget(self, session: Session) -> None:
+        """A spare closed (aged out, or its sandbox died): make another."""
+        if session.spare:
+            self._changed.set()
+
+    async def close_all(self) -> None:
+        """Stop refilling and remove every spare (shutdown)."""
+        self._stopping = True
+        self._changed.set()
+        async with trio.open_nursery() as nursery:
+            for session in [*self.spares(), *self._starting]:
+                nursery.start_soon(session.close, "supervisor shutdown")
+        self._spares.clear()
