@@ -38,11 +38,21 @@ _LATENCY_BUCKETS = (
 
 
 class PrometheusObserver:
-    def __init__(self, open_sessions: Callable[[], int]) -> None:
+    def __init__(
+        self, open_sessions: Callable[[], int], spares: Callable[[], int] | None = None
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.sessions = Gauge("sbx_sessions", "Sessions open now.", registry=r)
         self.sessions.set_function(lambda: float(open_sessions()))
+        self.spares = Gauge("sbx_pool_spares", "Spare sandboxes ready now.", registry=r)
+        self.spares.set_function(lambda: float(spares() if spares is not None else 0))
+        self.adopted = Counter(
+            "sbx_sessions_from_spares_total",
+            "Sessions that opened on a spare sandbox.",
+            ["image"],
+            registry=r,
+        )
         self.starts = Counter(
             "sbx_sandbox_starts_total", "Sandboxes started.", ["image"], registry=r
         )
@@ -97,6 +107,9 @@ class PrometheusObserver:
     def session_closed(self, image: str, reason: str, lifetime: float) -> None:
         kind = reason.split(" ", maxsplit=1)[0] if reason else "closed"
         self.closed.labels(kind).inc()
+
+    def session_adopted(self, image: str) -> None:
+        self.adopted.labels(image=image).inc()
 
     def tool_call(self, tool: str, outcome: Outcome, seconds: float) -> None:
         self.tool_calls.labels(tool, outcome).inc()

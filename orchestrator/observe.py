@@ -22,6 +22,8 @@ class Observer(Protocol):
 
     def session_closed(self, image: str, reason: str, lifetime: float) -> None: ...
 
+    def session_adopted(self, image: str) -> None: ...
+
     def tool_call(self, tool: str, outcome: Outcome, seconds: float) -> None: ...
 
     def exec_call(self, outcome: Outcome, seconds: float) -> None: ...
@@ -39,6 +41,9 @@ class NullObserver:
         pass
 
     def session_closed(self, image: str, reason: str, lifetime: float) -> None:
+        pass
+
+    def session_adopted(self, image: str) -> None:
         pass
 
     def tool_call(self, tool: str, outcome: Outcome, seconds: float) -> None:

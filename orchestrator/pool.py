@@ -103,6 +103,7 @@ class SandboxPool:
                 continue
             session.adopt(options, owner)
             self.handed_out += 1
+            self._supervisor.observer.session_adopted(session.image)
             self._changed.set()
             log.info(
                 "session opened on a spare sandbox", session_id=session.id, image=session.image

@@ -42,7 +42,9 @@ async def serve_api(
     auth = Authenticator(config.api, bind)  # refuses an unsafe set-up before anything starts
     shutdown = shutdown if shutdown is not None else trio.Event()
     orch = Orchestrator(config, backend=backend)
-    observer = PrometheusObserver(lambda: len(orch.sessions))
+    observer = PrometheusObserver(
+        lambda: len(orch.sessions), spares=lambda: len(orch.supervisor.pool.spares())
+    )
     orch.supervisor.observer = observer
     orch.router.observer = observer
 

@@ -136,3 +136,21 @@ def test_the_key_names_the_sandbox_not_the_spelling(fake_config: Config) -> None
     assert short is not None and short == full
     assert sandbox_key(SandboxOptions(image="desktop", memories=False), fake_config) != short
     assert sandbox_key(SandboxOptions(image="code-runner"), fake_config) is None  # memories on
+
+
+async def test_spares_and_adoptions_are_in_the_metrics(
+    pool_config: Config, fake_backend: FakeBackend
+) -> None:
+    from orchestrator.metrics import PrometheusObserver
+
+    holder: list[Orchestrator] = []
+    observer = PrometheusObserver(
+        lambda: len(holder[0].sessions), spares=lambda: len(holder[0].supervisor.pool.spares())
+    )
+    async with Orchestrator(pool_config, backend=fake_backend, observer=observer) as orch:
+        holder.append(orch)
+        await _wait_for_spares(orch, 2)
+        assert "sbx_pool_spares 2.0" in observer.render().decode()
+        async with orch.session("code-runner", memories=False):
+            text = observer.render().decode()
+        assert 'sbx_sessions_from_spares_total{image="sbx-code-runner"} 1.0' in text
