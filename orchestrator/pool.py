@@ -99,7 +99,9 @@ class SandboxPool:
         group = self._spares.get(key) if key is not None else None
         while group:
             session = group.pop(0)
-            if session.closed:
+            if not session.alive:
+                if not session.closed:  # its sandbox died while it waited: clear it away
+                    self._supervisor.spawn(session.close, "the spare's sandbox stopped")
                 continue
             session.adopt(options, owner)
             self.handed_out += 1

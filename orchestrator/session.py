@@ -384,6 +384,11 @@ class Session:
     def closed(self) -> bool:
         return self.state in ("closing", "closed")
 
+    @property
+    def alive(self) -> bool:
+        """Ready, and its channel to the guest still open (the sandbox has not died)."""
+        return self.state == "ready" and self._channel is not None and not self._channel.closed
+
     async def __aenter__(self) -> Session:
         return self
 

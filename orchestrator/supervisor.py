@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
@@ -154,6 +154,11 @@ class Supervisor:
             self.sessions.pop(session.id, None)
             raise
         return session
+
+    def spawn(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Run ``fn(*args)`` as a task of the root nursery (background clean-up)."""
+        if self._nursery is not None:
+            self._nursery.start_soon(fn, *args)
 
     async def start_session_task(self, session: Session) -> None:
         """Run ``session`` as a task of the root nursery; return once its sandbox is ready."""

@@ -154,3 +154,23 @@ async def test_spares_and_adoptions_are_in_the_metrics(
         async with orch.session("code-runner", memories=False):
             text = observer.render().decode()
         assert 'sbx_sessions_from_spares_total{image="sbx-code-runner"} 1.0' in text
+
+
+async def test_a_spare_whose_sandbox_died_is_never_handed_out(
+    pool_config: Config, fake_backend: FakeBackend
+) -> None:
+    pool_config.pool.size = 1
+    async with Orchestrator(pool_config, backend=fake_backend) as orch:
+        await _wait_for_spares(orch, 1)
+        dead = orch.supervisor.pool.spares()[0]
+        await fake_backend.stop(dead.sandbox_id or "")
+        with trio.fail_after(10):
+            while dead.alive:
+                await trio.sleep(0.01)
+        async with orch.session("code-runner", memories=False) as s:
+            assert s is not dead
+            assert (await s.exec("echo fine")).stdout == b"fine\n"
+        with trio.fail_after(10):
+            while not dead.closed:
+                await trio.sleep(0.01)
+    assert _live(fake_backend) == set()
