@@ -168,3 +168,37 @@ def test_stopping_the_server_removes_its_spares(docker_client: docker.DockerClie
         assert own.stop() == 0
     for sandbox in spares:
         assert docker_client.containers.list(all=True, filters={"id": sandbox}) == []
+
+
+def test_ctrl_c_removes_the_session_on_the_server(pool_server: ApiProcess) -> None:
+    import signal
+    import time
+
+    import httpx
+
+    env = {**os.environ, "SBX_TOKEN": TOKEN, "SBX_URL": pool_server.url}
+    process = subprocess.Popen(
+        [*SBX, "run", "--", "sh", "-c", "echo started; sleep 60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == b"started\n"  # the command is running remotely
+        sessions = httpx.get(f"{pool_server.url}/v1/sessions", headers=headers).json()["sessions"]
+        assert len(sessions) == 1
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        left = httpx.get(f"{pool_server.url}/v1/sessions", headers=headers).json()["sessions"]
+        if not left:
+            break
+        time.sleep(0.1)
+    assert left == []
