@@ -146,7 +146,13 @@ class SandboxConfig(_Section):
         description="File operations are confined to these directories.",
     )
     runtime: str | None = Field(default=None, description="OCI runtime, e.g. 'runsc' (gVisor).")
-    log_max_size: ByteSize = Field(default=1 << 20)
+    log_driver: Literal["none", "json-file", "local"] = Field(
+        default="none",
+        description="The engine's log of the sandbox's output. Its stdout is the guest channel, "
+        "so a log copies every byte read or run through it to the host's disk and costs "
+        "throughput (json-file: 25-29 MB/s against 110-220 MB/s with none, measured here).",
+    )
+    log_max_size: ByteSize = Field(default=1 << 20, description="The log's cap, if any.")
     start_timeout: float = Field(default=60.0, gt=0)
 
     @field_validator("tmpfs")

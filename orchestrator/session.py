@@ -199,6 +199,7 @@ class Session:
             user=sandbox.user,
             workdir=opts.workdir or sandbox.workdir,
             runtime=sandbox.runtime,
+            log_driver=sandbox.log_driver,
             log_max_size=sandbox.log_max_size,
         )
 

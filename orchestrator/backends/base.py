@@ -73,6 +73,7 @@ class SandboxSpec:
     user: str
     workdir: str
     runtime: str | None = None
+    log_driver: str = "none"
     log_max_size: int = 1 << 20
     command: tuple[str, ...] | None = None
     """Overrides the image's command (not its entrypoint); ``None`` keeps it."""

@@ -8,7 +8,7 @@ import docker
 import pytest
 import trio
 
-from orchestrator import Orchestrator, PathNotAllowed
+from orchestrator import Config, Orchestrator, PathNotAllowed
 from orchestrator.errors import FileTooLarge
 
 from .conftest import IMAGE, containers_of_session
@@ -45,9 +45,22 @@ async def test_hardening_as_the_engine_reports_it(orch: Orchestrator, docker_cli
     assert host["Init"] is True
     assert not host["Binds"]
     assert set(host["Tmpfs"]) == set(orch.config.sandbox.tmpfs)
-    assert host["LogConfig"]["Config"]["max-size"] == str(orch.config.sandbox.log_max_size)
+    # The attached stdout is the channel: nothing of it lands in an engine log by default.
+    assert host["LogConfig"]["Type"] == "none"
     assert cfg["StdinOnce"] is True
     assert "docker.sock" not in str(attrs.get("Mounts"))
+
+
+async def test_an_engine_log_when_configured_is_capped(config: Config, docker_client) -> None:
+    config.sandbox.log_driver = "json-file"
+    config.sandbox.log_max_size = 256 << 10
+    async with Orchestrator(config) as orch, orch.session(image=IMAGE, memories=False) as s:
+        host = docker_client.api.inspect_container(s.sandbox_id)["HostConfig"]
+        assert (await s.exec("echo logged")).stdout == b"logged\n"
+    assert host["LogConfig"] == {
+        "Type": "json-file",
+        "Config": {"max-size": str(256 << 10), "max-file": "1"},
+    }
 
 
 async def test_hardening_as_seen_from_inside(orch: Orchestrator) -> None:

@@ -64,8 +64,14 @@ def host_config_for(spec: SandboxSpec) -> dict[str, Any]:
         "network_mode": "bridge" if spec.network else "none",
         "privileged": False,
         "ipc_mode": "private",
+        # The attached stdout is the guest channel: a log would copy every byte of it
+        # (file contents, command output) to the host's disk. Off unless configured,
+        # and capped when on.
         "log_config": docker.types.LogConfig(
-            type="json-file", config={"max-size": str(spec.log_max_size), "max-file": "1"}
+            type=spec.log_driver,
+            config={}
+            if spec.log_driver == "none"
+            else {"max-size": str(spec.log_max_size), "max-file": "1"},
         ),
     }
     if spec.runtime:
