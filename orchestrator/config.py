@@ -193,13 +193,19 @@ class PoolConfig(_Section):
     """Spare sandboxes kept started, so a session opens without waiting for one.
 
     A spare is made with the pool's template (the image, every other option at
-    its default, no memory store) and handed to the first session whose options
-    come to the same sandbox; its TTL and idle clocks start then.
+    its default, the memory store per ``memories``) and handed to the first
+    session whose options come to the same sandbox; its TTL and idle clocks
+    start then.
     """
 
     size: int = Field(default=0, ge=0, le=64, description="Spares kept per image (0: no pool).")
     images: list[str] = Field(
         default_factory=lambda: ["code-runner"], description="Images to keep spares of."
+    )
+    memories: bool = Field(
+        default=False,
+        description="Spares mount the memory store's default namespace, as local sessions with "
+        "default options do; API token owners' sessions (their own namespaces) never adopt them.",
     )
     max_age: float = Field(
         default=900.0, gt=0, description="A spare unused this long is replaced by a fresh one, s."

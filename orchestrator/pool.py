@@ -7,8 +7,9 @@ so the supervisor can keep a few spares per image running and hand one out
 the moment a session asks for what a spare already is.
 
 A spare is an ordinary ``Session`` started with the pool's template (the
-image, every other option at its default, no memory store -- whose namespace
-depends on who asks) and flagged ``spare``: it is not listed, does not count
+image, every other option at its default; the memory store's default
+namespace for local use, or no store, per ``pool.memories``) and flagged
+``spare``: it is not listed, does not count
 towards ``max_sessions`` and its TTL and idle clocks wait until it is adopted.
 A request matches when it would make the same sandbox (``sandbox_key``);
 ``ttl`` and ``idle_timeout`` live in this process and may differ.  A spare
@@ -42,17 +43,22 @@ log = structlog.get_logger("orchestrator.pool")
 SandboxKey = tuple[Any, ...]
 
 
-def sandbox_key(options: SandboxOptions, config: Config) -> SandboxKey | None:
-    """What the sandbox of ``options`` would be, or ``None`` where no spare can serve.
+def sandbox_key(
+    options: SandboxOptions, config: Config, owner: str | None = None
+) -> SandboxKey | None:
+    """What the sandbox of ``options`` would be for ``owner``; ``None`` where no spare can serve.
 
-    Labels are written on the container and the memory store is mounted by
-    owner, both when it is created, so requests for either never match.
+    Labels are written on the container when it is created, so requests with
+    labels never match.  The memory store is mounted then too, by owner and
+    namespace, so those are part of the key when the store is asked for.
     """
     sandbox = config.sandbox
     memories = config.memory.enabled if options.memories is None else options.memories
-    if options.labels or memories:
+    if options.labels:
         return None
+    store = (owner, options.memory_namespace or config.memory.namespace) if memories else None
     return (
+        store,
         config.image_name(options.image or sandbox.image),
         options.memory or sandbox.memory,
         options.cpus or sandbox.cpus,
@@ -74,7 +80,8 @@ class SandboxPool:
         self._backend = backend
         self._config = config
         self._templates = {
-            image: SandboxOptions(image=image, memories=False) for image in config.pool.images
+            image: SandboxOptions(image=image, memories=config.pool.memories)
+            for image in config.pool.images
         }
         self._spares: dict[SandboxKey, list[Session]] = {}
         self._starting: set[Session] = set()
@@ -95,7 +102,7 @@ class SandboxPool:
         """A ready spare turned into the caller's session, or ``None`` (start one afresh)."""
         if not self.enabled or self._stopping:
             return None
-        key = sandbox_key(options, self._config)
+        key = sandbox_key(options, self._config, owner)
         group = self._spares.get(key) if key is not None else None
         while group:
             session = group.pop(0)
@@ -124,7 +131,7 @@ class SandboxPool:
             wake_at = trio.current_time() + self._config.pool.max_age
             for image, template in self._templates.items():
                 key = sandbox_key(template, self._config)
-                assert key is not None  # templates have no labels and no memories
+                assert key is not None  # templates have no labels
                 group = self._spares.setdefault(key, [])
                 group[:] = [s for s in group if not s.closed]
                 if trio.current_time() < retry_at.get(image, 0.0):

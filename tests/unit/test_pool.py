@@ -135,7 +135,36 @@ def test_the_key_names_the_sandbox_not_the_spelling(fake_config: Config) -> None
     )
     assert short is not None and short == full
     assert sandbox_key(SandboxOptions(image="desktop", memories=False), fake_config) != short
-    assert sandbox_key(SandboxOptions(image="code-runner"), fake_config) is None  # memories on
+    with_store = sandbox_key(SandboxOptions(image="code-runner"), fake_config)  # store on
+    assert with_store is not None and with_store != short
+    # The store is mounted by owner and namespace: other owners' sessions differ.
+    assert sandbox_key(SandboxOptions(image="code-runner"), fake_config, "alice") != with_store
+    assert (
+        sandbox_key(SandboxOptions(image="code-runner", memory_namespace="x"), fake_config)
+        != with_store
+    )
+    assert sandbox_key(SandboxOptions(image="code-runner", labels={"a": "b"}), fake_config) is None
+
+
+async def test_spares_with_the_memory_store_serve_default_local_sessions_only(
+    pool_config: Config, fake_backend: FakeBackend
+) -> None:
+    pool_config.pool.size = 1
+    pool_config.pool.memories = True
+    async with Orchestrator(pool_config, backend=fake_backend) as orch:
+        await _wait_for_spares(orch, 1)
+        spare = orch.supervisor.pool.spares()[0]
+        async with orch.session("code-runner") as s:  # default options: the store is on
+            assert s is spare
+            assert s.memory_namespace == pool_config.memory.namespace
+        await _wait_for_spares(orch, 1)
+        mounted = fake_backend.sandboxes[orch.supervisor.pool.spares()[0].sandbox_id or ""]
+        assert any(m.target == "/memories" for m in mounted.spec.mounts)
+        alice = await orch.open_session("code-runner", owner="alice")
+        try:
+            assert orch.supervisor.pool.handed_out == 1  # alice's store differs: no spare
+        finally:
+            await alice.close()
 
 
 async def test_spares_and_adoptions_are_in_the_metrics(
