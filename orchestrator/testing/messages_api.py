@@ -191,6 +191,10 @@ class MessagesAPIServer:
                 send, 401, self._error("authentication_error", "invalid API key"), request_id
             )
             return
+        problem = _invalid_content(payload)
+        if problem is not None:
+            await self._json(send, 400, self._error("invalid_request_error", problem), request_id)
+            return
         if self._cursor >= len(self.replies):
             await self._json(
                 send,
@@ -341,3 +345,25 @@ class MessagesAPIServer:
         )
         await event("message_stop", {"type": "message_stop"})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _invalid_content(payload: dict[str, Any]) -> str | None:
+    """What the real API refuses in ``messages`` that a client could get wrong; else ``None``.
+
+    Only the rules a tool runner can break are checked: a text block must not
+    be empty, not even inside a ``tool_result``.
+    """
+    messages = payload.get("messages")
+    if not isinstance(messages, list):
+        return None
+    for i, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        blocks = content if isinstance(content, list) else []
+        for j, block in enumerate(blocks):
+            if not isinstance(block, dict):
+                continue
+            inner = block.get("content") if block.get("type") == "tool_result" else None
+            for part in [block, *(inner if isinstance(inner, list) else [])]:
+                if isinstance(part, dict) and part.get("type") == "text" and not part.get("text"):
+                    return f"messages.{i}.content.{j}: text content blocks must be non-empty"
+    return None

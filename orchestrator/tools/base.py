@@ -88,7 +88,11 @@ class ToolOutput:
             block["content"] = "\n".join(texts) or "the tool failed without a message"
             block["is_error"] = True
         else:
-            block["content"] = self.content or [{"type": "text", "text": "(no output)"}]
+            # The Messages API refuses empty text blocks (400), and `cd /tmp` prints nothing.
+            content = [
+                part for part in self.content if part.get("type") != "text" or part.get("text")
+            ]
+            block["content"] = content or [{"type": "text", "text": "(no output)"}]
         return block
 
 

@@ -89,6 +89,43 @@ async def test_a_full_run_with_parallel_calls_and_a_retried_529(
     assert kinds[-1] == "end"
 
 
+async def test_a_command_with_no_output_is_a_valid_tool_result(
+    orch: Orchestrator, api_nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """`cd /tmp` prints nothing; the API refuses empty text blocks, as the stand-in does."""
+    server = await start(
+        api_nursery,
+        [
+            Reply(tool_uses=[ToolUseReply(id="toolu_q", name="bash", input={"command": "cd /"})]),
+            Reply(text="Moved."),
+        ],
+    )
+    result = await run_agent(
+        orch, "move", api_key="k", base_url=server.url, run_root=tmp_path, on_text=None
+    )
+    assert result.stop_reason == "end_turn", result
+    content = server.requests[-1].body["messages"][-1]["content"][0]["content"]
+    assert content == [{"type": "text", "text": "(no output)"}]
+
+
+async def test_the_stand_in_refuses_empty_text_blocks_like_the_api(
+    api_nursery: trio.Nursery,
+) -> None:
+    import anthropic
+
+    server = await start(api_nursery, [Reply(text="never")])
+    client = anthropic.AsyncAnthropic(api_key="k", base_url=server.url, max_retries=0)
+    tool_result = {
+        "type": "tool_result",
+        "tool_use_id": "t",
+        "content": [{"type": "text", "text": ""}],
+    }
+    with pytest.raises(anthropic.BadRequestError, match="must be non-empty"):
+        await client.messages.create(
+            model="m", max_tokens=10, messages=[{"role": "user", "content": [tool_result]}]
+        )
+
+
 async def test_missing_api_key_fails_before_any_sandbox(
     orch: Orchestrator, monkeypatch: pytest.MonkeyPatch, fake_backend, tmp_path: Path
 ) -> None:
