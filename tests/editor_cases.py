@@ -296,11 +296,11 @@ CASES: list[Case] = [
         after={"f.txt": TEN},
     ),
     Case(
-        "replace-identical-strings",
+        "replace-identical-strings-is-a-no-op-edit",
         [_r(F, "line 2", "line 2")],
         files={"f.txt": TEN},
-        error=True,
-        contains=["old_str and new_str are the same"],
+        contains=["has been edited", "line 2"],
+        after={"f.txt": TEN},
     ),
     Case(
         "replace-in-crlf-file-keeps-crlf",

@@ -142,8 +142,15 @@ class ComputerTool(Tool):
         number = options.pop("display_number", None)
         if number is not None:
             params["display_number"] = number
-        zoom = options.pop("enable_zoom", self.config.enable_zoom)
-        if tool_type == "computer_20251124" and zoom:
+        # Advertised and accepted from one setting: zoom offered must be zoom honoured.
+        asked = options.pop("enable_zoom", None)
+        if asked is not None and bool(asked) != self.config.enable_zoom:
+            raise ValueError(
+                f"enable_zoom={asked!r} differs from desktop.enable_zoom = "
+                f"{str(self.config.enable_zoom).lower()}, which decides whether zoom is accepted; "
+                "set it in the configuration instead"
+            )
+        if tool_type == "computer_20251124" and self.config.enable_zoom:
             params["enable_zoom"] = True
         params.update(options)
         return params
@@ -174,7 +181,7 @@ class ComputerTool(Tool):
             if name not in given:
                 raise ToolError(f"{name} is required for {action}: give {_WHAT[name]}")
         allowed = set(_NEEDS.get(action, ())) | set(_MAY.get(action, ()))
-        if tool_type == "computer_20241022" and action in _CLICKS:
+        if tool_type == "computer_20241022" and action in (*_CLICKS, "left_click_drag"):
             allowed.discard("text")  # modifier keys on clicks arrived in 2025-01
         for name in sorted(given - allowed):
             extra = ""

@@ -78,8 +78,17 @@ class TextEditorTool(Tool):
         self.workdir = workdir
 
     def definition(self, tool_type: str, **options: Any) -> dict[str, Any]:
+        # Advertised and enforced from one setting (editor.max_characters); only
+        # text_editor_20250728 has the parameter at all.
+        asked = options.pop("max_characters", None)
+        if asked is not None and asked != self.max_characters:
+            raise ValueError(
+                f"max_characters={asked!r} differs from editor.max_characters = "
+                f"{self.max_characters}, which is what views are cut to; set it in the "
+                "configuration instead"
+            )
         if tool_type == "text_editor_20250728" and self.max_characters:
-            options.setdefault("max_characters", self.max_characters)
+            options["max_characters"] = self.max_characters
         name = "str_replace_editor" if tool_type in LEGACY_TYPES else self.name
         return {"type": tool_type, "name": name, **options}
 
@@ -378,8 +387,6 @@ class TextEditorTool(Tool):
                 f"`{quote(params.old_str or '')}` in lines {lines}{more}. Please ensure it is "
                 "unique by including more of the surrounding lines in old_str."
             )
-        if code == protocol.E_BAD_REQUEST and details.get("reason") == "identical":
-            return "No replacement was performed: old_str and new_str are the same."
         if code == protocol.E_BAD_RANGE:
             return self._range_message(params, details)
         if code == protocol.E_NO_HISTORY:

@@ -295,8 +295,6 @@ class MemoryTool(Tool):
                 f"{path} would be {details.get('size')} bytes, over the {details.get('limit')}-"
                 "byte limit of one memory file; keep memories short."
             )
-        if code == protocol.E_BAD_REQUEST and details.get("reason") == "identical":
-            return "No replacement was performed: old_str and new_str are the same."
         if code == protocol.E_BAD_REQUEST and details.get("reason") == "into_itself":
             return f"Cannot move {params.old_path} into itself; choose another new_path"
         return str(exc)

@@ -82,8 +82,17 @@ def test_session_options_override_the_definition() -> None:
 def test_zoom_is_only_advertised_when_enabled() -> None:
     tool = ComputerTool(DesktopConfig(enable_zoom=False))
     assert "enable_zoom" not in tool.definition(V3)
-    assert tool.definition(V3, enable_zoom=True)["enable_zoom"] is True
-    assert "enable_zoom" not in ComputerTool().definition(V2, enable_zoom=True)
+    # Advertising zoom that parse() would refuse (or the reverse) is an error, not a lie.
+    with pytest.raises(ValueError, match=r"desktop\.enable_zoom = false"):
+        tool.definition(V3, enable_zoom=True)
+    enabled = ComputerTool(DesktopConfig(enable_zoom=True))
+    assert enabled.definition(V3)["enable_zoom"] is True
+    assert "enable_zoom" not in enabled.definition(V2, enable_zoom=True)
+
+
+def test_a_modifier_on_a_drag_is_refused_before_2025() -> None:
+    raw = {"action": "left_click_drag", "coordinate": [5, 5], "text": "shift"}
+    assert "text is not accepted for left_click_drag" in _error(raw, V1)
 
 
 def test_versions_add_actions() -> None:

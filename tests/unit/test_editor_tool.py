@@ -55,6 +55,36 @@ def test_each_version_is_advertised_under_its_own_name() -> None:
     assert betas == ["computer-use-2025-01-24"]
 
 
+async def test_replacing_a_text_by_itself_succeeds_and_changes_nothing(
+    orch: Orchestrator, fake_config: Config
+) -> None:
+    path = os.path.join(fake_config.sandbox.allowed_roots[0], "same.txt")
+    async with orch.session() as session:
+        await session.write_file(path, b"keep\r\nme")
+        before = os.stat(path).st_mtime_ns
+        same = {"command": "str_replace", "path": path, "old_str": "keep", "new_str": "keep"}
+        err, text, _ = await call(session, "str_replace_editor", same)
+        assert not err, text
+        assert "has been edited" in text
+        assert os.stat(path).st_mtime_ns == before  # not even rewritten
+        err, text, _ = await call(
+            session, "str_replace_editor", {"command": "undo_edit", "path": path}
+        )
+        assert err and "No edit history" in text  # nothing to undo: nothing was done
+    assert Path(path).read_bytes() == b"keep\r\nme"
+
+
+def test_max_characters_is_advertised_from_the_setting_that_enforces_it() -> None:
+    config = Config()
+    config.editor.max_characters = 5000
+    tool = default_registry(config).get("str_replace_based_edit_tool")
+    assert tool is not None
+    assert tool.definition("text_editor_20250728")["max_characters"] == 5000
+    assert "max_characters" not in tool.definition("text_editor_20250429", max_characters=5000)
+    with pytest.raises(ValueError, match=r"editor\.max_characters"):
+        tool.definition("text_editor_20250728", max_characters=100)
+
+
 async def test_many_edits_of_one_file_in_one_batch_apply_in_order(
     orch: Orchestrator, fake_config: Config
 ) -> None:

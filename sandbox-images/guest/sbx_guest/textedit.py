@@ -348,14 +348,11 @@ class TextEditor:
                     },
                 )
             offset = found[0]
-            if needle == replacement:
-                raise CallError(
-                    protocol.E_BAD_REQUEST,
-                    "old_str and new_str are the same",
-                    {"reason": "identical", "path": shown},
-                )
             updated = work[:offset] + replacement + work[offset + len(needle) :]
-            self._commit(store, args, real, shown, raw, doc.encode(updated), limit)
+            # Replacing a text by itself is an edit that changes nothing: it succeeds
+            # (as the published tool does) without touching the file or its history.
+            if needle != replacement:
+                self._commit(store, args, real, shown, raw, doc.encode(updated), limit)
         finally:
             if lock is not None:
                 lock.release()
