@@ -76,11 +76,13 @@ compose-image: images
 		compose/build/wheels/*.whl
 	docker build --quiet --tag sbx-server:latest compose
 
+SBX_PUBLISH ?= 127.0.0.1:8765
+
 up: compose-image
 	$(COMPOSE) -f $(COMPOSE_FILE) up -d
 	@for i in $$(seq 1 60); do \
-		curl -fsS -o /dev/null http://127.0.0.1:8765/healthz && \
-		echo "sbx is up on http://127.0.0.1:8765 (clients use \$$SBX_TOKEN)" && exit 0; \
+		curl -fsS -o /dev/null http://$(SBX_PUBLISH)/healthz && \
+		echo "sbx is up on http://$(SBX_PUBLISH) (clients use \$$SBX_TOKEN)" && exit 0; \
 		sleep 1; \
 	done; echo "sbx did not become healthy; see: $(COMPOSE) -f $(COMPOSE_FILE) logs" >&2; exit 1
 

@@ -468,13 +468,27 @@ def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) ->
         raise ConfigError(_format_validation_error(exc, source)) from None
 
 
+NOT_CONFIG_VARIABLES = frozenset(
+    {
+        "SBX_CONFIG",  # where the file is
+        "SBX_URL",  # the CLI client's server
+        "SBX_TOKEN",  # the client's token, or the single-user server token
+        "SBX_TOKEN_OWNER",  # that token's owner
+        "SBX_DATA",  # compose: the host directory for the memory store and runs
+        "SBX_PUBLISH",  # compose: where the server is published
+        "SBX_POOL_SIZE",  # compose: spares kept by the server
+    }
+)
+"""``SBX_*`` variables that are not configuration keys; every other one must be."""
+
+
 def _env_layer() -> dict[str, Any]:
     """``SBX_*`` variables as a nested dict (``SBX_A__B=1`` → ``{"a": {"b": "1"}}``).
 
     Done by hand rather than by pydantic-settings' env source so that the file
     and the environment merge key by key instead of section by section.
     """
-    ignored = {"SBX_CONFIG", "SBX_URL", "SBX_TOKEN"}
+    ignored = NOT_CONFIG_VARIABLES
     layer: dict[str, Any] = {}
     for name, value in os.environ.items():
         if not name.startswith("SBX_") or name in ignored:

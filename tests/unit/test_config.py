@@ -121,3 +121,18 @@ def test_image_short_names_resolve() -> None:
 def test_the_example_config_documents_the_defaults() -> None:
     example = Path(__file__).resolve().parents[2] / "sbx.example.toml"
     assert load_config(example).model_dump() == Config().model_dump()
+
+
+def test_the_deployments_own_variables_are_not_configuration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from orchestrator.config import NOT_CONFIG_VARIABLES, load_config
+
+    for name in ("SBX_DATA", "SBX_PUBLISH", "SBX_POOL_SIZE", "SBX_TOKEN_OWNER", "SBX_URL"):
+        assert name in NOT_CONFIG_VARIABLES
+        monkeypatch.setenv(name, "x")
+    monkeypatch.setenv("SBX_POOL__SIZE", "3")
+    assert load_config().pool.size == 3  # and nothing above was taken for a key
+    monkeypatch.setenv("SBX_POOLSIZE", "3")
+    with pytest.raises(ConfigError, match="poolsize"):
+        load_config()
