@@ -155,3 +155,31 @@ async def test_max_characters_clips_a_view_and_says_where_to_continue(config: Co
     last = int(shown[-1].split("\t")[0])
     assert f"view_range` [{last + 1}, -1]" in text
     assert shown[0].startswith("     1\trow 0001")
+
+
+async def test_an_edit_that_fails_while_writing_leaves_the_file_whole(
+    orch: Orchestrator,
+) -> None:
+    """A full disk half-way through the write: the old file stays, and no temporary does."""
+    original = b"head\n" + b"x" * 600_000 + b"\ntail\n"
+    async with orch.session(
+        image=IMAGE, memories=False, tmpfs_sizes={"/workspace": "1m"}
+    ) as session:
+        await session.write_file("/workspace/big.txt", original)
+        [failed] = await session.run_tools(
+            [
+                _use(
+                    {
+                        "command": "str_replace",
+                        "path": "/workspace/big.txt",
+                        "old_str": "tail",
+                        "new_str": "y" * 500_000,  # 1.1 MB new beside the 0.6 MB old
+                    }
+                )
+            ]
+        )
+        assert failed.get("is_error") is True, failed
+        assert "space" in result_text(failed).lower(), result_text(failed)
+        assert await session.read_file("/workspace/big.txt") == original
+        listing = await session.exec(["ls", "-a", "/workspace"])
+    assert listing.stdout.split() == [b".", b"..", b"big.txt"]
