@@ -29,11 +29,11 @@ import trio
 
 from orchestrator.errors import SbxError
 from orchestrator.options import SandboxOptions
+from orchestrator.session import Session
 
 if TYPE_CHECKING:
     from orchestrator.backends.base import SandboxBackend
     from orchestrator.config import Config
-    from orchestrator.session import Session
     from orchestrator.supervisor import Supervisor
 
 __all__ = ["SandboxPool", "sandbox_key"]
@@ -156,8 +156,6 @@ class SandboxPool:
                 await self._changed.wait()
 
     async def _start_spare(self, template: SandboxOptions) -> Session:
-        from orchestrator.session import Session
-
         session = Session(self._supervisor, self._backend, self._config, template)
         session.spare = True
         session.on_closed = self._forget

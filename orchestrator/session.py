@@ -182,7 +182,7 @@ class Session:
             LABEL_SUPERVISOR: self._supervisor.identity,
             # A spare's life may start as late as max_age from now: the label must
             # never tell another supervisor it expired while it is still in use.
-            LABEL_EXPIRES: str(int(self.expires_at + self._spare_wait())),
+            LABEL_EXPIRES: str(int(self.expires_at + (self._config.pool.max_age * self.spare))),
         }
         if self.owner is not None:
             labels[LABEL_CLIENT] = self.owner
@@ -202,9 +202,6 @@ class Session:
             log_driver=sandbox.log_driver,
             log_max_size=sandbox.log_max_size,
         )
-
-    def _spare_wait(self) -> float:
-        return self._config.pool.max_age if self.spare else 0.0
 
     def adopt(self, options: SandboxOptions, owner: str | None) -> None:
         """Turn a pool's spare into the caller's session: its owner, its TTL, clocks from now.

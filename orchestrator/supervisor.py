@@ -36,6 +36,7 @@ from orchestrator.errors import (
 )
 from orchestrator.observe import NullObserver, Observer
 from orchestrator.options import SandboxOptions
+from orchestrator.pool import SandboxPool
 from orchestrator.session import Session
 
 __all__ = ["Supervisor", "process_identity", "supervisor_alive"]
@@ -85,8 +86,6 @@ class Supervisor:
         """The tool router sessions use for ``run_tools`` (set by ``Orchestrator``)."""
         self.view: Any = None
         """The desktops' live view (``desktop.view.LiveView``, set by ``Orchestrator``)."""
-        from orchestrator.pool import SandboxPool
-
         self.pool = SandboxPool(self, backend, config)
         """Spare sandboxes for sessions to adopt (``[pool]``; off unless ``pool.size`` > 0)."""
         self.reaped = trio.Event()

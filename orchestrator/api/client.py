@@ -7,7 +7,6 @@ output as NDJSON events so it can pass bytes through as they come.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from typing import Any
 import httpx
 
 from orchestrator.errors import SbxError
+from orchestrator.exec_events import event_bytes
 
 __all__ = ["DEFAULT_URL", "ApiClientError", "SbxClient", "event_bytes"]
 
@@ -27,13 +27,6 @@ class ApiClientError(SbxError):
         super().__init__(message)
         self.status = status
         self.kind = kind
-
-
-def event_bytes(event: dict[str, Any]) -> bytes:
-    """The output bytes of a stdout/stderr event (text, or base64 where not UTF-8)."""
-    if "data_b64" in event:
-        return base64.b64decode(event["data_b64"])
-    return str(event.get("data", "")).encode("utf-8")
 
 
 class SbxClient:

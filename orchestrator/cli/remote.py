@@ -158,31 +158,17 @@ def _exec(args: argparse.Namespace, config: Config) -> int:
     if args.env:
         options["env"] = dict(args.env)
 
-    from orchestrator.api.client import ApiClientError, event_bytes
+    from orchestrator.api.client import ApiClientError
+    from orchestrator.exec_events import StreamFailed, exit_status, relay
 
     def act() -> int:
-        out, err = sys.stdout.buffer, sys.stderr.buffer
         with _client(args) as client:
-            for event in client.exec_stream(args.session, command, **options):
-                kind = event.get("type")
-                if kind in ("stdout", "stderr"):
-                    target = out if kind == "stdout" else err
-                    target.write(event_bytes(event))
-                    target.flush()
-                elif kind == "dropped":
-                    print(
-                        f"sbx: {event['bytes']} bytes of output dropped (slow reader)",
-                        file=sys.stderr,
-                    )
-                elif kind == "error":
-                    raise ApiClientError(
-                        event.get("status", 500),
-                        event.get("error", "error"),
-                        event.get("message", "the command failed"),
-                    )
-                elif kind == "result":
-                    return 124 if event.get("timed_out") else int(event["exit_code"])
-        raise ApiClientError(502, "incomplete", "the server ended the stream without a result")
+            events = client.exec_stream(args.session, command, **options)
+            try:
+                result = relay(events, sys.stdout.buffer, sys.stderr.buffer)
+            except StreamFailed as exc:
+                raise ApiClientError(exc.status, exc.kind, exc.message) from None
+            return exit_status(result)
 
     return _run(act)
 

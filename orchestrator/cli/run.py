@@ -9,14 +9,13 @@ from typing import Any
 import trio
 
 from orchestrator.cli._args import env_pair, size
+from orchestrator.cli.run_remote import one_shot_options
 from orchestrator.config import Config
 from orchestrator.errors import SessionClosed
+from orchestrator.exec_events import EXIT_TIMEOUT
 from orchestrator.results import OutputChunk
 
 __all__ = ["EXIT_TIMEOUT", "register"]
-
-EXIT_TIMEOUT = 124
-"""The exit status when the command timed out, as timeout(1) does."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,20 +61,14 @@ def handle(args: argparse.Namespace, config: Config) -> int:
         command = command[1:]
     if not command:
         args.group_parser.error("run needs a command: sbx run [OPTIONS] -- CMD [ARG...]")
-    # A one-shot command needs no memory store, and untrusted code should not see it.
-    options: dict[str, Any] = {"memories": False}
-    if args.image:
-        options["image"] = args.image
-    if args.network:
-        options["network"] = True
-    if args.env:
-        options["env"] = dict(args.env)
-    if args.workdir:
-        options["workdir"] = args.workdir
-    if args.memory:
-        options["memory"] = args.memory
-    if args.cpus:
-        options["cpus"] = args.cpus
+    options = one_shot_options(
+        image=args.image,
+        network=args.network,
+        env=dict(args.env),
+        workdir=args.workdir,
+        memory=args.memory,
+        cpus=args.cpus,
+    )
     stdin = sys.stdin.buffer.read() if args.interactive else None
     return trio.run(run_command, config, command, options, args.timeout, stdin)
 

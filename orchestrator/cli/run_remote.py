@@ -22,13 +22,14 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.exec_events import StreamFailed, exit_status, relay
+
 if TYPE_CHECKING:
     import http.client
 
 __all__ = ["main", "wants_remote"]
 
 _GLOBAL_OPTIONS_WITH_VALUE = ("--config", "--log-level", "--log-format")
-_EXIT_TIMEOUT = 124
 
 
 class _ApiError(Exception):
@@ -49,12 +50,6 @@ def _split_global(argv: Sequence[str]) -> tuple[str | None, list[str]]:
     return None, []
 
 
-_RUN_OPTIONS_WITH_VALUE = frozenset(
-    {"--image", "--timeout", "--env", "-e", "--workdir", "-w", "--memory", "-m", "--cpus"}
-    | {"--url", "--token"}
-)
-
-
 def _run_options(args: Sequence[str]) -> list[str]:
     """``run``'s own options: what comes before ``--`` or the command's first word."""
     options: list[str] = []
@@ -64,7 +59,7 @@ def _run_options(args: Sequence[str]) -> list[str]:
         if token == "--" or not token.startswith("-"):
             break
         options.append(token)
-        if token in _RUN_OPTIONS_WITH_VALUE:
+        if token in _options_with_values():
             options.extend(args[index + 1 : index + 2])
             index += 1
         index += 1
@@ -81,6 +76,13 @@ def wants_remote(argv: Sequence[str]) -> bool:
         return False
     explicit = any(o == "--url" or o.startswith("--url=") for o in options)
     return explicit or bool(os.environ.get("SBX_URL"))
+
+
+def _options_with_values() -> set[str]:
+    """``run``'s options that take a value, read off the parser below."""
+    return {
+        flag for action in _parser()._actions if action.nargs != 0 for flag in action.option_strings
+    }
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -162,59 +164,61 @@ class _Api:
         self._conn.close()
 
 
-def _event_bytes(event: dict[str, Any]) -> bytes:
-    if "data_b64" in event:
-        return base64.b64decode(event["data_b64"])
-    return str(event.get("data", "")).encode("utf-8")
+def one_shot_options(
+    *,
+    image: str | None,
+    network: bool,
+    env: dict[str, str],
+    workdir: str | None,
+    memory: int | str | None,
+    cpus: float | None,
+) -> dict[str, Any]:
+    """The session options of a one-shot ``sbx run``, local or on a server."""
+    # A one-shot command needs no memory store, and untrusted code should not see it.
+    options: dict[str, Any] = {"memories": False}
+    if image:
+        options["image"] = image
+    if network:
+        options["network"] = True
+    if env:
+        options["env"] = env
+    if workdir:
+        options["workdir"] = workdir
+    if memory:
+        options["memory"] = memory
+    if cpus:
+        options["cpus"] = cpus
+    return options
 
 
 def _session_body(args: argparse.Namespace) -> dict[str, Any]:
-    # A one-shot command needs no memory store, and untrusted code should not see it.
-    body: dict[str, Any] = {"memories": False}
-    if args.image:
-        body["image"] = args.image
-    if args.network:
-        body["network"] = True
-    if args.env:
-        env = {}
-        for pair in args.env:
-            name, sep, value = pair.partition("=")
-            if not sep or not name:
-                raise _ApiError(f"--env needs NAME=VALUE, got {pair!r}")
-            env[name] = value
-        body["env"] = env
-    if args.workdir:
-        body["workdir"] = args.workdir
-    if args.memory:
-        body["memory"] = args.memory
-    if args.cpus:
-        body["cpus"] = args.cpus
-    return body
+    env = {}
+    for pair in args.env:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise _ApiError(f"--env needs NAME=VALUE, got {pair!r}")
+        env[name] = value
+    return one_shot_options(
+        image=args.image,
+        network=args.network,
+        env=env,
+        workdir=args.workdir,
+        memory=args.memory,
+        cpus=args.cpus,
+    )
 
 
 def _stream(api: _Api, session_id: str, request: dict[str, Any]) -> int:
-    out, err = sys.stdout.buffer, sys.stderr.buffer
-    for event in api.events(f"/v1/sessions/{session_id}/exec", request):
-        kind = event.get("type")
-        if kind in ("stdout", "stderr"):
-            target = out if kind == "stdout" else err
-            target.write(_event_bytes(event))
-            target.flush()
-        elif kind == "dropped":
-            print(
-                f"sbx: {event.get('bytes')} bytes of output dropped (slow reader)", file=sys.stderr
-            )
-        elif kind == "error":
-            raise _ApiError(str(event.get("message", "the command failed")))
-        elif kind == "result":
-            if event.get("truncated"):
-                print(
-                    "sbx: output was truncated (the server's session.output_limit)", file=sys.stderr
-                )
-            if event.get("oom_killed"):
-                print("sbx: the command ran out of memory (raise --memory)", file=sys.stderr)
-            return _EXIT_TIMEOUT if event.get("timed_out") else int(event["exit_code"])
-    raise _ApiError("the server ended the output stream without a result")
+    events = api.events(f"/v1/sessions/{session_id}/exec", request)
+    try:
+        result = relay(events, sys.stdout.buffer, sys.stderr.buffer)
+    except StreamFailed as exc:
+        raise _ApiError(exc.message) from None
+    if result.get("truncated"):
+        print("sbx: output was truncated (the server's session.output_limit)", file=sys.stderr)
+    if result.get("oom_killed"):
+        print("sbx: the command ran out of memory (raise --memory)", file=sys.stderr)
+    return exit_status(result)
 
 
 def main(argv: Sequence[str]) -> int:

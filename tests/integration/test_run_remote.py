@@ -202,3 +202,23 @@ def test_ctrl_c_removes_the_session_on_the_server(pool_server: ApiProcess) -> No
             break
         time.sleep(0.1)
     assert left == []
+
+
+def test_exec_in_an_open_session_passes_bytes_and_status(pool_server: ApiProcess) -> None:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    sid = httpx.post(
+        f"{pool_server.url}/v1/sessions", json={"memories": False}, headers=headers
+    ).json()["id"]
+    try:
+        r = sbx_remote(pool_server, "exec", sid, "--", "sh", "-c", "printf 'a\\377'; exit 4")
+        assert (r.returncode, r.stdout) == (4, b"a\xff"), r.stderr
+        assert (
+            sbx_remote(pool_server, "exec", "--timeout", "1", sid, "--", "sleep", "30").returncode
+            == 124
+        )
+        gone = sbx_remote(pool_server, "exec", "nosuchsession", "--", "true")
+        assert gone.returncode == 1 and b"nosuchsession" in gone.stderr
+    finally:
+        httpx.delete(f"{pool_server.url}/v1/sessions/{sid}", headers=headers)
