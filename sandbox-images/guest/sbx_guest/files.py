@@ -21,7 +21,7 @@ from .procs import CallError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~9 ms of a sandbox's start; annotations need none of it
-    from typing import Dict, List, Optional, Tuple
+    from typing import Dict, Iterator, List, Optional, Tuple
 
 MAX_LIST_ENTRIES = 10000
 
@@ -49,6 +49,28 @@ _HINTS = {
     errno.ENOSPC: "the sandbox's disk is full; delete files or give the sandbox a larger tmpfs",
     errno.ELOOP: "the path is a symbolic link, which is not followed here",
 }
+
+
+def walk_tree(root: str) -> Iterator[Tuple[str, os.stat_result]]:
+    """``(path, lstat)`` of every entry below ``root`` that is not a directory.
+
+    Symlinks are reported, never followed; unreadable directories are skipped.
+    """
+    stack = [root]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                stack.append(entry.path)
+            else:
+                yield entry.path, info
 
 
 def os_error(exc: OSError, path: str, action: str) -> CallError:

@@ -29,6 +29,7 @@ import time
 from typing import Callable, Dict, List, Optional
 
 from . import protocol
+from .files import walk_tree
 from .logs import log
 from .loop import Loop, Timer
 from .procs import (
@@ -64,23 +65,11 @@ def snapshot(root: Optional[str]) -> Dict[str, tuple]:
     found: Dict[str, tuple] = {}
     if not root:
         return found
-    stack = [root]
-    while stack and len(found) < MAX_OUTPUT_FILES:
-        try:
-            entries = list(os.scandir(stack.pop()))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if stat.S_ISDIR(info.st_mode):
-                stack.append(entry.path)
-            elif stat.S_ISREG(info.st_mode):
-                found[entry.path] = (info.st_size, info.st_mtime_ns)
-                if len(found) >= MAX_OUTPUT_FILES:
-                    break
+    for path, info in walk_tree(root):
+        if stat.S_ISREG(info.st_mode):
+            found[path] = (info.st_size, info.st_mtime_ns)
+            if len(found) >= MAX_OUTPUT_FILES:
+                break
     return found
 
 

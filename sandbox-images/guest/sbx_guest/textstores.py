@@ -13,12 +13,11 @@ import errno
 import fcntl
 import json
 import os
-import stat
 import time
 from typing import Optional
 
 from . import protocol
-from .files import FileService
+from .files import FileService, walk_tree
 from .procs import CallError
 
 MEMORY_MOUNT = "/memories"
@@ -138,23 +137,7 @@ class MemoryStore:
         return StoreLock(self.root)
 
     def usage(self) -> int:
-        total = 0
-        stack = [self.root]
-        while stack:
-            try:
-                entries = list(os.scandir(stack.pop()))
-            except OSError:
-                continue
-            for entry in entries:
-                try:
-                    info = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if stat.S_ISDIR(info.st_mode):
-                    stack.append(entry.path)
-                else:
-                    total += info.st_size
-        return total
+        return sum(info.st_size for _, info in walk_tree(self.root))
 
     def check_room(self, growth: int) -> None:
         if growth <= 0:
