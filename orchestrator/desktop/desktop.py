@@ -106,6 +106,26 @@ class ActionResult:
     ms: float | None = None
 
 
+def _presses(
+    x: int | None, y: int | None, number: int, count: int, gap_ms: float, modifiers: str | None
+) -> list[Step]:
+    """Move there (if given), hold the modifiers, press and release ``number`` ``count``
+    times ``gap_ms`` apart, let the modifiers go: a click, a double click, a scroll."""
+    down, up = hold_steps(modifiers)
+    steps: list[Step] = []
+    if x is not None and y is not None:
+        steps.append({"op": "move", "x": x, "y": y})
+    steps += down
+    for index in range(count):
+        if index:
+            steps.append({"op": "sleep", "ms": gap_ms})
+        steps += [
+            {"op": "button", "button": number, "down": True},
+            {"op": "button", "button": number, "down": False},
+        ]
+    return steps + up
+
+
 class Desktop:
     """The desktop of one session; made by the session when its image has one."""
 
@@ -299,20 +319,7 @@ class Desktop:
         count: int = 1,
         modifiers: str | None = None,
     ) -> list[Step]:
-        number = BUTTONS[button]
-        down, up = hold_steps(modifiers)
-        steps: list[Step] = []
-        if x is not None and y is not None:
-            steps.append({"op": "move", "x": x, "y": y})
-        steps += down
-        for index in range(count):
-            if index:
-                steps.append({"op": "sleep", "ms": self.config.click_interval_ms})
-            steps += [
-                {"op": "button", "button": number, "down": True},
-                {"op": "button", "button": number, "down": False},
-            ]
-        return steps + up
+        return _presses(x, y, BUTTONS[button], count, self.config.click_interval_ms, modifiers)
 
     def drag_steps(
         self,
@@ -362,20 +369,7 @@ class Desktop:
         *,
         modifiers: str | None = None,
     ) -> list[Step]:
-        number = SCROLL_BUTTONS[direction]
-        down, up = hold_steps(modifiers)
-        steps: list[Step] = []
-        if x is not None and y is not None:
-            steps.append({"op": "move", "x": x, "y": y})
-        steps += down
-        for index in range(amount):
-            if index:
-                steps.append({"op": "sleep", "ms": 5})
-            steps += [
-                {"op": "button", "button": number, "down": True},
-                {"op": "button", "button": number, "down": False},
-            ]
-        return steps + up
+        return _presses(x, y, SCROLL_BUTTONS[direction], amount, 5, modifiers)
 
     async def click(
         self, x: int, y: int, *, button: Button = "left", count: int = 1
