@@ -33,7 +33,7 @@ test: images
 	$(BIN)/pytest $(PYTEST_ARGS) tests
 
 test-unit: install
-	$(BIN)/pytest $(PYTEST_ARGS) tests/unit
+	$(BIN)/pytest -m "not soak" $(PYTEST_ARGS) tests/unit
 
 test-integration: images
 	$(BIN)/pytest $(PYTEST_ARGS) tests/integration

@@ -6,7 +6,9 @@ other but never an exclusive holder.  Arrival order is strict FIFO, so a
 stream of readers cannot starve a writer.  A call holds exactly one of these
 at a time and they never span sessions, which is half of why the router
 cannot deadlock; the other half is that calls in a batch only ever wait for
-*earlier* calls.
+*earlier* calls.  Cancellation cannot strand a lock either: an acquisition
+that is cancelled either never took the lock or gives it back before the
+``Cancelled`` propagates (see ``_RWLock.acquire``).
 """
 
 from __future__ import annotations
@@ -47,9 +49,17 @@ class _RWLock:
             self.writer = True
 
     async def acquire(self, shared: bool) -> None:
+        """Take the lock, or raise ``Cancelled`` without holding it.
+
+        The order is trio's own ``Lock.acquire``: a pending cancel is honoured
+        *before* anything is taken, and the checkpoint after the take is
+        shielded, so no cancel can land between taking the lock and handing
+        it to the ``try``/``finally`` that gives it back.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
         if not self.queue and self._can_grant(shared):
             self._take(shared)
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()
             return
         waiter = _Waiter(shared)
         self.queue.append(waiter)

@@ -8,10 +8,21 @@ deadline; a failing, invalid or timed-out call becomes an ``is_error``
 result while the others complete; cancelling the batch cancels every call,
 and the guest kills what they started.  Results come back in block order.
 
-Why it cannot deadlock: inside a batch a call waits only for *earlier* calls
-(an acyclic order); then it takes, in this fixed order, a global slot, a
-slot of its session, and one lock of its session -- never a second lock, and
-never a lock of another session.
+Why it cannot deadlock:
+
+- Inside a batch a call waits only for *earlier* calls (an acyclic order),
+  and it waits before it takes anything.
+- Then it takes, in this fixed order, a global slot, a slot of its session,
+  and one lock of its session -- never a second lock, never a lock of
+  another session -- so a holder of a lock never waits for a slot or a lock.
+- A cancel (the batch's scope, the call's deadline, the session closing)
+  cannot strand any of them: each is taken the way trio's own ``Lock``
+  is -- a pending cancel is honoured before anything is taken, the
+  checkpoint after the take is shielded -- and given back by the ``async
+  with`` that took it.  A call cancelled while queued leaves the queue;
+  one granted the lock in the same instant it was cancelled gives it back.
+  The randomized test in ``tests/unit/test_router.py`` cancels batches at
+  random points under CPU load to keep this true.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -29,6 +30,23 @@ def _no_writes_to_the_users_own_stores(tmp_path_factory: pytest.TempPathFactory)
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+@pytest.fixture(scope="module")
+def busy_cpu() -> Iterator[None]:
+    """A process that keeps one core busy while the test runs: races that a quiet
+    machine hides (a cancel landing at an unlucky checkpoint) show up under load."""
+    hog = subprocess.Popen(
+        [sys.executable, "-c", "while True: pass"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
 
 
 @pytest.fixture(autouse=True)

@@ -320,15 +320,20 @@ async def test_cancelling_a_batch_leaves_no_process(orch, router) -> None:
     assert after["content"][0]["text"] == "usable"
 
 
-@pytest.mark.parametrize("seed", range(6))
-async def test_randomized_batches_never_deadlock_or_break_ordering(
-    orch, trace, fake_config, seed: int
-) -> None:
+ROUTER_SEEDS_CHECK = 20
+"""Seeds of the randomized router test that every ``make check`` runs."""
+ROUTER_SEEDS_SOAK = 200
+"""Seeds the soak test runs in one orchestrator (``make test``)."""
+
+
+async def _random_batches(sessions: list[Any], fake_config, seed: int) -> None:
+    """Forty random batches over three resources in ``sessions``, some cancelled
+    mid-flight; asserts no deadlock, no two holders of one resource, and batch order."""
     rng = random.Random(seed)
+    trace = TraceTool()
     fake_config.tools.max_concurrent_calls = rng.choice([2, 4, 16])
     fake_config.tools.max_concurrent_calls_per_session = rng.choice([1, 2, 8])
     router = ToolRouter(ToolRegistry([trace]), fake_config.tools)
-    sessions = [await orch.open_session() for _ in range(3)]
     batches_done = 0
     expected_orders: list[list[str]] = []
 
@@ -358,10 +363,9 @@ async def test_randomized_batches_never_deadlock_or_break_ordering(
             expected_orders.append([b["input"]["tag"] for b in blocks if not b["input"]["shared"]])
         batches_done += 1
 
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            for _ in range(40):
-                nursery.start_soon(batch, rng.choice(sessions), rng.randint(1, 8))
+    async with trio.open_nursery() as nursery:
+        for _ in range(40):
+            nursery.start_soon(batch, rng.choice(sessions), rng.randint(1, 8))
     assert batches_done == 40
     assert trace.violations == []
     started = [tag for kind, _, tag in trace.log if kind == "start"]
@@ -370,3 +374,24 @@ async def test_randomized_batches_never_deadlock_or_break_ordering(
         for key in "abc":
             mine = [tag for tag in order if tag.endswith("/" + key)]
             assert [tag for tag in started if tag in mine] == mine
+    for session in sessions:
+        assert len(session.locks) == 0, f"seed {seed}: a lock outlived its batch"
+
+
+@pytest.mark.parametrize("seed", range(ROUTER_SEEDS_CHECK))
+async def test_randomized_batches_never_deadlock_or_break_ordering(
+    orch, fake_config, busy_cpu, seed: int
+) -> None:
+    sessions = [await orch.open_session() for _ in range(3)]
+    with trio.fail_after(60):
+        await _random_batches(sessions, fake_config, seed)
+
+
+@pytest.mark.soak
+async def test_two_hundred_seeds_in_one_orchestrator_never_deadlock(
+    orch, fake_config, busy_cpu
+) -> None:
+    sessions = [await orch.open_session() for _ in range(3)]
+    with trio.fail_after(60):
+        for seed in range(ROUTER_SEEDS_SOAK):
+            await _random_batches(sessions, fake_config, 1000 + seed)
