@@ -140,6 +140,29 @@ OP_DESKTOP_NOVNC = "desktop.novnc"
 OP_NET_CONNECT = "net.connect"
 E_DESKTOP = "desktop"
 
+ERROR_CODES = {
+    E_BAD_REQUEST: "the request's arguments are missing or invalid",
+    E_UNKNOWN_OP: "the guest does not implement the operation",
+    E_PATH_NOT_ALLOWED: "the path is outside the allowed roots or escapes them",
+    E_TOO_LARGE: "a file or an output is over its size cap",
+    E_NOT_FOUND: "no such file, directory, shell or interpreter",
+    E_EXISTS: "the path already exists",
+    E_IS_DIRECTORY: "the path is a directory where a file was expected",
+    E_NOT_DIRECTORY: "the path is not a directory where one was expected",
+    E_PERMISSION: "the sandbox user may not do that",
+    E_BUSY: "the shell or interpreter is already running a command",
+    E_INTERNAL: "the guest failed in a way it did not expect",
+    E_NO_MATCH: "the text to replace does not occur in the file",
+    E_AMBIGUOUS: "the text to replace occurs more than once",
+    E_BINARY: "the file is not UTF-8 text",
+    E_BAD_RANGE: "a line number or range is outside the file",
+    E_NO_HISTORY: "there is no edit to undo",
+    E_STORE_FULL: "the memory store is over its quota",
+    E_DESKTOP: "the X desktop failed or is not running",
+}
+"""Every error code a ``res`` frame may carry, with what it means: the one table both
+sides use (the guest raises only these; the host maps each to an exception)."""
+
 
 class FrameError(ValueError):
     """A frame is malformed or over the size limits."""
