@@ -37,13 +37,14 @@ if _typing.TYPE_CHECKING:
         SessionLimitReached,
         SessionNotFound,
     )
-    from orchestrator.forward import SandboxConnection
+    from orchestrator.guest_client.connection import SandboxConnection
+    from orchestrator.guest_client.exec_stream import ExecStream
     from orchestrator.interpreter import CodeResult, OutputFile
     from orchestrator.log import configure_logging
     from orchestrator.options import SandboxOptions
     from orchestrator.results import ExecResult, FileInfo, OutputChunk
     from orchestrator.runtime import Orchestrator
-    from orchestrator.session import ExecStream, Session
+    from orchestrator.session import Session
 
 __version__ = "0.1.0"
 
@@ -104,7 +105,7 @@ _EXPORTS = {
     "EngineError": "orchestrator.errors",
     "EngineUnavailable": "orchestrator.errors",
     "ExecResult": "orchestrator.results",
-    "ExecStream": "orchestrator.session",
+    "ExecStream": "orchestrator.guest_client.exec_stream",
     "FakeBackend": "orchestrator.backends.fake",
     "FileInfo": "orchestrator.results",
     "FileTooLarge": "orchestrator.errors",
@@ -119,7 +120,7 @@ _EXPORTS = {
     "PathNotAllowed": "orchestrator.errors",
     "ProtocolError": "orchestrator.errors",
     "SandboxBackend": "orchestrator.backends.base",
-    "SandboxConnection": "orchestrator.forward",
+    "SandboxConnection": "orchestrator.guest_client.connection",
     "SandboxGone": "orchestrator.errors",
     "SandboxInfo": "orchestrator.backends.base",
     "SandboxOptions": "orchestrator.options",

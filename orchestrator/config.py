@@ -93,7 +93,11 @@ class _Section(BaseModel):
 class EngineConfig(_Section):
     """How to reach the container engine."""
 
-    backend: Literal["docker"] = "docker"
+    backend: str = Field(
+        default="docker",
+        pattern=r"^[a-z][a-z0-9_-]*$",
+        description="Which backend runs sandboxes (`docker`; others register themselves).",
+    )
     docker_host: str | None = Field(
         default=None, description="Engine URL; DOCKER_HOST (then the local socket) when unset."
     )

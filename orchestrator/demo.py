@@ -194,7 +194,7 @@ async def run_demo(config: Config, image: str | None = None) -> int:
 async def _sandboxes_left(config: Config, supervisor: str) -> int:
     """Sandboxes this run's supervisor still has on the engine (there should be none)."""
     from orchestrator.backends.base import LABEL_SUPERVISOR
-    from orchestrator.runtime import make_backend
+    from orchestrator.backends.registry import make_backend
 
     backend = make_backend(config)
     try:

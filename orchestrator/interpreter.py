@@ -5,23 +5,23 @@ so variables, imports and files persist like in a notebook; bash runs in a
 persistent shell of its own.  Either way the result is one ``CodeResult``:
 output, return code, the value of a final expression, figures as PNG and the
 files written under the outputs directory.  Everything goes through the
-session; nothing here knows about containers.
+session's guest client; nothing here knows about sessions or containers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal, cast
 
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator import protocol
 from orchestrator.config import CodeExecutionConfig
 from orchestrator.errors import GuestFileNotFound, GuestNotADirectory, PathNotAllowed
+from orchestrator.guest_client import requests as rq
+from orchestrator.guest_client import responses as rs
+from orchestrator.guest_client.client import GuestClient
+from orchestrator.guest_client.exec_stream import STREAM_NAMES, OutputCallback, forward_output
 from orchestrator.results import OutputChunk
-
-if TYPE_CHECKING:
-    from orchestrator.session import Session
 
 __all__ = ["BASH_SHELL", "CodeResult", "CodeStatus", "OutputFile", "run_code"]
 
@@ -29,11 +29,6 @@ BASH_SHELL = "code-execution"
 """The persistent shell ``language="bash"`` runs in (apart from the bash tool's)."""
 
 CodeStatus = Literal["ok", "error", "exit", "interrupted", "timeout", "oom", "died", "cancelled"]
-_STREAMS: dict[int, Literal["stdout", "stderr"]] = {
-    protocol.STDOUT: "stdout",
-    protocol.STDERR: "stderr",
-}
-OutputCallback = Callable[[OutputChunk], Awaitable[None] | None]
 
 
 class OutputFile(BaseModel):
@@ -99,15 +94,8 @@ class CodeResult(BaseModel):
         return self.stderr.decode("utf-8", "replace")
 
 
-async def _forward(chunk: OutputChunk, on_output: OutputCallback | None) -> None:
-    if on_output is not None:
-        maybe = on_output(chunk)
-        if maybe is not None:
-            await maybe
-
-
 async def run_code(
-    session: Session,
+    client: GuestClient,
     code: str,
     *,
     language: Literal["python", "bash"],
@@ -119,69 +107,71 @@ async def run_code(
     max_output: int,
 ) -> CodeResult:
     if language == "bash":
-        return await _run_bash(session, code, timeout, on_output, settings, max_output)
+        return await _run_bash(client, code, timeout, on_output, settings, grace, max_output)
     if language != "python":
         raise ValueError(f"language must be 'python' or 'bash', not {language!r}")
-    args: dict[str, Any] = {
-        "name": interpreter,
-        "timeout": timeout,
-        "grace": grace,
-        "max_output": max_output,
-        "outputs": settings.outputs_dir,
-        "max_figures": settings.max_figures,
-    }
+    request = rq.KernelRunRequest(
+        name=interpreter,
+        timeout=timeout,
+        grace=grace,
+        max_output=max_output,
+        outputs=settings.outputs_dir,
+        max_figures=settings.max_figures,
+    )
     stdout = bytearray()
     stderr = bytearray()
-    async with session.guest_stream(
-        protocol.OP_KERNEL_RUN,
-        args,
-        code.encode("utf-8", "replace"),
-        timeout=timeout + 2 * grace + 30,
+    async with client.stream(
+        request, code.encode("utf-8", "replace"), timeout=timeout + 2 * grace + 30
     ) as call:
         async for stream, data in call:
             (stdout if stream == protocol.STDOUT else stderr).extend(data)
-            await _forward(OutputChunk(stream=_STREAMS.get(stream, "stdout"), data=data), on_output)
+            chunk = OutputChunk(stream=STREAM_NAMES.get(stream, "stdout"), data=data)
+            await forward_output(chunk, on_output)
         value, payload = await call.result()
+    ended = rs.parse_response(request.op, rs.KernelRunResult, value)
     figures: list[bytes] = []
     offset = 0
-    for size in value.get("figures") or []:
-        figures.append(payload[offset : offset + int(size)])
-        offset += int(size)
-    error = value.get("error") or {}
-    status = value.get("status", "died")
-    if value.get("timed_out") and status != "oom":
+    for size in ended.figures:
+        figures.append(payload[offset : offset + size])
+        offset += size
+    error = ended.error or rs.KernelError()
+    status = ended.status
+    if ended.timed_out and status != "oom":
         status = "timeout"
-    elif value.get("cancelled"):
+    elif ended.cancelled:
         status = "cancelled"
     return CodeResult(
         language="python",
-        status=status,
-        return_code=int(value.get("return_code", 1)),
+        status=cast(CodeStatus, status) if status in _STATUSES else "died",
+        return_code=ended.return_code,
         stdout=bytes(stdout),
         stderr=bytes(stderr),
-        result=value.get("result"),
-        error_name=error.get("name"),
-        error_value=error.get("value"),
+        result=ended.result,
+        error_name=error.name,
+        error_value=error.value,
         figures=figures,
-        figures_dropped=int(value.get("figures_dropped") or 0),
-        files=[OutputFile.model_validate(f) for f in value.get("files") or []],
-        files_more=int(value.get("files_more") or 0),
-        timed_out=bool(value.get("timed_out")),
-        interrupted=bool(value.get("interrupted")),
-        restarted=bool(value.get("restarted")),
-        oom_killed=bool(value.get("oom_killed")),
-        cancelled=bool(value.get("cancelled")),
-        truncated=bool(value.get("truncated")),
-        stdout_bytes=int(value.get("stdout_bytes") or 0),
-        stderr_bytes=int(value.get("stderr_bytes") or 0),
-        duration=float(value.get("duration") or 0.0),
+        figures_dropped=ended.figures_dropped,
+        files=[OutputFile(path=f.path, size=f.size) for f in ended.files],
+        files_more=ended.files_more,
+        timed_out=ended.timed_out,
+        interrupted=ended.interrupted,
+        restarted=ended.restarted,
+        oom_killed=ended.oom_killed,
+        cancelled=ended.cancelled,
+        truncated=ended.truncated,
+        stdout_bytes=ended.stdout_bytes,
+        stderr_bytes=ended.stderr_bytes,
+        duration=ended.duration,
     )
 
 
-async def _outputs(session: Session, directory: str) -> dict[str, tuple[int, float]] | None:
+_STATUSES: frozenset[str] = frozenset(CodeStatus.__args__)  # type: ignore[attr-defined]
+
+
+async def _outputs(client: GuestClient, directory: str) -> dict[str, tuple[int, float]] | None:
     """path -> (size, mtime) under the outputs directory; ``None`` if it cannot be used."""
     try:
-        entries = await session.list_files(directory, depth=32, hidden=True)
+        entries = await client.list_files(rq.FileListRequest(path=directory, depth=32))
     except (GuestFileNotFound, GuestNotADirectory):
         return {}
     except PathNotAllowed:
@@ -190,25 +180,27 @@ async def _outputs(session: Session, directory: str) -> dict[str, tuple[int, flo
 
 
 async def _run_bash(
-    session: Session,
+    client: GuestClient,
     code: str,
     timeout: float,
     on_output: OutputCallback | None,
     settings: CodeExecutionConfig,
+    grace: float,
     max_output: int,
 ) -> CodeResult:
-    before = await _outputs(session, settings.outputs_dir)
+    before = await _outputs(client, settings.outputs_dir)
     if before is not None:
         try:
-            await session.mkdir(settings.outputs_dir)
+            await client.mkdir(rq.FileMkdirRequest(path=settings.outputs_dir))
         except PathNotAllowed:
             before = None
-    result = await session.shell(
-        code, name=BASH_SHELL, timeout=timeout, max_output=max_output, on_output=on_output
+    request = rq.ShellRunRequest(
+        name=BASH_SHELL, command=code, timeout=timeout, max_output=max_output, grace=grace
     )
+    result = await client.shell(request, on_output)
     files: list[OutputFile] = []
     if before is not None:
-        after = await _outputs(session, settings.outputs_dir) or {}
+        after = await _outputs(client, settings.outputs_dir) or {}
         files = [
             OutputFile(path=path, size=info[0])
             for path, info in sorted(after.items())

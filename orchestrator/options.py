@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestrator.config import ByteSize, Config
+from orchestrator.desktop.screen import parse_screen
 from orchestrator.errors import ConfigError, OptionNotAllowed
 
 __all__ = ["SandboxOptions", "parse_options"]
@@ -84,8 +85,6 @@ class SandboxOptions(BaseModel):
     @classmethod
     def _screen_size(cls, value: str | None) -> str | None:
         if value is not None:
-            from orchestrator.desktop.desktop import parse_screen
-
             try:
                 parse_screen(value)
             except ConfigError as exc:

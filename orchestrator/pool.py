@@ -22,68 +22,53 @@ request would have made, or leave a spare behind at shutdown.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import structlog
 import trio
 
+from orchestrator.config import Config
 from orchestrator.errors import SbxError
+from orchestrator.observe import Observer
 from orchestrator.options import SandboxOptions
+from orchestrator.sandbox_spec import SandboxShape, sandbox_key
 from orchestrator.session import Session
 
-if TYPE_CHECKING:
-    from orchestrator.backends.base import SandboxBackend
-    from orchestrator.config import Config
-    from orchestrator.supervisor import Supervisor
-
-__all__ = ["SandboxPool", "sandbox_key"]
+__all__ = ["SandboxPool", "SpareHost"]
 
 log = structlog.get_logger("orchestrator.pool")
 
-SandboxKey = tuple[Any, ...]
 
+class SpareHost(Protocol):
+    """What the pool needs from the supervisor that runs it (which it never imports)."""
 
-def sandbox_key(
-    options: SandboxOptions, config: Config, owner: str | None = None
-) -> SandboxKey | None:
-    """What the sandbox of ``options`` would be for ``owner``; ``None`` where no spare can serve.
+    observer: Observer
 
-    Labels are written on the container when it is created, so requests with
-    labels never match.  The memory store is mounted then too, by owner and
-    namespace, so those are part of the key when the store is asked for.
-    """
-    sandbox = config.sandbox
-    memories = config.memory.enabled if options.memories is None else options.memories
-    if options.labels:
-        return None
-    store = (owner, options.memory_namespace or config.memory.namespace) if memories else None
-    return (
-        store,
-        config.image_name(options.image or sandbox.image),
-        options.memory or sandbox.memory,
-        options.cpus or sandbox.cpus,
-        options.pids_limit or sandbox.pids_limit,
-        sandbox.network if options.network is None else options.network,
-        tuple(sorted({**sandbox.env, **options.env}.items())),
-        options.workdir or sandbox.workdir,
-        tuple(sorted({**sandbox.tmpfs, **options.tmpfs_sizes}.items())),
-        options.screen,
-        options.desktop,
-    )
+    def new_session(self, options: SandboxOptions, owner: str | None = None) -> Session:
+        """A session object for ``options``, not started yet."""
+        ...
+
+    async def start_session_task(self, session: Session) -> None:
+        """Run ``session`` in the root nursery; return once its sandbox is ready."""
+        ...
+
+    def spawn(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Run ``fn(*args)`` in the background, in the root nursery."""
+        ...
 
 
 class SandboxPool:
     """Keeps ``pool.size`` spares of each ``pool.images`` started; hands them out."""
 
-    def __init__(self, supervisor: Supervisor, backend: SandboxBackend, config: Config) -> None:
-        self._supervisor = supervisor
-        self._backend = backend
+    def __init__(self, host: SpareHost, config: Config) -> None:
+        self._host = host
         self._config = config
         self._templates = {
             image: SandboxOptions(image=image, memories=config.pool.memories)
             for image in config.pool.images
         }
-        self._spares: dict[SandboxKey, list[Session]] = {}
+        self._spares: dict[SandboxShape, list[Session]] = {}
         self._starting: set[Session] = set()
         self._changed = trio.Event()
         self._stopping = False
@@ -108,11 +93,11 @@ class SandboxPool:
             session = group.pop(0)
             if not session.alive:
                 if not session.closed:  # its sandbox died while it waited: clear it away
-                    self._supervisor.spawn(session.close, "the spare's sandbox stopped")
+                    self._host.spawn(session.close, "the spare's sandbox stopped")
                 continue
             session.adopt(options, owner)
             self.handed_out += 1
-            self._supervisor.observer.session_adopted(session.image)
+            self._host.observer.session_adopted(session.image)
             self._changed.set()
             log.info(
                 "session opened on a spare sandbox", session_id=session.id, image=session.image
@@ -156,12 +141,12 @@ class SandboxPool:
                 await self._changed.wait()
 
     async def _start_spare(self, template: SandboxOptions) -> Session:
-        session = Session(self._supervisor, self._backend, self._config, template)
+        session = self._host.new_session(template)
         session.spare = True
         session.on_closed = self._forget
         self._starting.add(session)
         try:
-            await self._supervisor.start_session_task(session)
+            await self._host.start_session_task(session)
         finally:
             self._starting.discard(session)
         return session

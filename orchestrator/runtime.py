@@ -22,7 +22,9 @@ import trio
 
 from orchestrator._exceptions import unwrap_single_exception
 from orchestrator.backends.base import SandboxBackend
+from orchestrator.backends.registry import make_backend
 from orchestrator.config import Config, load_config
+from orchestrator.desktop.view import LiveView
 from orchestrator.errors import SessionError
 from orchestrator.log import configure_logging
 from orchestrator.observe import Observer
@@ -32,26 +34,13 @@ from orchestrator.session import Session
 from orchestrator.supervisor import Supervisor
 from orchestrator.tools.registry import default_registry
 
-__all__ = ["Orchestrator", "make_backend", "make_image_builder"]
+__all__ = ["Orchestrator", "make_image_builder"]
 
 if TYPE_CHECKING:
     from orchestrator.agent.loop import AgentResult
     from orchestrator.backends.docker.image_builder import DockerImageBuilder
 
 log = structlog.get_logger("orchestrator")
-
-
-def make_backend(config: Config) -> SandboxBackend:
-    """The backend named in the configuration."""
-    from orchestrator.backends.docker.backend import DockerBackend
-    from orchestrator.backends.docker.engine import DockerEngine
-
-    engine = DockerEngine(
-        config.engine.docker_host,
-        max_concurrent_calls=config.engine.max_concurrent_calls,
-        call_timeout=config.engine.call_timeout,
-    )
-    return DockerBackend(engine)
 
 
 def make_image_builder(config: Config) -> DockerImageBuilder:
@@ -84,18 +73,19 @@ class Orchestrator:
             # program embedding us; set up the documented stderr logging instead.
             configure_logging(self.config.logging.level, self.config.logging.format)
         self.backend = backend if backend is not None else make_backend(self.config)
-        self.supervisor = Supervisor(self.config, self.backend)
         self.router = ToolRouter(default_registry(self.config), self.config.tools)
-        self.supervisor.router = self.router
-        from orchestrator.desktop.view import LiveView
-
-        self.view = LiveView(self.supervisor, self.config.desktop)
+        if observer is not None:
+            self.router.observer = observer
+        self.supervisor = Supervisor(
+            self.config,
+            self.backend,
+            observer=observer,
+            run_tools=self._run_tools,
+            view_url=self._view_url,
+        )
+        self.view = LiveView(self.supervisor.sessions, self.config.desktop)
         """The desktops' live view: mount ``view.router`` in an HTTP app and set
         ``view.base_url``, or let ``Session.view_url`` start its own server."""
-        self.supervisor.view = self.view
-        if observer is not None:
-            self.supervisor.observer = observer
-            self.router.observer = observer
         self.handle_signals = handle_signals
         self._stack: AsyncExitStack | None = None
         self._nursery: trio.Nursery | None = None
@@ -152,6 +142,16 @@ class Orchestrator:
                 if self._nursery is not None:
                     self._nursery.cancel_scope.cancel()
                 return
+
+    async def _run_tools(
+        self, session: Session, blocks: Sequence[Any], tool_types: Mapping[str, str] | None
+    ) -> list[dict[str, Any]]:
+        """``Session.run_tools``: a batch on this orchestrator's router."""
+        return await self.router.run(session, blocks, tool_types=tool_types)
+
+    async def _view_url(self, session: Session, interactive: bool) -> str:
+        """``Session.view_url``: a link into this orchestrator's live view."""
+        return await self.view.url_for(session, interactive=interactive)
 
     async def open_session(
         self, image: str | None = None, *, owner: str | None = None, **options: Any

@@ -37,7 +37,7 @@ from orchestrator.errors import (
 from orchestrator.observe import NullObserver, Observer
 from orchestrator.options import SandboxOptions
 from orchestrator.pool import SandboxPool
-from orchestrator.session import Session
+from orchestrator.session import Session, SessionHooks, ToolRunner, ViewLinker
 
 __all__ = ["Supervisor", "process_identity", "supervisor_alive"]
 
@@ -73,20 +73,32 @@ def supervisor_alive(identity: str) -> bool | None:
 class Supervisor:
     """Owns the sessions. Use through ``Orchestrator``."""
 
-    def __init__(self, config: Config, backend: SandboxBackend) -> None:
+    def __init__(
+        self,
+        config: Config,
+        backend: SandboxBackend,
+        *,
+        observer: Observer | None = None,
+        run_tools: ToolRunner | None = None,
+        view_url: ViewLinker | None = None,
+    ) -> None:
         self.config = config
         self.backend = backend
         self.identity = process_identity()
         self.sessions: dict[str, Session] = {}
         self._nursery: trio.Nursery | None = None
         self._stopping = False
-        self.observer: Observer = NullObserver()
+        self.observer: Observer = observer or NullObserver()
         """Told about session starts, failures and closes (metrics)."""
-        self.router: Any = None
-        """The tool router sessions use for ``run_tools`` (set by ``Orchestrator``)."""
-        self.view: Any = None
-        """The desktops' live view (``desktop.view.LiveView``, set by ``Orchestrator``)."""
-        self.pool = SandboxPool(self, backend, config)
+        self.hooks = SessionHooks(
+            identity=self.identity,
+            observer=self.observer,
+            forget=self._forget,
+            run_tools=run_tools,
+            view_url=view_url,
+        )
+        """What every session of this supervisor is handed (it never reaches back up)."""
+        self.pool = SandboxPool(self, config)
         """Spare sandboxes for sessions to adopt (``[pool]``; off unless ``pool.size`` > 0)."""
         self.reaped = trio.Event()
         """Set once the start-up sweep for orphans has finished (or was not asked for)."""
@@ -145,7 +157,7 @@ class Supervisor:
         if spare is not None:
             self.sessions[spare.id] = spare
             return spare
-        session = Session(self, self.backend, self.config, options, owner=owner)
+        session = self.new_session(options, owner)
         self.sessions[session.id] = session
         try:
             await self.start_session_task(session)
@@ -153,6 +165,10 @@ class Supervisor:
             self.sessions.pop(session.id, None)
             raise
         return session
+
+    def new_session(self, options: SandboxOptions, owner: str | None = None) -> Session:
+        """A session of this supervisor for ``options``, not started yet."""
+        return Session(self.backend, self.config, options, self.hooks, owner=owner)
 
     def spawn(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
         """Run ``fn(*args)`` as a task of the root nursery (background clean-up)."""

@@ -15,22 +15,23 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anthropic
 import structlog
 
 from orchestrator.agent.transcript import RunDirectory
 from orchestrator.errors import SbxError
-from orchestrator.router import ToolCallEvent
+from orchestrator.router import ToolCallEvent, ToolRouter
 from orchestrator.tools.versions import DEFAULT_MODEL
 
 if TYPE_CHECKING:
-    from orchestrator.runtime import Orchestrator
+    from orchestrator.session import Session
 
-__all__ = ["AgentError", "AgentResult", "run_agent"]
+__all__ = ["AgentError", "AgentHost", "AgentResult", "run_agent"]
 
 log = structlog.get_logger("orchestrator.agent")
 
@@ -42,6 +43,19 @@ DEFAULT_SYSTEM = (
 
 TextSink = Callable[[str], None]
 ToolSink = Callable[[ToolCallEvent], None]
+
+
+class AgentHost(Protocol):
+    """What a run needs of the runtime: sessions to work in, and a router for their tools.
+
+    ``Orchestrator`` is one; the loop never imports it.
+    """
+
+    router: ToolRouter
+
+    def session(
+        self, image: str | None = None, **options: Any
+    ) -> AbstractAsyncContextManager[Session]: ...
 
 
 class AgentError(SbxError):
@@ -91,7 +105,7 @@ def resolve_api_key(api_key: str | None) -> str:
 
 
 async def run_agent(
-    orch: Orchestrator,
+    orch: AgentHost,
     task: str,
     *,
     image: str | None = None,

@@ -41,12 +41,11 @@ async def serve_api(
     bind = bind or config.api.bind
     auth = Authenticator(config.api, bind)  # refuses an unsafe set-up before anything starts
     shutdown = shutdown if shutdown is not None else trio.Event()
-    orch = Orchestrator(config, backend=backend)
+    # The gauges read the orchestrator when scraped, after it exists.
     observer = PrometheusObserver(
         lambda: len(orch.sessions), spares=lambda: len(orch.supervisor.pool.spares())
     )
-    orch.supervisor.observer = observer
-    orch.router.observer = observer
+    orch = Orchestrator(config, backend=backend, observer=observer)
 
     hyper = HypercornConfig()
     hyper.bind = [bind]

@@ -102,7 +102,7 @@ def _version(args: argparse.Namespace, config: Config) -> int:
 
 
 async def collect_garbage(config: Config, as_json: bool) -> int:
-    from orchestrator.runtime import make_backend
+    from orchestrator.backends.registry import make_backend
     from orchestrator.supervisor import Supervisor
 
     backend = make_backend(config)

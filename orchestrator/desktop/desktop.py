@@ -14,30 +14,25 @@ Must not: know the ``computer`` tool's versions or validation (that is
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import structlog
 
-from orchestrator import protocol
-from orchestrator.config import Config, DesktopConfig
+from orchestrator.config import DesktopConfig
 from orchestrator.desktop.keys import combo_steps, hold_steps
 from orchestrator.desktop.scaling import Scaling, Size
+from orchestrator.desktop.screen import ScreenSpec, parse_screen
 from orchestrator.errors import ConfigError, SessionError
-
-if TYPE_CHECKING:
-    from orchestrator.options import SandboxOptions
-    from orchestrator.session import Session
+from orchestrator.guest_client import requests as rq
+from orchestrator.guest_client.client import GuestClient
 
 __all__ = [
     "ActionResult",
     "Desktop",
-    "ScreenSpec",
     "Screenshot",
-    "parse_screen",
     "start_session_desktop",
 ]
 
@@ -47,35 +42,6 @@ Step = dict[str, Any]
 Button = Literal["left", "middle", "right"]
 BUTTONS: dict[str, int] = {"left": 1, "middle": 2, "right": 3}
 SCROLL_BUTTONS: dict[str, int] = {"up": 4, "down": 5, "left": 6, "right": 7}
-_SCREEN = re.compile(r"^\s*(\d{3,5})\s*[xX\u00d7]\s*(\d{3,5})(?:\s*[xX\u00d7]\s*(\d{2}))?\s*$")
-
-
-@dataclass(frozen=True)
-class ScreenSpec:
-    """The X screen a session asks for."""
-
-    width: int
-    height: int
-    depth: int = 24
-
-    def __str__(self) -> str:
-        return f"{self.width}x{self.height}x{self.depth}"
-
-
-def parse_screen(text: str) -> ScreenSpec:
-    """``"1920x1080"`` or ``"1280x800x16"`` → ``ScreenSpec``; a clear error otherwise."""
-    match = _SCREEN.match(text)
-    if not match:
-        raise ConfigError(
-            f"screen {text!r} is not WIDTHxHEIGHT[xDEPTH]; write e.g. 1280x800 or 1920x1080x24"
-        )
-    width, height = int(match.group(1)), int(match.group(2))
-    depth = int(match.group(3) or 24)
-    if not (320 <= width <= 7680 and 200 <= height <= 4320):
-        raise ConfigError(f"screen {text!r} is out of range: 320..7680 x 200..4320 pixels")
-    if depth not in (16, 24):
-        raise ConfigError(f"screen depth {depth} is not supported; use 24 or 16")
-    return ScreenSpec(width, height, depth)
 
 
 @dataclass(frozen=True)
@@ -129,8 +95,8 @@ def _presses(
 class Desktop:
     """The desktop of one session; made by the session when its image has one."""
 
-    def __init__(self, session: Session, config: DesktopConfig, spec: ScreenSpec) -> None:
-        self._session = session
+    def __init__(self, client: GuestClient, config: DesktopConfig, spec: ScreenSpec) -> None:
+        self._client = client
         self.config = config
         self.spec = spec
         self.info: dict[str, Any] = {}
@@ -138,42 +104,37 @@ class Desktop:
         self._novnc: dict[str, bytes] | None = None
 
     def __repr__(self) -> str:
-        return f"<Desktop {self.spec} of session {self._session.id}>"
+        return f"<Desktop {self.spec} of {self._client.label}>"
 
     # -- life -------------------------------------------------------------------
 
-    def _start_args(self, restart: bool) -> dict[str, Any]:
-        return {
-            "width": self.spec.width,
-            "height": self.spec.height,
-            "depth": self.spec.depth,
-            "display": self.config.display,
-            "wm": self.config.window_manager,
-            "background": self.config.background,
-            "timeout": self.config.start_timeout,
-            "restart": restart,
-        }
-
     async def start(self, *, restart: bool = False) -> dict[str, Any]:
         """Start the X server (and window manager); returns once the server answers."""
-        value, _ = await self._session._op(
-            protocol.OP_DESKTOP_START,
-            self._start_args(restart),
-            timeout=self.config.start_timeout + 10,
+        state = await self._client.desktop_start(
+            rq.DesktopStartRequest(
+                width=self.spec.width,
+                height=self.spec.height,
+                depth=self.spec.depth,
+                display=self.config.display,
+                wm=self.config.window_manager,
+                background=self.config.background,
+                timeout=self.config.start_timeout,
+                restart=restart,
+            )
         )
-        self.info = value
+        self.info = state.as_dict()
         self.scaling = Scaling.for_screen(
-            Size(int(value["width"]), int(value["height"])), enabled=self.config.scaling
+            Size(state.width, state.height), enabled=self.config.scaling
         )
         log.info(
             "desktop ready",
-            session_id=self._session.id,
+            sandbox=self._client.label,
             screen=str(self.scaling.screen),
             advertised=str(self.scaling.advertised),
-            seconds=value.get("seconds"),
-            wm_running=value.get("wm_running"),
+            seconds=state.seconds,
+            wm_running=state.wm_running,
         )
-        return value
+        return self.info
 
     async def restart(self, screen: str | ScreenSpec | None = None) -> dict[str, Any]:
         """Replace the X server (after it died, or to change the screen size)."""
@@ -182,12 +143,11 @@ class Desktop:
         return await self.start(restart=True)
 
     async def stop(self) -> None:
-        await self._session._op(protocol.OP_DESKTOP_STOP, {}, timeout=15)
+        await self._client.desktop_stop()
 
     async def status(self) -> dict[str, Any]:
         """``state`` (running, dead, stopped), the display, its size, and ``death`` if it died."""
-        value, _ = await self._session._op(protocol.OP_DESKTOP_STATUS, {}, timeout=10)
-        return value
+        return (await self._client.desktop_status()).as_dict()
 
     @property
     def display(self) -> str:
@@ -203,26 +163,26 @@ class Desktop:
 
     # -- looking ----------------------------------------------------------------
 
-    def _settle(self) -> dict[str, Any]:
-        return {
-            "quiet_ms": self.config.settle_quiet_ms,
-            "timeout_ms": self.config.settle_timeout_ms,
-        }
+    def _settle(self) -> rq.SettleArgs:
+        return rq.SettleArgs(
+            quiet_ms=self.config.settle_quiet_ms, timeout_ms=self.config.settle_timeout_ms
+        )
 
-    def _shot_args(self, scaled: bool) -> dict[str, Any]:
-        args: dict[str, Any] = {"resample": self.config.resample}
+    def _shot_size(self, scaled: bool) -> list[int] | None:
         if scaled and self.scaling.active:
-            args["size"] = [self.scaling.advertised.width, self.scaling.advertised.height]
-        return args
+            return [self.scaling.advertised.width, self.scaling.advertised.height]
+        return None
 
     async def screenshot(self, *, scaled: bool = True, settle: bool = False) -> Screenshot:
         """The whole screen; ``scaled`` gives the advertised size (what Claude sees)."""
-        args = self._shot_args(scaled)
-        if settle:
-            args["settle"] = self._settle()
+        request = rq.DesktopScreenshotRequest(
+            resample=self.config.resample,
+            size=self._shot_size(scaled),
+            settle=self._settle() if settle else None,
+        )
         timeout = 30 + (self.config.settle_timeout_ms / 1000 if settle else 0)
-        value, png = await self._session._op(protocol.OP_DESKTOP_SCREENSHOT, args, timeout=timeout)
-        return Screenshot(png, int(value["width"]), int(value["height"]))
+        shot, png = await self._client.desktop_screenshot(request, timeout=timeout)
+        return Screenshot(png, shot.width, shot.height)
 
     def zoom_factor(self, width: int, height: int) -> int:
         """How many times a ``width`` by ``height`` crop fits, enlarged, in the screenshot size."""
@@ -247,14 +207,14 @@ class Desktop:
             raise SessionError(
                 f"region {list(region)} is not inside the {self.scaling.screen} screen"
             )
-        args = {"region": [x0, y0, x1, y1], "upscale": max(1, int(upscale))}
-        value, png = await self._session._op(protocol.OP_DESKTOP_SCREENSHOT, args, timeout=30)
-        return Screenshot(png, int(value["width"]), int(value["height"]))
+        request = rq.DesktopScreenshotRequest(region=[x0, y0, x1, y1], upscale=max(1, upscale))
+        shot, png = await self._client.desktop_screenshot(request, timeout=30)
+        return Screenshot(png, shot.width, shot.height)
 
     async def cursor(self) -> tuple[int, int]:
         """The pointer, in real screen coordinates."""
-        value, _ = await self._session._op(protocol.OP_DESKTOP_CURSOR, {}, timeout=10)
-        return int(value["x"]), int(value["y"])
+        pointer = await self._client.desktop_cursor()
+        return pointer.x, pointer.y
 
     # -- acting -----------------------------------------------------------------
 
@@ -272,25 +232,23 @@ class Desktop:
         "button", "down"}``, ``{"op": "key", "key", "down"}``, ``{"op": "type",
         "text", "delay_ms"}``, ``{"op": "sleep", "ms"}``.
         """
-        args: dict[str, Any] = {"steps": list(steps)}
-        if settle:
-            args["settle"] = self._settle()
-        if screenshot:
-            args["screenshot"] = self._shot_args(scaled)
-        value, png = await self._session._op(
-            protocol.OP_DESKTOP_INPUT, args, timeout=self._deadline(steps, settle)
+        request = rq.DesktopInputRequest(
+            steps=list(steps),
+            settle=self._settle() if settle else None,
+            screenshot=rq.ShotArgs(resample=self.config.resample, size=self._shot_size(scaled))
+            if screenshot
+            else None,
         )
-        shot = None
-        if screenshot:
-            shot = Screenshot(png, int(value["width"]), int(value["height"]))
-        cursor = value.get("cursor") or [0, 0]
+        done, png = await self._client.desktop_input(request, timeout=self._deadline(steps, settle))
+        shot = Screenshot(png, done.width, done.height) if screenshot else None
+        cursor = done.cursor if len(done.cursor) == 2 else [0, 0]
         return ActionResult(
-            cursor=(int(cursor[0]), int(cursor[1])),
+            cursor=(cursor[0], cursor[1]),
             screenshot=shot,
-            settled=value.get("settled"),
-            changed=value.get("changed"),
-            settle_ms=value.get("settle_ms"),
-            ms=value.get("ms"),
+            settled=done.settled,
+            changed=done.changed,
+            settle_ms=done.settle_ms,
+            ms=done.ms,
         )
 
     def _deadline(self, steps: Sequence[Step], settle: bool) -> float:
@@ -398,48 +356,47 @@ class Desktop:
 
     async def vnc_port(self, *, view_only: bool = True) -> int:
         """Start (once) the sandbox's VNC server for the live view; its loopback port."""
-        value, _ = await self._session._op(
-            protocol.OP_DESKTOP_VNC,
-            {"view_only": view_only, "port": self.config.vnc_port},
-            timeout=20,
+        return await self._client.desktop_vnc(
+            rq.DesktopVncRequest(view_only=view_only, port=self.config.vnc_port)
         )
-        return int(value["port"])
 
     async def novnc_files(self) -> dict[str, bytes]:
         """The noVNC client's modules from this sandbox's image, by path (cached)."""
         if self._novnc is None:
-            value, payload = await self._session._op(protocol.OP_DESKTOP_NOVNC, {}, timeout=30)
-            files: dict[str, bytes] = {}
-            offset = 0
-            for path, size in value.get("files", []):
-                files[str(path)] = payload[offset : offset + int(size)]
-                offset += int(size)
-            self._novnc = files
+            self._novnc = await self._client.desktop_novnc()
         return self._novnc
 
 
 async def start_session_desktop(
-    session: Session, config: Config, options: SandboxOptions
+    client: GuestClient,
+    settings: DesktopConfig,
+    *,
+    image: str,
+    screen: str | None,
+    wanted: bool | None,
 ) -> Desktop | None:
-    """The desktop a new session gets: started when its image has one (or it asked for one)."""
-    available = bool(session.guest.get("desktop"))
-    if options.desktop is False or (options.desktop is None and not available):
-        if options.screen and not available:
+    """The desktop a new session gets: started when its image has one (or it asked for one).
+
+    ``wanted`` is the session's ``desktop`` option (``None``: when the image has one).
+    """
+    available = bool(client.guest_info.get("desktop"))
+    if wanted is False or (wanted is None and not available):
+        if screen and not available:
             raise ConfigError(
-                f"screen={options.screen!r} was asked for, but image {session.image} has no "
+                f"screen={screen!r} was asked for, but image {image} has no "
                 "desktop (no X server); use image='desktop'"
             )
         return None
     if not available:
         raise ConfigError(
-            f"a desktop was asked for, but image {session.image} has none (it needs Xvfb and "
+            f"a desktop was asked for, but image {image} has none (it needs Xvfb and "
             "DISPLAY set); use image='desktop'"
         )
-    settings = config.desktop
-    if options.screen:
-        spec = parse_screen(options.screen)
-    else:
-        spec = ScreenSpec(settings.width, settings.height, settings.depth)
-    desktop = Desktop(session, settings, spec)
+    spec = (
+        parse_screen(screen)
+        if screen
+        else ScreenSpec(settings.width, settings.height, settings.depth)
+    )
+    desktop = Desktop(client, settings, spec)
     await desktop.start()
     return desktop

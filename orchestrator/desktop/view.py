@@ -16,20 +16,20 @@ let a view-only token reach the interactive VNC server.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import structlog
 import trio
 
 from orchestrator.config import DesktopConfig
+from orchestrator.desktop.view_grants import ViewDenied, ViewGrant
 from orchestrator.errors import SessionError
 
 if TYPE_CHECKING:
     from fastapi import APIRouter, FastAPI
 
     from orchestrator.session import Session
-    from orchestrator.supervisor import Supervisor
 
 __all__ = ["LiveView", "ViewDenied"]
 
@@ -38,26 +38,12 @@ log = structlog.get_logger("orchestrator.view")
 _MAX_GRANTS = 4096
 
 
-class ViewDenied(Exception):
-    """A live view request without a valid grant (mapped to an HTTP status by the routes)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-@dataclass(frozen=True)
-class ViewGrant:
-    session_id: str
-    interactive: bool
-
-
 class LiveView:
     """View tokens, the routes that honour them, and (on demand) a server for them."""
 
-    def __init__(self, supervisor: Supervisor, config: DesktopConfig) -> None:
-        self._supervisor = supervisor
+    def __init__(self, sessions: Mapping[str, Session], config: DesktopConfig) -> None:
+        self._sessions = sessions
+        """The live sessions by id (the supervisor's registry, read only)."""
         self.config = config
         self.base_url: str | None = config.view_public_url
         """Where browsers reach ``router`` (set it when the HTTP API mounts the router);
@@ -76,7 +62,7 @@ class LiveView:
 
     def grant(self, session: Session, *, interactive: bool = False) -> str:
         """A new token for ``session``'s view; it dies with the session."""
-        live = set(self._supervisor.sessions)
+        live = set(self._sessions)
         for token, grant in list(self._grants.items()):
             if grant.session_id not in live:
                 del self._grants[token]
@@ -95,7 +81,7 @@ class LiveView:
             raise ViewDenied(
                 403, "this live view link is not valid; ask for a new one (Session.view_url)"
             )
-        session = self._supervisor.sessions.get(session_id)
+        session = self._sessions.get(session_id)
         if session is None or session.closed:
             self._grants.pop(token, None)
             raise ViewDenied(404, f"session {session_id} is closed; its live view ended")
@@ -130,7 +116,7 @@ class LiveView:
         """A FastAPI app with only the live view routes (for the standalone server)."""
         from orchestrator.desktop.view_routes import make_app
 
-        return make_app(self)
+        return make_app(self.router)
 
     async def serve(
         self,

@@ -18,11 +18,10 @@ from fastapi import APIRouter, FastAPI, HTTPException, WebSocket
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from orchestrator.desktop.view import ViewDenied
+from orchestrator.desktop.view_grants import ViewAccess, ViewDenied, ViewGrant
 from orchestrator.errors import SbxError
 
 if TYPE_CHECKING:
-    from orchestrator.desktop.view import LiveView, ViewGrant
     from orchestrator.session import Session
 
 __all__ = ["make_app", "make_router"]
@@ -75,21 +74,21 @@ window.sbxView = rfb;
 """
 
 
-def _check(view: LiveView, session_id: str, token: str) -> tuple[Session, ViewGrant]:
+def _check(view: ViewAccess, session_id: str, token: str) -> tuple[Session, ViewGrant]:
     try:
         return view.check(session_id, token)
     except ViewDenied as exc:
         raise HTTPException(exc.status, exc.message) from None
 
 
-def make_app(view: LiveView) -> FastAPI:
+def make_app(router: APIRouter) -> FastAPI:
     """A FastAPI app with only the live view routes (for the standalone server)."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    app.include_router(view.router)
+    app.include_router(router)
     return app
 
 
-def make_router(view: LiveView) -> APIRouter:
+def make_router(view: ViewAccess) -> APIRouter:
     router = APIRouter()
 
     @router.get("/desktop/{session_id}/{token}", include_in_schema=False)
@@ -131,7 +130,7 @@ def make_router(view: LiveView) -> APIRouter:
     return router
 
 
-async def _bridge(view: LiveView, websocket: WebSocket, session_id: str, token: str) -> None:
+async def _bridge(view: ViewAccess, websocket: WebSocket, session_id: str, token: str) -> None:
     """Browser websocket <-> the sandbox's VNC server, until either side ends."""
     try:
         session, grant = _check(view, session_id, token)

@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict
 
 from orchestrator import protocol
 from orchestrator.errors import GuestError
+from orchestrator.guest_client import requests as rq
+from orchestrator.guest_client.responses import EditView
 from orchestrator.tools.base import Resource, Tool, ToolContext, ToolError, ToolOutput
 from orchestrator.tools.numbered import CLIPPED, number_lines, quote
 
@@ -147,15 +149,14 @@ class TextEditorTool(Tool):
             or not all(isinstance(x, int) and not isinstance(x, bool) for x in view_range)
         ):
             raise ToolError("Invalid `view_range`. It should be a list of two integers.")
-        args: dict[str, Any] = {
-            "path": path,
-            "max_file": self.max_file_bytes,
-            "max_bytes": self.view_limit * 4,
-        }
-        if view_range is not None:
-            args["range"] = view_range
-        value, data = await ctx.session.guest_call(protocol.OP_EDIT_VIEW, args)
-        if value.get("type") == "directory":
+        request = rq.EditViewRequest(
+            path=path,
+            max_file=self.max_file_bytes,
+            max_bytes=self.view_limit * 4,
+            range=view_range,
+        )
+        value, data = await ctx.session.client.edit_view(request)
+        if value.type == "directory":
             if view_range is not None:
                 raise ToolError(
                     "The `view_range` parameter is not allowed when `path` points to a directory."
@@ -163,16 +164,16 @@ class TextEditorTool(Tool):
             return ToolOutput.text(self._render_tree(path, value))
         return ToolOutput.text(self._render_file(path, value, data))
 
-    def _render_tree(self, path: str, value: dict[str, Any]) -> str:
+    def _render_tree(self, path: str, value: EditView) -> str:
         header = (
             f"Here's the files and directories up to 2 levels deep in {path}, "
             "excluding hidden items:\n"
         )
         lines = [path.rstrip("/") or "/"]
-        lines += [str(entry["path"]) for entry in value.get("entries", [])]
+        lines += [entry.path for entry in value.entries]
         body = "\n".join(lines)
         note = ""
-        if value.get("truncated"):
+        if value.truncated:
             note = (
                 f"\n{CLIPPED}<NOTE>The directory holds more entries than are listed; view its "
                 "subdirectories one at a time, or use `find` with bash.</NOTE>"
@@ -186,16 +187,16 @@ class TextEditorTool(Tool):
             )
         return header + body + note + "\n"
 
-    def _render_file(self, path: str, value: dict[str, Any], data: bytes) -> str:
+    def _render_file(self, path: str, value: EditView, data: bytes) -> str:
         header = f"Here's the result of running `cat -n` on {path}:\n"
-        total = int(value.get("lines", 0))
+        total = value.lines
         if total == 0:
             return header + "(the file is empty)\n"
-        start = int(value.get("start", 1))
-        wanted_end = int(value.get("requested_end", total))
+        start = value.start
+        wanted_end = total if value.requested_end is None else value.requested_end
         text = data.decode("utf-8", "replace")
         body, last = number_lines(text, start, max(200, self.view_limit - len(header) - 400))
-        last = min(last, int(value.get("end", last)))
+        last = min(last, value.end if "end" in value.model_fields_set else last)
         parts = [header, body, "\n"]
         if last < wanted_end:
             shown = f"lines {start}-{last}" if last >= start else f"the start of line {start}"
@@ -205,9 +206,9 @@ class TextEditorTool(Tool):
                 f"{wanted_end if wanted_end != total else -1}], or search it with `grep -n` to "
                 "find the line numbers of what you are looking for.</NOTE>\n"
             )
-        if value.get("invalid"):
+        if value.invalid:
             parts.append(
-                f"(Note: {value['invalid']} bytes of this file are not UTF-8 and are shown as "
+                f"(Note: {value.invalid} bytes of this file are not UTF-8 and are shown as "
                 "\ufffd; edits leave them as they are.)\n"
             )
         return "".join(parts)
@@ -215,9 +216,10 @@ class TextEditorTool(Tool):
     async def _create(self, ctx: ToolContext, params: EditorInput) -> ToolOutput:
         if params.file_text is None:
             raise ToolError("Parameter `file_text` is required for command: create")
-        await ctx.session.guest_call(
-            protocol.OP_EDIT_CREATE,
-            {"path": params.path, "max_file": self.max_file_bytes, **self._history(ctx)},
+        await ctx.session.client.edit(
+            rq.EditCreateRequest(
+                path=params.path, max_file=self.max_file_bytes, **self._history(ctx)
+            ),
             params.file_text.encode("utf-8", "surrogateescape"),
         )
         return ToolOutput.text(f"File created successfully at: {params.path}")
@@ -233,18 +235,17 @@ class TextEditorTool(Tool):
             )
         old = params.old_str.encode("utf-8", "surrogateescape")
         new = (params.new_str or "").encode("utf-8", "surrogateescape")
-        value, data = await ctx.session.guest_call(
-            protocol.OP_EDIT_STR_REPLACE,
-            {
-                "path": params.path,
-                "old_len": len(old),
-                "max_file": self.max_file_bytes,
+        value, data = await ctx.session.client.edit(
+            rq.EditStrReplaceRequest(
+                path=params.path,
+                old_len=len(old),
+                max_file=self.max_file_bytes,
                 **self._history(ctx),
-            },
+            ),
             old + new,
         )
         snippet, _ = number_lines(
-            data.decode("utf-8", "replace"), int(value["snippet_start"]), self.view_limit
+            data.decode("utf-8", "replace"), value.snippet_start, self.view_limit
         )
         return ToolOutput.text(
             f"The file {params.path} has been edited. Here's the result of running `cat -n` on "
@@ -267,18 +268,17 @@ class TextEditorTool(Tool):
         if text is None:
             field = "new_str" if ctx.tool_type in LEGACY_TYPES else "insert_text"
             raise ToolError(f"Parameter `{field}` is required for command: insert")
-        value, data = await ctx.session.guest_call(
-            protocol.OP_EDIT_INSERT,
-            {
-                "path": params.path,
-                "line": params.insert_line,
-                "max_file": self.max_file_bytes,
+        value, data = await ctx.session.client.edit(
+            rq.EditInsertRequest(
+                path=params.path,
+                line=params.insert_line,
+                max_file=self.max_file_bytes,
                 **self._history(ctx),
-            },
+            ),
             text.encode("utf-8", "surrogateescape"),
         )
         snippet, _ = number_lines(
-            data.decode("utf-8", "replace"), int(value["snippet_start"]), self.view_limit
+            data.decode("utf-8", "replace"), value.snippet_start, self.view_limit
         )
         return ToolOutput.text(
             f"The file {params.path} has been edited. Here's the result of running `cat -n` on "
@@ -288,30 +288,27 @@ class TextEditorTool(Tool):
         )
 
     async def _undo(self, ctx: ToolContext, params: EditorInput) -> ToolOutput:
-        value, data = await ctx.session.guest_call(
-            protocol.OP_EDIT_UNDO, {"path": params.path, "max_bytes": self.view_limit * 4}
+        value, data = await ctx.session.client.edit_undo(
+            rq.EditUndoRequest(path=params.path, max_bytes=self.view_limit * 4)
         )
         note = ""
-        if value.get("changed_since"):
+        if value.changed_since:
             note = (
                 f"\n(Note: {params.path} had been changed by other means after that edit; those "
                 "changes are undone too.)"
             )
-        if value.get("restored") == "removed":
+        if value.restored == "removed":
             return ToolOutput.text(
                 f"Last edit to {params.path} undone successfully: the file did not exist before "
                 f"it was created, so it has been removed.{note}"
             )
-        rendered = self._render_file(
-            params.path,
-            {
-                "lines": value.get("lines", 0),
-                "start": 1,
-                "end": value.get("shown_lines", value.get("lines", 0)),
-                "requested_end": value.get("lines", 0),
-            },
-            data,
+        shown = EditView(
+            lines=value.lines,
+            start=1,
+            end=value.lines if value.shown_lines is None else value.shown_lines,
+            requested_end=value.lines,
         )
+        rendered = self._render_file(params.path, shown, data)
         return ToolOutput.text(f"Last edit to {params.path} undone successfully. {rendered}{note}")
 
     # -- errors ----------------------------------------------------------------------

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict
 
 from orchestrator import protocol
 from orchestrator.errors import GuestError
+from orchestrator.guest_client import requests as rq
+from orchestrator.guest_client.responses import EditView
 from orchestrator.memory_store import MEMORY_MOUNT
 from orchestrator.tools.base import Resource, Tool, ToolContext, ToolError, ToolOutput
 from orchestrator.tools.numbered import CLIPPED, human_size, number_lines, quote
@@ -126,55 +128,55 @@ class MemoryTool(Tool):
         except GuestError as exc:
             raise ToolError(self._explain(exc, params)) from None
 
-    def _args(self, **args: Any) -> dict[str, Any]:
-        return {
-            "store": "memories",
-            "max_file": self.max_file_bytes,
-            "store_limit": self.max_bytes,
-            **args,
-        }
+    def _store(self) -> dict[str, Any]:
+        """What every memory edit carries: the store, its quota and the file size cap."""
+        return {"store": "memories", "max_file": self.max_file_bytes, "store_limit": self.max_bytes}
 
     async def _view(self, ctx: ToolContext, params: MemoryInput) -> ToolOutput:
         assert params.path is not None
-        args = self._args(path=params.path, max_bytes=self.view_limit * 4, lenient=True)
         view_range = params.view_range
-        if view_range is not None:
-            if (
-                not isinstance(view_range, list)
-                or len(view_range) != 2
-                or not all(isinstance(x, int) and not isinstance(x, bool) for x in view_range)
-            ):
-                raise ToolError("view_range must be a list of two integers: [start, end]")
-            args["range"] = view_range
-        value, data = await ctx.session.guest_call(protocol.OP_EDIT_VIEW, args)
-        if value.get("type") == "directory":
+        if view_range is not None and (
+            not isinstance(view_range, list)
+            or len(view_range) != 2
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in view_range)
+        ):
+            raise ToolError("view_range must be a list of two integers: [start, end]")
+        request = rq.EditViewRequest(
+            path=params.path,
+            max_bytes=self.view_limit * 4,
+            lenient=True,
+            range=view_range,
+            **self._store(),
+        )
+        value, data = await ctx.session.client.edit_view(request)
+        if value.type == "directory":
             return ToolOutput.text(self._render_tree(params.path, value))
         header = f"Here's the content of {params.path} with line numbers:\n"
-        start = int(value.get("start", 1))
+        start = value.start
         body, last = number_lines(
             data.decode("utf-8", "replace"), start, max(200, self.view_limit - 400)
         )
         text = header + body
-        end = int(value.get("requested_end", value.get("lines", 0)))
+        end = value.lines if value.requested_end is None else value.requested_end
         if last < end:
             text += (
-                f"\n{CLIPPED}<NOTE>Only lines {start}-{last} of {value.get('lines')} are shown; "
+                f"\n{CLIPPED}<NOTE>Only lines {start}-{last} of {value.lines} are shown; "
                 f"view the rest with view_range [{last + 1}, -1].</NOTE>"
             )
         return ToolOutput.text(text)
 
-    def _render_tree(self, path: str, value: dict[str, Any]) -> str:
+    def _render_tree(self, path: str, value: EditView) -> str:
         base = path.rstrip("/") or "/"
         lines = [
             f"Here're the files and directories up to 2 levels deep in {path}, "
             "excluding hidden items:",
-            f"{human_size(int(value.get('size', 0)))}\t{base}",
+            f"{human_size(value.size)}\t{base}",
         ]
-        for entry in value.get("entries", []):
-            suffix = "/" if entry.get("type") == "directory" else ""
-            lines.append(f"{human_size(int(entry.get('size', 0)))}\t{entry['path']}{suffix}")
+        for entry in value.entries:
+            suffix = "/" if entry.type == "directory" else ""
+            lines.append(f"{human_size(entry.size)}\t{entry.path}{suffix}")
         text = "\n".join(lines)
-        if value.get("truncated") or len(text) > self.view_limit:
+        if value.truncated or len(text) > self.view_limit:
             text = text[: self.view_limit]
             text = text[: text.rfind("\n")] + (
                 f"\n{CLIPPED}<NOTE>More entries than shown; view subdirectories one at a "
@@ -185,9 +187,8 @@ class MemoryTool(Tool):
     async def _create(self, ctx: ToolContext, params: MemoryInput) -> ToolOutput:
         assert params.path is not None
         assert params.file_text is not None
-        await ctx.session.guest_call(
-            protocol.OP_EDIT_CREATE,
-            self._args(path=params.path),
+        await ctx.session.client.edit(
+            rq.EditCreateRequest(path=params.path, **self._store()),
             params.file_text.encode("utf-8", "surrogateescape"),
         )
         return ToolOutput.text(f"File created successfully at: {params.path}")
@@ -199,11 +200,12 @@ class MemoryTool(Tool):
             raise ToolError("old_str must not be empty: give the exact text to replace")
         old = params.old_str.encode("utf-8", "surrogateescape")
         new = (params.new_str or "").encode("utf-8", "surrogateescape")
-        value, data = await ctx.session.guest_call(
-            protocol.OP_EDIT_STR_REPLACE, self._args(path=params.path, old_len=len(old)), old + new
+        value, data = await ctx.session.client.edit(
+            rq.EditStrReplaceRequest(path=params.path, old_len=len(old), **self._store()),
+            old + new,
         )
         snippet, _ = number_lines(
-            data.decode("utf-8", "replace"), int(value["snippet_start"]), self.view_limit
+            data.decode("utf-8", "replace"), value.snippet_start, self.view_limit
         )
         return ToolOutput.text(
             "The memory file has been edited. Here is the snippet showing the change (with line "
@@ -213,9 +215,9 @@ class MemoryTool(Tool):
     async def _insert(self, ctx: ToolContext, params: MemoryInput) -> ToolOutput:
         assert params.path is not None
         assert params.insert_text is not None
-        await ctx.session.guest_call(
-            protocol.OP_EDIT_INSERT,
-            self._args(path=params.path, line=params.insert_line),
+        assert params.insert_line is not None
+        await ctx.session.client.edit(
+            rq.EditInsertRequest(path=params.path, line=params.insert_line, **self._store()),
             params.insert_text.encode("utf-8", "surrogateescape"),
         )
         return ToolOutput.text(f"The file {params.path} has been edited.")
@@ -224,7 +226,7 @@ class MemoryTool(Tool):
         assert params.path is not None
         if posixpath.normpath(params.path) == MEMORY_MOUNT:
             raise ToolError(f"Cannot delete the {MEMORY_MOUNT} directory itself")
-        await ctx.session.guest_call(protocol.OP_EDIT_DELETE, self._args(path=params.path))
+        await ctx.session.client.edit(rq.EditDeleteRequest(path=params.path, **self._store()))
         return ToolOutput.text(f"Successfully deleted {params.path}")
 
     async def _rename(self, ctx: ToolContext, params: MemoryInput) -> ToolOutput:
@@ -232,9 +234,10 @@ class MemoryTool(Tool):
         assert params.new_path is not None
         if posixpath.normpath(params.old_path) == MEMORY_MOUNT:
             raise ToolError(f"Cannot rename the {MEMORY_MOUNT} directory itself")
-        await ctx.session.guest_call(
-            protocol.OP_EDIT_RENAME,
-            self._args(old_path=params.old_path, new_path=params.new_path),
+        await ctx.session.client.edit(
+            rq.EditRenameRequest(
+                old_path=params.old_path, new_path=params.new_path, **self._store()
+            )
         )
         return ToolOutput.text(f"Successfully renamed {params.old_path} to {params.new_path}")
 

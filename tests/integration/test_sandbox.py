@@ -204,8 +204,7 @@ async def test_dead_mans_switch_removes_the_container_when_the_stream_closes(
     orch: Orchestrator, docker_client
 ) -> None:
     s = await orch.open_session(image=IMAGE)
-    assert s._channel is not None
-    await s._channel.aclose()  # the stream only: no remove call
+    await s.client.channel.aclose()  # the stream only: no remove call
     await _wait_gone(docker_client, s.id)
     await s.close()
 

@@ -9,7 +9,7 @@ import trio
 
 from orchestrator import Config, FakeBackend, Orchestrator
 from orchestrator.options import SandboxOptions
-from orchestrator.pool import sandbox_key
+from orchestrator.sandbox_spec import sandbox_key
 
 
 def _live(backend: FakeBackend) -> set[str]:

@@ -25,9 +25,10 @@ import trio
 from orchestrator.backends.base import SandboxInfo, SandboxSpec, StderrSink
 from orchestrator.backends.docker.attach import attach
 from orchestrator.backends.docker.engine import DockerEngine
+from orchestrator.config import Config
 from orchestrator.errors import EngineError, ImageNotFound
 
-__all__ = ["DockerBackend", "host_config_for"]
+__all__ = ["DockerBackend", "docker_backend", "host_config_for"]
 
 log = structlog.get_logger("orchestrator.docker")
 
@@ -290,3 +291,13 @@ def _info_from_inspect(data: dict[str, Any]) -> SandboxInfo:
         created=str(data.get("Created", "")),
         details=details,
     )
+
+
+def docker_backend(config: Config) -> DockerBackend:
+    """The Docker backend for ``config`` (registered as ``engine.backend = "docker"``)."""
+    engine = DockerEngine(
+        config.engine.docker_host,
+        max_concurrent_calls=config.engine.max_concurrent_calls,
+        call_timeout=config.engine.call_timeout,
+    )
+    return DockerBackend(engine)
