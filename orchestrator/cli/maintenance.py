@@ -57,20 +57,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _doctor(args: argparse.Namespace, config: Config) -> int:
-    from orchestrator.doctor import run_doctor
+    from orchestrator.ops.doctor import run_doctor
 
     return trio.run(run_doctor, config, args.json, not args.quick)
 
 
 def _bench(args: argparse.Namespace, config: Config) -> int:
     if args.desktop:
-        from orchestrator.desktop.bench import collect_desktop, format_desktop
+        from orchestrator.bench.desktop import collect_desktop, format_desktop
 
         found = trio.run(collect_desktop, config, max(10, args.iterations))
         print(json.dumps(found) if args.json else format_desktop(found))
         return 0
     if args.tools:
-        from orchestrator.bench_tools import collect_tools, format_tools
+        from orchestrator.bench.tools import collect_tools, format_tools
 
         tools = trio.run(collect_tools, config, max(10, args.iterations), args.image)
         print(json.dumps(tools) if args.json else format_tools(tools))
@@ -81,13 +81,13 @@ def _bench(args: argparse.Namespace, config: Config) -> int:
         report = trio.run(collect_http, config, max(10, args.iterations), args.image)
         print(json.dumps(report) if args.json else format_http(report))
         return 0
-    from orchestrator.bench import run_bench
+    from orchestrator.bench.channel import run_bench
 
     return trio.run(run_bench, config, args.iterations, args.image, args.json, not args.no_cli)
 
 
 def _demo(args: argparse.Namespace, config: Config) -> int:
-    from orchestrator.demo import run_demo
+    from orchestrator.ops.demo import run_demo
 
     return trio.run(run_demo, config, args.image)
 

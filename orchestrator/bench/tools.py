@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.bench import measure
+from orchestrator.bench.timing import measure, percentile
 from orchestrator.config import Config
 
 if TYPE_CHECKING:
@@ -29,11 +29,6 @@ __all__ = ["TOOL_TARGETS", "collect_tools", "format_tools"]
 TOOL_TARGETS = {"str_replace_1mb_p50_ms": 20.0, "code_1plus1_p50_ms": 5.0}
 FILE_BYTES = 1 << 20
 _EDITOR = "str_replace_based_edit_tool"
-
-
-def _percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))]
 
 
 def _one_megabyte() -> bytes:
@@ -118,7 +113,7 @@ async def collect_tools(
         }
     for name, samples in figures.items():
         report[f"{name}_p50_ms"] = round(statistics.median(samples), 3)
-        report[f"{name}_p95_ms"] = round(_percentile(samples, 0.95), 3)
+        report[f"{name}_p95_ms"] = round(percentile(samples, 0.95), 3)
     report["str_replace_vs_transfer"] = round(
         report["str_replace_1mb_p50_ms"] / report["transfer_1mb_p50_ms"], 2
     )

@@ -22,7 +22,7 @@ from typing import Any
 
 import trio
 
-from orchestrator.bench import measure
+from orchestrator.bench.timing import measure
 from orchestrator.config import Config
 
 __all__ = ["TARGETS", "collect_desktop", "format_desktop"]

@@ -1,37 +1,25 @@
-"""Configuration: pydantic models loaded from TOML, overridden by ``SBX_*``.
+"""The configuration's sections: one pydantic model per ``[table]`` of ``sbx.toml``.
 
-Precedence, highest first: values passed in code, ``SBX_*`` environment
-variables (nested keys joined by ``__``, e.g. ``SBX_SANDBOX__MEMORY=2g``), the
-TOML file (``--config``, else ``SBX_CONFIG``, else ``./sbx.toml`` when it
-exists), then the defaults below.  Every model forbids unknown keys, so a typo
-is an error naming the key rather than a silently ignored setting.
+Every model forbids unknown keys, so a typo is an error naming the key
+rather than a silently ignored setting.
+
+Must not: read files or the environment (``loading`` does), or import
+anything of the orchestrator above the configuration.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from orchestrator.errors import ConfigError
+from orchestrator.config.sizes import ByteSize
 
 __all__ = [
     "ApiConfig",
     "ApiToken",
-    "ByteSize",
     "CodeExecutionConfig",
-    "Config",
     "DesktopConfig",
     "EditorConfig",
     "EngineConfig",
@@ -42,48 +30,7 @@ __all__ = [
     "SandboxConfig",
     "SessionConfig",
     "ToolsConfig",
-    "load_config",
-    "parse_bytes",
 ]
-
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1 << 10,
-    "kb": 1 << 10,
-    "kib": 1 << 10,
-    "m": 1 << 20,
-    "mb": 1 << 20,
-    "mib": 1 << 20,
-    "g": 1 << 30,
-    "gb": 1 << 30,
-    "gib": 1 << 30,
-    "t": 1 << 40,
-    "tb": 1 << 40,
-    "tib": 1 << 40,
-}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-
-
-def parse_bytes(value: Any) -> int:
-    """``"512m"``, ``"1g"``, ``"64KiB"`` or an integer number of bytes."""
-    if isinstance(value, bool):
-        raise ValueError("a size must be a number of bytes or a string such as '512m' or '1g'")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError("a size cannot be negative")
-        return value
-    if isinstance(value, str):
-        match = _SIZE.match(value)
-        if match and match.group(2).lower() in _UNITS:
-            return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-    raise ValueError(
-        f"{value!r} is not a size; use a number of bytes or a string such as '512m', '1g', '64KiB'"
-    )
-
-
-ByteSize = Annotated[int, BeforeValidator(parse_bytes)]
-"""An integer number of bytes that also accepts ``"512m"``-style strings."""
 
 
 class _Section(BaseModel):
@@ -383,155 +330,3 @@ class ApiConfig(_Section):
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
-
-
-class Config(_Section):
-    """Everything the orchestrator can be told; see ``sbx.example.toml``.
-
-    ``Config()`` is the built-in defaults alone; ``load_config()`` layers the
-    TOML file and the environment on top.
-    """
-
-    engine: EngineConfig = Field(default_factory=EngineConfig)
-    images: ImagesConfig = Field(default_factory=ImagesConfig)
-    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
-    session: SessionConfig = Field(default_factory=SessionConfig)
-    pool: PoolConfig = Field(default_factory=PoolConfig)
-    tools: ToolsConfig = Field(default_factory=ToolsConfig)
-    desktop: DesktopConfig = Field(default_factory=DesktopConfig)
-    editor: EditorConfig = Field(default_factory=EditorConfig)
-    code_execution: CodeExecutionConfig = Field(default_factory=CodeExecutionConfig)
-    memory: MemoryConfig = Field(default_factory=MemoryConfig)
-    api: ApiConfig = Field(default_factory=ApiConfig)
-    logging: LoggingConfig = Field(default_factory=LoggingConfig)
-    owner: str = Field(
-        default="local",
-        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
-        description="Label put on every sandbox this supervisor starts.",
-    )
-    reap_orphans: bool = Field(
-        default=True, description="At start-up, remove sandboxes left by a dead supervisor."
-    )
-    shutdown_timeout: float = Field(default=15.0, gt=0)
-
-    def image_name(self, name: str) -> str:
-        """The engine's name of an image given by its short or full name."""
-        from orchestrator.images.recipes import resolve_image_name
-
-        return resolve_image_name(name, prefix=self.images.prefix)
-
-
-def _config_path(explicit: str | os.PathLike[str] | None) -> Path | None:
-    if explicit:
-        return Path(explicit)
-    from_env = os.environ.get("SBX_CONFIG")
-    if from_env:
-        return Path(from_env)
-    default = Path("sbx.toml")
-    return default if default.is_file() else None
-
-
-def _format_validation_error(exc: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration ({source}):"]
-    for err in exc.errors():
-        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        value = err.get("input")
-        message = err["msg"]
-        if err["type"] == "extra_forbidden":
-            message = "unknown key; check its spelling against sbx.example.toml"
-            lines.append(f"  {key}: {message}")
-            continue
-        lines.append(f"  {key} = {value!r}: {message}")
-    return "\n".join(lines)
-
-
-def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Config:
-    """Build a ``Config`` from the TOML file, ``SBX_*`` and ``overrides``.
-
-    Raises ``ConfigError`` naming each bad key, its value and what is allowed.
-    """
-    file_path = _config_path(path)
-    data: dict[str, Any] = {}
-    source = "defaults and SBX_* environment variables"
-    if file_path is not None:
-        source = f"{file_path} and SBX_* environment variables"
-        try:
-            data = tomllib.loads(file_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(
-                f"config file {file_path} does not exist; create it (see sbx.example.toml) "
-                "or unset SBX_CONFIG / drop --config"
-            ) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {file_path} is not valid TOML: {exc}") from None
-    env_values = _env_layer()
-    merged = _deep_merge(_deep_merge(data, env_values), overrides)
-    try:
-        return Config.model_validate(merged)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, source)) from None
-
-
-NOT_CONFIG_VARIABLES = frozenset(
-    {
-        "SBX_CONFIG",  # where the file is
-        "SBX_URL",  # the CLI client's server
-        "SBX_TOKEN",  # the client's token, or the single-user server token
-        "SBX_TOKEN_OWNER",  # that token's owner
-        "SBX_DATA",  # compose: the host directory for the memory store and runs
-        "SBX_PUBLISH",  # compose: where the server is published
-        "SBX_POOL_SIZE",  # compose: spares kept by the server
-    }
-)
-"""``SBX_*`` variables that are not configuration keys; every other one must be."""
-
-
-def _env_layer() -> dict[str, Any]:
-    """``SBX_*`` variables as a nested dict (``SBX_A__B=1`` → ``{"a": {"b": "1"}}``).
-
-    Done by hand rather than by pydantic-settings' env source so that the file
-    and the environment merge key by key instead of section by section.
-    """
-    ignored = NOT_CONFIG_VARIABLES
-    layer: dict[str, Any] = {}
-    for name, value in os.environ.items():
-        if not name.startswith("SBX_") or name in ignored:
-            continue
-        parts = [part.lower() for part in name[4:].split("__") if part]
-        if not parts:
-            continue
-        node = layer
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                break
-            node = child
-        else:
-            node[parts[-1]] = _env_value(value)
-    return layer
-
-
-def _env_value(raw: str) -> Any:
-    """Lists and tables may be given as TOML inline values (or JSON) in the environment."""
-    text = raw.strip()
-    if text[:1] in "[{":
-        try:
-            return tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            import json
-
-            try:
-                return json.loads(text)
-            except ValueError:
-                return raw
-    return raw
-
-
-def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged

@@ -13,18 +13,18 @@ import shutil
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
 
+from orchestrator.bench.timing import measure, percentile
 from orchestrator.config import Config
 
 if TYPE_CHECKING:
     from orchestrator.runtime import Orchestrator
     from orchestrator.session import Session
 
-__all__ = ["BenchReport", "measure", "run_bench"]
+__all__ = ["BenchReport", "run_bench"]
 
 BenchReport = dict[str, Any]
 
@@ -36,26 +36,6 @@ TARGETS = {
     "run_ratio": 1.5,
     "run_served_ratio": 1.5,
 }
-
-
-def _percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
-
-
-async def measure(
-    fn: Callable[[], Awaitable[Any]], iterations: int, warmup: int = 5
-) -> list[float]:
-    """Wall-clock milliseconds of ``iterations`` sequential calls, after a warm-up."""
-    for _ in range(warmup):
-        await fn()
-    samples = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        await fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples
 
 
 async def _router_overhead(
@@ -121,7 +101,7 @@ async def collect(config: Config, iterations: int, image: str | None, cli: bool)
         ("docker_exec", docker_exec),
     ):
         report[f"{name}_p50_ms"] = round(statistics.median(samples), 3)
-        report[f"{name}_p95_ms"] = round(_percentile(samples, 0.95), 3)
+        report[f"{name}_p95_ms"] = round(percentile(samples, 0.95), 3)
     report["docker_exec_iterations"] = len(docker_exec)
     report["shell_call_p50_ms"] = round(statistics.median(raw_shell), 3)
     report["routed_call_p50_ms"] = round(statistics.median(routed), 3)

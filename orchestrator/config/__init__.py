@@ -1,0 +1,47 @@
+"""Configuration: pydantic models loaded from TOML, overridden by ``SBX_*``.
+
+``sections`` holds one model per ``[table]``, ``model`` the whole ``Config``,
+``loading`` reads the file and the environment (precedence, highest first:
+values passed in code, ``SBX_*`` variables, the TOML file, the defaults),
+``sizes`` parses ``"512m"``-style sizes.
+"""
+
+from orchestrator.config.loading import NOT_CONFIG_VARIABLES, load_config
+from orchestrator.config.model import Config
+from orchestrator.config.sections import (
+    ApiConfig,
+    ApiToken,
+    CodeExecutionConfig,
+    DesktopConfig,
+    EditorConfig,
+    EngineConfig,
+    ImagesConfig,
+    LoggingConfig,
+    MemoryConfig,
+    PoolConfig,
+    SandboxConfig,
+    SessionConfig,
+    ToolsConfig,
+)
+from orchestrator.config.sizes import ByteSize, parse_bytes
+
+__all__ = [
+    "NOT_CONFIG_VARIABLES",
+    "ApiConfig",
+    "ApiToken",
+    "ByteSize",
+    "CodeExecutionConfig",
+    "Config",
+    "DesktopConfig",
+    "EditorConfig",
+    "EngineConfig",
+    "ImagesConfig",
+    "LoggingConfig",
+    "MemoryConfig",
+    "PoolConfig",
+    "SandboxConfig",
+    "SessionConfig",
+    "ToolsConfig",
+    "load_config",
+    "parse_bytes",
+]

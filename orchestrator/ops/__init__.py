@@ -1,0 +1,1 @@
+"""Operators' commands that exercise a whole installation: ``sbx demo`` and ``sbx doctor``."""
