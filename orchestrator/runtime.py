@@ -24,7 +24,7 @@ from orchestrator._exceptions import unwrap_single_exception
 from orchestrator.backends.base import SandboxBackend
 from orchestrator.backends.registry import make_backend
 from orchestrator.config import Config, load_config
-from orchestrator.desktop.view import LiveView
+from orchestrator.live_view.service import LiveView
 from orchestrator.errors import SessionError
 from orchestrator.log import configure_logging
 from orchestrator.observe import Observer

@@ -1,9 +1,10 @@
-"""Computer use: a session's X desktop, screen scaling, key names and the live view.
+"""Computer use: a session's X desktop, screen scaling and key names.
 
 ``Desktop`` is the session's handle on its X server (``session.desktop``);
 ``scaling`` maps what Claude sees to the real screen; ``keys`` reads
-xdotool-style key names; ``screen`` parses screen sizes; ``view`` serves the
-live view.  The ``computer`` tool itself is ``orchestrator.tools.computer``.
+xdotool-style key names; ``screen`` parses screen sizes.  The ``computer``
+tool itself is ``orchestrator.tools.computer``; the live view is
+``orchestrator.live_view``.
 
 Names are imported on first use (PEP 562), so that importing a light module
 of this package (``screen``, for option validation) does not load the rest.

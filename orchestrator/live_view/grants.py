@@ -1,7 +1,7 @@
 """Who may watch which desktop: the live view's grants and its refusals.
 
-Kept apart from ``view.LiveView`` (which issues grants and runs the server)
-so that the routes (``view_routes``) can check a grant without importing
+Kept apart from ``service.LiveView`` (which issues grants and runs the server)
+so that the routes (``routes``) can check a grant without importing
 the view that mounts them.
 
 Must not: import FastAPI or the view itself.

@@ -1,6 +1,6 @@
 """The live view's HTTP routes: the noVNC page, its modules, and the websocket bridge.
 
-Kept apart from ``view.LiveView`` (tokens and the standalone server) so that
+Kept apart from ``service.LiveView`` (tokens and the standalone server) so that
 FastAPI is imported only when a live view is actually served.
 """
 
@@ -18,7 +18,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, WebSocket
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from orchestrator.desktop.view_grants import ViewAccess, ViewDenied, ViewGrant
+from orchestrator.live_view.grants import ViewAccess, ViewDenied, ViewGrant
 from orchestrator.errors import SbxError
 
 if TYPE_CHECKING:

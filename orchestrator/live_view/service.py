@@ -23,7 +23,7 @@ import structlog
 import trio
 
 from orchestrator.config import DesktopConfig
-from orchestrator.desktop.view_grants import ViewDenied, ViewGrant
+from orchestrator.live_view.grants import ViewDenied, ViewGrant
 from orchestrator.errors import SessionError
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ class LiveView:
 
     def app(self) -> FastAPI:
         """A FastAPI app with only the live view routes (for the standalone server)."""
-        from orchestrator.desktop.view_routes import make_app
+        from orchestrator.live_view.routes import make_app
 
         return make_app(self.router)
 
@@ -154,7 +154,7 @@ class LiveView:
         a one-shot ``sbx run`` that never shows a desktop should not pay.
         """
         if self._router is None:
-            from orchestrator.desktop.view_routes import make_router
+            from orchestrator.live_view.routes import make_router
 
             self._router = make_router(self)
         return self._router
