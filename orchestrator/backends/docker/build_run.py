@@ -23,7 +23,8 @@ from typing import Any
 import structlog
 import trio
 
-from orchestrator.backends.docker.layers import LayerFile, LayerIndex
+from orchestrator.images.layer_delta import LayerIndex
+from orchestrator.images.layer_files import LayerFile
 from orchestrator.images.models import BuildOutcome, BuildStage, ProgressEvent, ProgressSink
 from orchestrator.images.recipes import LABEL_RECIPE_HASH, ImageRecipe
 

@@ -10,7 +10,7 @@ How (decision 3, and measured on fuse-overlayfs, where package installs and
 * a derived image (``parent: base``) = [base rootfs, guest, delta].  Its
   full rootfs is bootstrapped by mmdebstrap with the base's packages plus its
   own and the same hooks, under the base's ``SOURCE_DATE_EPOCH`` so that
-  untouched files compare equal; ``layers.write_delta`` keeps only what
+  untouched files compare equal; ``layer_delta.write_delta`` keeps only what
   differs.  The image is assembled as a docker-save archive and loaded, so it
   really is FROM ``sbx-base`` (its ``RootFS.Layers`` start with the base's).
 * mmdebstrap results (the base rootfs tar, the deltas) live in a host cache
@@ -70,11 +70,11 @@ from orchestrator.backends.docker.image_contents import (
     recipe_chain,
 )
 from orchestrator.backends.docker.image_load import ImageLoader, guest_layer
-from orchestrator.backends.docker.layers import LayerFile
 from orchestrator.backends.docker.mmdebstrap import remove_scratch_tree
 from orchestrator.config import ImagesConfig
 from orchestrator.errors import ImageBuildError, SbxError
 from orchestrator.images.assets import GUEST_DIR_IN_IMAGE
+from orchestrator.images.layer_files import LayerFile
 from orchestrator.images.models import BuildOutcome, BuildStage, ImageStatus, ProgressSink
 from orchestrator.images.recipes import (
     ImageRecipe,

@@ -31,16 +31,10 @@ import trio
 
 from orchestrator.backends.docker.build_run import BuildRun, BuildTarget, now_rfc3339
 from orchestrator.backends.docker.image_contents import recipe_chain
-from orchestrator.backends.docker.layers import (
-    LayerFile,
-    LayerIndex,
-    file_layer,
-    index_tar,
-    plan_delta,
-    write_delta,
-)
 from orchestrator.backends.docker.mmdebstrap import bootstrap, fixed_options, prepare_sources
 from orchestrator.config import ImagesConfig
+from orchestrator.images.layer_delta import LayerIndex, index_tar, plan_delta, write_delta
+from orchestrator.images.layer_files import LayerFile, file_layer
 from orchestrator.images.models import BuildStage
 from orchestrator.images.recipes import ImageRecipe
 

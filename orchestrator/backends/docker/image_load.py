@@ -2,7 +2,7 @@
 
 ``ImageLoader.assemble_and_load`` writes the image config for a stack of
 layer tars (cached rootfs or delta, and the guest layer from
-``guest_layer``), streams the archive (``layers.docker_archive``) to
+``guest_layer``), streams the archive (``image_archive.docker_archive``) to
 ``POST /images/load`` with progress, leaves out the layers the engine already
 has as a chain, then checks the result and retires what it replaced.
 The upload runs in a worker thread through ``DockerEngine.call`` and stops
@@ -39,13 +39,9 @@ from orchestrator.backends.docker.engine_images import (
 )
 from orchestrator.backends.docker.image_cache import CacheEntry, drop_entry
 from orchestrator.backends.docker.image_contents import container_config, guest_tree
-from orchestrator.backends.docker.layers import (
-    LayerFile,
-    docker_archive,
-    image_config,
-    write_tree_layer,
-)
 from orchestrator.errors import ImageBuildError
+from orchestrator.images.image_archive import docker_archive, image_config
+from orchestrator.images.layer_files import LayerFile, write_tree_layer
 from orchestrator.images.models import BuildStage
 from orchestrator.images.recipes import ImageRecipe
 
