@@ -25,7 +25,6 @@ from typing import Any
 import docker
 import trio
 
-from orchestrator.backends.docker.build_run import BuildRun, BuildTarget, seconds_left
 from orchestrator.backends.docker.engine import DockerEngine
 from orchestrator.backends.docker.engine_images import (
     ensure_tags,
@@ -33,7 +32,11 @@ from orchestrator.backends.docker.engine_images import (
     retire_replaced_images,
     verify_built_image,
 )
-from orchestrator.backends.docker.image_contents import (
+from orchestrator.config import ImagesConfig
+from orchestrator.errors import EngineError, ImageBuildError
+from orchestrator.images.apt_progress import AptProgress, LineSplitter
+from orchestrator.images.build_run import BuildRun, BuildTarget, seconds_left
+from orchestrator.images.image_contents import (
     APT_OPTIONS,
     CUSTOMIZE_SCRIPT,
     DPKG_EXCLUDES,
@@ -41,9 +44,6 @@ from orchestrator.backends.docker.image_contents import (
     guest_tree,
     recipe_chain,
 )
-from orchestrator.backends.docker.mmdebstrap import AptProgress, LineSplitter
-from orchestrator.config import ImagesConfig
-from orchestrator.errors import EngineError, ImageBuildError
 from orchestrator.images.models import BuildStage
 from orchestrator.images.recipes import ImageRecipe
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import structlog
 
-from orchestrator.backends.docker.build_run import BuildTarget
 from orchestrator.backends.docker.engine import DockerEngine
-from orchestrator.backends.docker.image_contents import SANDBOX_USER
 from orchestrator.errors import EngineError, ImageBuildError, ImageNotFound
+from orchestrator.images.build_run import BuildTarget
+from orchestrator.images.image_contents import SANDBOX_USER
 from orchestrator.images.recipes import LABEL_IMAGE
 
 __all__ = ["ensure_tags", "inspect_image", "retire_replaced_images", "verify_built_image"]

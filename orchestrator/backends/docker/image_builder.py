@@ -26,8 +26,8 @@ This module holds the public ``DockerImageBuilder``: it plans a build
 (which recipes, in which order, which are stale), holds the cache
 directory's lock and the build's scratch space, runs the mmdebstrap path
 root first and then its children concurrently, and reports ``status()``.
-The steps live next to it: ``mmdebstrap`` (running it, reading apt's
-progress), ``image_cache`` (the host cache of bootstrapped layers),
+The steps live next to it: ``mmdebstrap`` (running it), ``apt_progress``
+(reading apt's output), ``rootfs_cache`` (the host cache of bootstrapped layers),
 ``image_load`` (docker-save archives into the engine), ``container_build``
 (the ``--base IMAGE`` path), ``engine_images`` (checking and tagging what
 the engine holds), ``image_contents`` (what every image is configured with)
@@ -58,23 +58,22 @@ from typing import Any
 import structlog
 import trio
 
-from orchestrator.backends.docker.build_run import BuildRun, BuildTarget
 from orchestrator.backends.docker.container_build import ContainerBuilds
 from orchestrator.backends.docker.engine import DockerEngine
 from orchestrator.backends.docker.engine_images import ensure_tags, inspect_image
-from orchestrator.backends.docker.image_cache import BUILDER_FORMAT, CacheEntry, RootfsCache
-from orchestrator.backends.docker.image_contents import (
+from orchestrator.backends.docker.image_load import ImageLoader, guest_layer
+from orchestrator.config import ImagesConfig
+from orchestrator.errors import ImageBuildError, SbxError
+from orchestrator.images.assets import GUEST_DIR_IN_IMAGE
+from orchestrator.images.build_run import BuildRun, BuildTarget
+from orchestrator.images.image_contents import (
     SANDBOX_USER,
     SANDBOX_WORKDIR,
     STANDARD_PATH,
     recipe_chain,
 )
-from orchestrator.backends.docker.image_load import ImageLoader, guest_layer
-from orchestrator.backends.docker.mmdebstrap import remove_scratch_tree
-from orchestrator.config import ImagesConfig
-from orchestrator.errors import ImageBuildError, SbxError
-from orchestrator.images.assets import GUEST_DIR_IN_IMAGE
 from orchestrator.images.layer_files import LayerFile
+from orchestrator.images.mmdebstrap import remove_scratch_tree
 from orchestrator.images.models import BuildOutcome, BuildStage, ImageStatus, ProgressSink
 from orchestrator.images.recipes import (
     ImageRecipe,
@@ -83,6 +82,7 @@ from orchestrator.images.recipes import (
     recipe_hash,
     short_name,
 )
+from orchestrator.images.rootfs_cache import BUILDER_FORMAT, CacheEntry, RootfsCache
 
 __all__ = [
     "BUILDER_FORMAT",

@@ -8,7 +8,7 @@ has as a chain, then checks the result and retires what it replaced.
 The upload runs in a worker thread through ``DockerEngine.call`` and stops
 when the build is cancelled.
 
-Must not: bootstrap or cache layers (``image_cache`` does), or start
+Must not: bootstrap or cache layers (``rootfs_cache`` does), or start
 containers; nothing here needs a registry.
 """
 
@@ -25,25 +25,25 @@ import requests.exceptions
 import structlog
 import trio
 
-from orchestrator.backends.docker.build_run import (
-    BuildRun,
-    BuildTarget,
-    now_rfc3339,
-    seconds_left,
-)
 from orchestrator.backends.docker.engine import DockerEngine
 from orchestrator.backends.docker.engine_images import (
     inspect_image,
     retire_replaced_images,
     verify_built_image,
 )
-from orchestrator.backends.docker.image_cache import CacheEntry, drop_entry
-from orchestrator.backends.docker.image_contents import container_config, guest_tree
 from orchestrator.errors import ImageBuildError
+from orchestrator.images.build_run import (
+    BuildRun,
+    BuildTarget,
+    now_rfc3339,
+    seconds_left,
+)
 from orchestrator.images.image_archive import docker_archive, image_config
+from orchestrator.images.image_contents import container_config, guest_tree
 from orchestrator.images.layer_files import LayerFile, write_tree_layer
 from orchestrator.images.models import BuildStage
 from orchestrator.images.recipes import ImageRecipe
+from orchestrator.images.rootfs_cache import CacheEntry, drop_entry
 
 __all__ = ["ImageLoader", "guest_layer"]
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from orchestrator.backends.docker.build_run import BuildTarget
 from orchestrator.images.assets import (
     GUEST_DIR_IN_IMAGE,
     GUEST_ENTRYPOINT,
     guest_bytecode,
     guest_files,
 )
+from orchestrator.images.build_run import BuildTarget
 from orchestrator.images.recipes import (
     LABEL_IMAGE,
     LABEL_PROTOCOL,
