@@ -58,13 +58,14 @@ def make_image_builder(config: Config) -> DockerImageBuilder:
     """The image builder for the configured engine."""
     from orchestrator.backends.docker.engine import DockerEngine
     from orchestrator.backends.docker.image_builder import DockerImageBuilder
+    from orchestrator.backends.docker.image_engine import DockerImageEngine
 
     engine = DockerEngine(
         config.engine.docker_host,
         max_concurrent_calls=config.engine.max_concurrent_calls,
         call_timeout=config.engine.call_timeout,
     )
-    return DockerImageBuilder(engine, config.images)
+    return DockerImageBuilder(DockerImageEngine(engine), config.images)
 
 
 class Orchestrator:

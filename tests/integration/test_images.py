@@ -18,6 +18,7 @@ import trio
 
 from orchestrator.backends.docker.engine import DockerEngine
 from orchestrator.backends.docker.image_builder import STANDARD_PATH, DockerImageBuilder
+from orchestrator.backends.docker.image_engine import DockerImageEngine
 from orchestrator.config import ImagesConfig
 from orchestrator.images.assets import (
     GUEST_DIR_IN_IMAGE,
@@ -41,7 +42,7 @@ NAMES = ("base", "code-runner", "desktop")
 
 
 def _builder() -> DockerImageBuilder:
-    return DockerImageBuilder(DockerEngine(call_timeout=120), ImagesConfig())
+    return DockerImageBuilder(DockerImageEngine(DockerEngine(call_timeout=120)), ImagesConfig())
 
 
 @pytest.fixture(scope="module")

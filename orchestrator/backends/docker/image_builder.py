@@ -48,24 +48,21 @@ import errno
 import fcntl
 import functools
 import os
-import re
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import structlog
 import trio
 
 from orchestrator.backends.docker.container_build import ContainerBuilds
-from orchestrator.backends.docker.engine import DockerEngine
-from orchestrator.backends.docker.engine_images import ensure_tags, inspect_image
+from orchestrator.backends.docker.engine_images import ensure_tags
 from orchestrator.backends.docker.image_load import ImageLoader, guest_layer
 from orchestrator.config import ImagesConfig
 from orchestrator.errors import ImageBuildError, SbxError
 from orchestrator.images.assets import GUEST_DIR_IN_IMAGE
 from orchestrator.images.build_run import BuildRun, BuildTarget
+from orchestrator.images.engine import ImageEngine
 from orchestrator.images.image_contents import (
     SANDBOX_USER,
     SANDBOX_WORKDIR,
@@ -103,22 +100,6 @@ def default_cache_dir() -> Path:
     return base / "sbx" / "images"
 
 
-def _parse_created(value: Any) -> datetime | None:
-    """The engine's RFC 3339 time with nanoseconds, which ``fromisoformat`` may refuse."""
-    if not isinstance(value, str) or not value:
-        return None
-    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$", value)
-    if not match:
-        return None
-    fraction = (match.group(2) or "0")[:6].ljust(6, "0")
-    zone = match.group(3) or "Z"
-    zone = "+00:00" if zone == "Z" else zone
-    try:
-        return datetime.fromisoformat(f"{match.group(1)}.{fraction}{zone}")
-    except ValueError:
-        return None
-
-
 async def _run_all(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
     """Run jobs concurrently; the first failure cancels the rest and is raised alone."""
     failures: list[Exception] = []
@@ -141,7 +122,7 @@ async def _run_all(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
 class DockerImageBuilder:
     """Builds and inspects the sandbox images described by ``sandbox-images/*/recipe.yaml``."""
 
-    def __init__(self, engine: DockerEngine, config: ImagesConfig) -> None:
+    def __init__(self, engine: ImageEngine, config: ImagesConfig) -> None:
         self.engine = engine
         self.config = config
         self.cache_dir = (config.cache_dir or default_cache_dir()).expanduser()
@@ -172,12 +153,7 @@ class DockerImageBuilder:
         try:
             with trio.fail_after(timeout):
                 async with self._exclusive(run), self._scratch(run):
-                    try:
-                        await self._build(run, names, force)
-                    finally:
-                        if run.long_api is not None:
-                            with trio.CancelScope(shield=True):
-                                await trio.to_thread.run_sync(run.long_api.close)
+                    await self._build(run, names, force)
         except trio.TooSlowError:
             run.fail_all("timed out")
             raise ImageBuildError(
@@ -206,19 +182,19 @@ class DockerImageBuilder:
                 functools.partial(recipe_hash, recipe.name, base_image=self.config.base_image)
             )
             repo = f"{self.config.prefix}{recipe.name}"
-            attrs = await inspect_image(self.engine, f"{repo}:latest")
-            target = BuildTarget(recipe, repo, expected, False, attrs)
+            existing = await self.engine.inspect_image(f"{repo}:latest")
+            target = BuildTarget(recipe, repo, expected, False, existing)
             rows.append(
                 ImageStatus(
                     name=recipe.name,
                     image=target.latest,
-                    present=attrs is not None,
+                    present=existing is not None,
                     current=target.current,
                     expected_hash=expected,
                     image_hash=target.label_hash,
-                    size=int(attrs["Size"]) if attrs and "Size" in attrs else None,
-                    created=_parse_created(attrs.get("Created")) if attrs else None,
-                    image_id=attrs.get("Id") if attrs else None,
+                    size=existing.size if existing else None,
+                    created=existing.created if existing else None,
+                    image_id=(existing.id or None) if existing else None,
                 )
             )
         return rows
@@ -273,9 +249,9 @@ class DockerImageBuilder:
                 functools.partial(recipe_hash, recipe.name, base_image=run.base_image)
             )
             repo = f"{self.config.prefix}{recipe.name}"
-            attrs = await inspect_image(self.engine, f"{repo}:latest")
+            existing = await self.engine.inspect_image(f"{repo}:latest")
             targets.append(
-                BuildTarget(recipe, repo, expected, force and recipe.name in requested, attrs)
+                BuildTarget(recipe, repo, expected, force and recipe.name in requested, existing)
             )
         return targets
 
