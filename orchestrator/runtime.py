@@ -36,7 +36,7 @@ __all__ = ["Orchestrator", "make_backend", "make_image_builder"]
 
 if TYPE_CHECKING:
     from orchestrator.agent.loop import AgentResult
-    from orchestrator.backends.docker.image_builder import DockerImageBuilder
+    from orchestrator.images.builder import ImageBuilder
 
 log = structlog.get_logger("orchestrator")
 
@@ -54,18 +54,18 @@ def make_backend(config: Config) -> SandboxBackend:
     return DockerBackend(engine)
 
 
-def make_image_builder(config: Config) -> DockerImageBuilder:
+def make_image_builder(config: Config) -> ImageBuilder:
     """The image builder for the configured engine."""
     from orchestrator.backends.docker.engine import DockerEngine
-    from orchestrator.backends.docker.image_builder import DockerImageBuilder
     from orchestrator.backends.docker.image_engine import DockerImageEngine
+    from orchestrator.images.builder import ImageBuilder
 
     engine = DockerEngine(
         config.engine.docker_host,
         max_concurrent_calls=config.engine.max_concurrent_calls,
         call_timeout=config.engine.call_timeout,
     )
-    return DockerImageBuilder(DockerImageEngine(engine), config.images)
+    return ImageBuilder(DockerImageEngine(engine), config.images)
 
 
 class Orchestrator:

@@ -1,4 +1,4 @@
-"""The state of one ``DockerImageBuilder.build`` call: its targets, its progress, its limits.
+"""The state of one ``ImageBuilder.build`` call: its targets, its progress, its limits.
 
 ``BuildTarget`` is one image a build considers (its recipe, its expected
 hash, what the engine has now); ``BuildRun`` is what the steps of one build

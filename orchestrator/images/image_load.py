@@ -22,7 +22,6 @@ from collections.abc import Sequence
 import structlog
 import trio
 
-from orchestrator.backends.docker.engine_images import retire_replaced_images, verify_built_image
 from orchestrator.errors import ImageBuildError
 from orchestrator.images.build_run import (
     BuildRun,
@@ -31,6 +30,7 @@ from orchestrator.images.build_run import (
     seconds_left,
 )
 from orchestrator.images.engine import ImageEngine
+from orchestrator.images.engine_images import retire_replaced_images, verify_built_image
 from orchestrator.images.image_archive import docker_archive, image_config
 from orchestrator.images.image_contents import guest_tree, image_settings
 from orchestrator.images.layer_files import LayerFile, write_tree_layer

@@ -1,4 +1,4 @@
-"""Builds ``sbx-base``, ``sbx-code-runner`` and ``sbx-desktop`` on a Docker Engine, registry-free.
+"""Builds ``sbx-base``, ``sbx-code-runner`` and ``sbx-desktop`` on an engine, registry-free.
 
 How (decision 3, and measured on fuse-overlayfs, where package installs and
 ``docker commit`` inside containers take minutes):
@@ -22,23 +22,24 @@ How (decision 3, and measured on fuse-overlayfs, where package installs and
   own network and sources) and committed — slow, but the only way on top of
   someone else's rootfs.
 
-This module holds the public ``DockerImageBuilder``: it plans a build
-(which recipes, in which order, which are stale), holds the cache
-directory's lock and the build's scratch space, runs the mmdebstrap path
-root first and then its children concurrently, and reports ``status()``.
-The steps live next to it: ``mmdebstrap`` (running it), ``apt_progress``
-(reading apt's output), ``rootfs_cache`` (the host cache of bootstrapped layers),
-``image_load`` (docker-save archives into the engine), ``container_build``
-(the ``--base IMAGE`` path), ``engine_images`` (checking and tagging what
-the engine holds), ``image_contents`` (what every image is configured with)
-and ``build_run`` (one build's state and progress).
+This module holds the public ``ImageBuilder``: it plans a build (which
+recipes, in which order, which are stale), holds the cache directory's lock
+and the build's scratch space, runs the mmdebstrap path root first and then
+its children concurrently, and reports ``status()``.  The steps live next to
+it: ``mmdebstrap`` (running it), ``apt_progress`` (reading apt's output),
+``rootfs_cache`` (the host cache of bootstrapped layers), ``image_load``
+(docker-save archives into the engine), ``container_build`` (the ``--base
+IMAGE`` path), ``engine_images`` (checking and tagging what the engine
+holds), ``image_contents`` (what every image is configured with) and
+``build_run`` (one build's state and progress).
 
-Every docker-py call goes through ``DockerEngine.call``; external commands
-run with ``trio.run_process`` under the build's deadline; scratch space is
-removed in ``finally``, also on cancellation.  Layers above the backends
-reach this module only through ``runtime.make_image_builder``; it must not
-leak docker-py types (callers see ``orchestrator.images.models``) and must
-not need a registry.
+The engine is reached only through ``engine.ImageEngine``, which the Docker
+backend implements (``backends.docker.image_engine.DockerImageEngine``);
+``runtime.make_image_builder`` puts the two together.  Must not: import
+docker-py or ``orchestrator.backends``, or need a registry.  External
+commands run with ``trio.run_process`` under the build's deadline; scratch
+space is removed in ``finally``, also on cancellation; callers see only
+``orchestrator.images.models``.
 """
 
 from __future__ import annotations
@@ -55,20 +56,15 @@ from pathlib import Path
 import structlog
 import trio
 
-from orchestrator.backends.docker.container_build import ContainerBuilds
-from orchestrator.backends.docker.engine_images import ensure_tags
-from orchestrator.backends.docker.image_load import ImageLoader, guest_layer
 from orchestrator.config import ImagesConfig
 from orchestrator.errors import ImageBuildError, SbxError
 from orchestrator.images.assets import GUEST_DIR_IN_IMAGE
 from orchestrator.images.build_run import BuildRun, BuildTarget
+from orchestrator.images.container_build import ContainerBuilds
 from orchestrator.images.engine import ImageEngine
-from orchestrator.images.image_contents import (
-    SANDBOX_USER,
-    SANDBOX_WORKDIR,
-    STANDARD_PATH,
-    recipe_chain,
-)
+from orchestrator.images.engine_images import ensure_tags
+from orchestrator.images.image_contents import recipe_chain
+from orchestrator.images.image_load import ImageLoader, guest_layer
 from orchestrator.images.layer_files import LayerFile
 from orchestrator.images.mmdebstrap import remove_scratch_tree
 from orchestrator.images.models import BuildOutcome, BuildStage, ImageStatus, ProgressSink
@@ -79,16 +75,9 @@ from orchestrator.images.recipes import (
     recipe_hash,
     short_name,
 )
-from orchestrator.images.rootfs_cache import BUILDER_FORMAT, CacheEntry, RootfsCache
+from orchestrator.images.rootfs_cache import CacheEntry, RootfsCache
 
-__all__ = [
-    "BUILDER_FORMAT",
-    "SANDBOX_USER",
-    "SANDBOX_WORKDIR",
-    "STANDARD_PATH",
-    "DockerImageBuilder",
-    "default_cache_dir",
-]
+__all__ = ["ImageBuilder", "default_cache_dir"]
 
 log = structlog.get_logger("orchestrator.images")
 
@@ -119,7 +108,7 @@ async def _run_all(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
         raise failures[0]
 
 
-class DockerImageBuilder:
+class ImageBuilder:
     """Builds and inspects the sandbox images described by ``sandbox-images/*/recipe.yaml``."""
 
     def __init__(self, engine: ImageEngine, config: ImagesConfig) -> None:

@@ -23,16 +23,16 @@ import time
 
 import trio
 
-from orchestrator.backends.docker.engine_images import (
-    ensure_tags,
-    retire_replaced_images,
-    verify_built_image,
-)
 from orchestrator.config import ImagesConfig
 from orchestrator.errors import ImageBuildError
 from orchestrator.images.apt_progress import AptProgress, LineSplitter
 from orchestrator.images.build_run import BuildRun, BuildTarget, seconds_left
 from orchestrator.images.engine import BuildContainer, BuildContainers, ImageEngine
+from orchestrator.images.engine_images import (
+    ensure_tags,
+    retire_replaced_images,
+    verify_built_image,
+)
 from orchestrator.images.image_contents import (
     APT_OPTIONS,
     CUSTOMIZE_SCRIPT,
