@@ -1,45 +1,35 @@
 """Builds ``sbx-base``, ``sbx-code-runner`` and ``sbx-desktop`` on an engine, registry-free.
 
-How (decision 3, and measured on fuse-overlayfs, where package installs and
-``docker commit`` inside containers take minutes):
+``ImageBuilder.build`` plans a build (which recipes, in which order, which
+are stale: an image whose recipe-hash label is current is left alone),
+holds the cache directory's lock and the build's scratch space, and hands
+the stale images to one of two paths (decision 3, and measured on
+fuse-overlayfs, where package installs and ``docker commit`` inside
+containers take minutes):
 
-* ``sbx-base`` = [mmdebstrap rootfs, guest].  The rootfs tar comes straight
-  from ``mmdebstrap --variant=minbase`` with the host's Debian sources; the
-  guest (``/opt/sbx/guest``) is its own small, deterministic top layer so a
-  change to the guest's code never reruns mmdebstrap.
-* a derived image (``parent: base``) = [base rootfs, guest, delta].  Its
-  full rootfs is bootstrapped by mmdebstrap with the base's packages plus its
-  own and the same hooks, under the base's ``SOURCE_DATE_EPOCH`` so that
-  untouched files compare equal; ``layer_delta.write_delta`` keeps only what
-  differs.  The image is assembled as a docker-save archive and loaded, so it
-  really is FROM ``sbx-base`` (its ``RootFS.Layers`` start with the base's).
-* mmdebstrap results (the base rootfs tar, the deltas) live in a host cache
-  keyed by everything but the guest, so a guest-only change re-assembles and
-  reloads in seconds of our time plus the engine's layer unpacking, and an
-  unchanged rebuild only compares labels.
-* ``--base IMAGE`` (``base_image``): start from an image the engine already
-  has; packages are then installed in build containers (with the container's
-  own network and sources) and committed — slow, but the only way on top of
-  someone else's rootfs.
+* ``bootstrapped_build``, the default: rootfs layers made by mmdebstrap on
+  the host and cached by everything but the guest (``rootfs_cache``), then
+  assembled into images and loaded (``image_load``); a guest-only change
+  re-assembles and reloads in seconds of our time plus the engine's layer
+  unpacking, and an unchanged rebuild only compares labels;
+* ``container_build``, for ``--base IMAGE`` (``base_image``): start from an
+  image the engine already has, install packages in build containers (with
+  the container's own network and sources) and commit them — slow, but the
+  only way on top of someone else's rootfs.
 
-This module holds the public ``ImageBuilder``: it plans a build (which
-recipes, in which order, which are stale), holds the cache directory's lock
-and the build's scratch space, runs the mmdebstrap path root first and then
-its children concurrently, and reports ``status()``.  The steps live next to
-it: ``mmdebstrap`` (running it), ``apt_progress`` (reading apt's output),
-``rootfs_cache`` (the host cache of bootstrapped layers), ``image_load``
-(docker-save archives into the engine), ``container_build`` (the ``--base
-IMAGE`` path), ``engine_images`` (checking and tagging what the engine
-holds), ``image_contents`` (what every image is configured with) and
-``build_run`` (one build's state and progress).
+``ImageBuilder.status`` says per recipe whether the engine has its image and
+whether it is current (``sbx images ls``, ``sbx doctor``).  The other steps:
+``mmdebstrap`` (running it), ``apt_progress`` (reading apt's output),
+``engine_images`` (checking and tagging what the engine holds),
+``image_contents`` (what every image is configured with) and ``build_run``
+(one build's state and progress).
 
-The engine is reached only through ``engine.ImageEngine``, which the Docker
-backend implements (``backends.docker.image_engine.DockerImageEngine``);
-``runtime.make_image_builder`` puts the two together.  Must not: import
-docker-py or ``orchestrator.backends``, or need a registry.  External
-commands run with ``trio.run_process`` under the build's deadline; scratch
-space is removed in ``finally``, also on cancellation; callers see only
-``orchestrator.images.models``.
+Must not: import docker-py or ``orchestrator.backends`` (the engine is
+reached only through ``engine.ImageEngine``, which the Docker backend
+implements and ``runtime.make_image_builder`` hands in), or need a registry.
+External commands run with ``trio.run_process`` under the build's deadline;
+scratch space is removed in ``finally``, also on cancellation; callers see
+only ``orchestrator.images.models``.
 """
 
 from __future__ import annotations
@@ -50,7 +40,7 @@ import fcntl
 import functools
 import os
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import structlog
@@ -58,14 +48,10 @@ import trio
 
 from orchestrator.config import ImagesConfig
 from orchestrator.errors import ImageBuildError, SbxError
-from orchestrator.images.assets import GUEST_DIR_IN_IMAGE
+from orchestrator.images.bootstrapped_build import BootstrappedBuilds
 from orchestrator.images.build_run import BuildRun, BuildTarget
 from orchestrator.images.container_build import ContainerBuilds
 from orchestrator.images.engine import ImageEngine
-from orchestrator.images.engine_images import ensure_tags
-from orchestrator.images.image_contents import recipe_chain
-from orchestrator.images.image_load import ImageLoader, guest_layer
-from orchestrator.images.layer_files import LayerFile
 from orchestrator.images.mmdebstrap import remove_scratch_tree
 from orchestrator.images.models import BuildOutcome, BuildStage, ImageStatus, ProgressSink
 from orchestrator.images.recipes import (
@@ -75,7 +61,6 @@ from orchestrator.images.recipes import (
     recipe_hash,
     short_name,
 )
-from orchestrator.images.rootfs_cache import CacheEntry, RootfsCache
 
 __all__ = ["ImageBuilder", "default_cache_dir"]
 
@@ -87,25 +72,6 @@ def default_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".cache"
     return base / "sbx" / "images"
-
-
-async def _run_all(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
-    """Run jobs concurrently; the first failure cancels the rest and is raised alone."""
-    failures: list[Exception] = []
-    async with trio.open_nursery() as nursery:
-
-        async def one(job: Callable[[], Awaitable[None]]) -> None:
-            try:
-                await job()
-            except Exception as exc:
-                if not failures:
-                    failures.append(exc)
-                nursery.cancel_scope.cancel()
-
-        for job in jobs:
-            nursery.start_soon(one, job)
-    if failures:
-        raise failures[0]
 
 
 class ImageBuilder:
@@ -256,7 +222,9 @@ class ImageBuilder:
         if run.base_image:
             await ContainerBuilds(self.engine, self.config).build_all(run, targets)
         else:
-            await self._build_bootstrapped(run, targets)
+            await BootstrappedBuilds(self.engine, self.config, self.cache_dir).build_all(
+                run, targets
+            )
         order = {t.name: i for i, t in enumerate(targets)}
         run.outcomes = dict(sorted(run.outcomes.items(), key=lambda item: order[item[0]]))
 
@@ -309,98 +277,3 @@ class ImageBuilder:
             if child.name.startswith("build-"):
                 log.info("removing scratch space of an interrupted build", path=str(child))
                 remove_scratch_tree(child)
-
-    # ---------------------------------------------------------------- mmdebstrap builds
-
-    async def _build_bootstrapped(self, run: BuildRun, targets: list[BuildTarget]) -> None:
-        by_name = {t.name: t for t in targets}
-        for target in targets:
-            parent = target.recipe.parent
-            if parent and load_recipe(parent).parent:
-                raise ImageBuildError(
-                    f"image {target.name} builds on {parent}, which has a parent itself; "
-                    "bootstrapped images may only be one level above a root recipe — point "
-                    f"{target.name}'s `parent:` at base, or build with `--base IMAGE`"
-                )
-        cache = RootfsCache(self.cache_dir, self.config)
-        roots = [t for t in targets if not t.recipe.parent]
-        for root in roots:
-            children = [t for t in targets if t.recipe.parent == root.name]
-            stale = [c for c in children if c.force or not c.current]
-            for child in children:
-                if child not in stale:
-                    started = trio.current_time()
-                    await ensure_tags(self.engine, child)
-                    run.finish(child, started, built=False)
-            await self._build_root_and_children(run, cache, root, stale)
-        missing = [name for name in by_name if name not in run.outcomes]
-        if missing:  # pragma: no cover - every target is a root or a child of one
-            raise ImageBuildError(f"internal error: no outcome for {missing}")
-        await trio.to_thread.run_sync(cache.prune, dict(run.used_entries))
-
-    async def _build_root_and_children(
-        self,
-        run: BuildRun,
-        cache: RootfsCache,
-        root: BuildTarget,
-        stale_children: list[BuildTarget],
-    ) -> None:
-        loader = ImageLoader(self.engine, self.config.prefix)
-        started = trio.current_time()
-        need_root = root.force or not root.current
-        reason = ""
-        entry: CacheEntry | None = None
-        guest: LayerFile | None = None
-        if not need_root and stale_children:
-            entry = await cache.cached_root_entry(run, root)
-            if entry is not None:
-                guest = await guest_layer(run, entry.epoch)
-            expected_layers = [entry.layer.diff_id, guest.diff_id] if entry and guest else None
-            if root.layers != expected_layers:
-                need_root = True
-                reason = "rebuilt so that its children can share its layers"
-        from_cache = False
-        if need_root:
-            entry, from_cache = await cache.root_entry(run, root, reuse=not root.force)
-            guest = await guest_layer(run, entry.epoch)
-            layers = [entry.layer, guest]
-            packages = " ".join(root.recipe.packages)
-            history = [
-                f"sbx: mmdebstrap --variant=minbase {run.suite} + {packages}",
-                f"sbx: guest in {GUEST_DIR_IN_IMAGE}",
-            ]
-            await loader.assemble_and_load(run, root, [root.recipe], layers, history)
-            run.finish(root, started, built=True, from_cache=from_cache, detail=reason)
-        else:
-            await ensure_tags(self.engine, root)
-            run.finish(root, started, built=False)
-        if not stale_children:
-            return
-        assert entry is not None
-        assert guest is not None
-        root_entry, root_guest = entry, guest
-
-        def job(child: BuildTarget) -> Callable[[], Awaitable[None]]:
-            async def run_child() -> None:
-                child_started = trio.current_time()
-                delta, cached = await cache.delta_entry(run, child, root_entry)
-                chain = recipe_chain(child.recipe)
-                history = [
-                    f"sbx: mmdebstrap --variant=minbase {run.suite} + "
-                    + " ".join(root.recipe.packages),
-                    f"sbx: guest in {GUEST_DIR_IN_IMAGE}",
-                    f"sbx: {child.name} packages: " + " ".join(child.recipe.packages),
-                ]
-                await loader.assemble_and_load(
-                    run,
-                    child,
-                    chain,
-                    [root_entry.layer, root_guest, delta.layer],
-                    history,
-                    cache_entry=delta,
-                )
-                run.finish(child, child_started, built=True, from_cache=cached)
-
-            return run_child
-
-        await _run_all([job(child) for child in stale_children])
