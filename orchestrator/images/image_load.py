@@ -117,7 +117,7 @@ class ImageLoader:
     async def _layers_on_engine(self, run: BuildRun, layers: Sequence[LayerFile]) -> frozenset[str]:
         """diff_ids of the longest prefix of ``layers`` the engine already has as a chain.
 
-        Read from the ``RootFS.Layers`` of the sandbox images this build
+        Read from the layers of the sandbox images this build
         considers (a layer chain an image has is a chain the engine has);
         those layer tars need not be sent again.
         """
