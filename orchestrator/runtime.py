@@ -24,8 +24,8 @@ from orchestrator._exceptions import unwrap_single_exception
 from orchestrator.backends.base import SandboxBackend
 from orchestrator.backends.registry import make_backend
 from orchestrator.config import Config, load_config
-from orchestrator.live_view.service import LiveView
 from orchestrator.errors import SessionError
+from orchestrator.live_view.service import LiveView
 from orchestrator.log import configure_logging
 from orchestrator.observe import Observer
 from orchestrator.options import parse_options
@@ -34,26 +34,12 @@ from orchestrator.session import Session
 from orchestrator.supervisor import Supervisor
 from orchestrator.tools.registry import default_registry
 
-__all__ = ["Orchestrator", "make_image_builder"]
+__all__ = ["Orchestrator"]
 
 if TYPE_CHECKING:
     from orchestrator.agent.loop import AgentResult
-    from orchestrator.backends.docker.image_builder import DockerImageBuilder
 
 log = structlog.get_logger("orchestrator")
-
-
-def make_image_builder(config: Config) -> DockerImageBuilder:
-    """The image builder for the configured engine."""
-    from orchestrator.backends.docker.engine import DockerEngine
-    from orchestrator.backends.docker.image_builder import DockerImageBuilder
-
-    engine = DockerEngine(
-        config.engine.docker_host,
-        max_concurrent_calls=config.engine.max_concurrent_calls,
-        call_timeout=config.engine.call_timeout,
-    )
-    return DockerImageBuilder(engine, config.images)
 
 
 class Orchestrator:

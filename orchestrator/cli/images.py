@@ -31,8 +31,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def build_images(config: Config, names: list[str], base: str | None, force: bool) -> int:
+    from orchestrator.backends.registry import make_image_builder
     from orchestrator.images.progress import RichBuildProgress
-    from orchestrator.runtime import make_image_builder
 
     builder = make_image_builder(config)
     try:
@@ -55,7 +55,7 @@ async def build_images(config: Config, names: list[str], base: str | None, force
 
 
 async def list_images(config: Config, as_json: bool) -> int:
-    from orchestrator.runtime import make_image_builder
+    from orchestrator.backends.registry import make_image_builder
 
     builder = make_image_builder(config)
     try:

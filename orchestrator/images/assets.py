@@ -4,6 +4,10 @@ A wheel carries ``sandbox-images/`` as ``orchestrator/_assets/sandbox-images``;
 a source checkout (editable install) has it next to the package.  The guest
 always ships with a copy of ``orchestrator/protocol.py``, so both ends of the
 channel are built from the same file.
+
+Must not: write anything or talk to an engine; it finds and reads files.
+What ``guest_hash`` covers is part of every recipe hash, so changing it
+rebuilds every image.
 """
 
 from __future__ import annotations

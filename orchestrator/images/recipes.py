@@ -3,8 +3,11 @@
 A recipe is ``sandbox-images/<name>/recipe.yaml``.  Its hash covers the
 package list, the recipe's own settings, its parent's hash and the guest's
 code, so an image whose label carries the current hash is up to date and a
-rebuild is a no-op.  Engine-neutral: the Docker builder lives in
-``orchestrator.backends.docker.image_builder``.
+rebuild is a no-op; ``builder.ImageBuilder`` builds the images from them.
+
+Must not: talk to an engine or depend on how images are built.  Anything
+added to the hash rebuilds every image that has it, so change it only when
+what goes into an image changes.
 """
 
 from __future__ import annotations

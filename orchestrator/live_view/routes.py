@@ -18,8 +18,8 @@ from fastapi import APIRouter, FastAPI, HTTPException, WebSocket
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from orchestrator.live_view.grants import ViewAccess, ViewDenied, ViewGrant
 from orchestrator.errors import SbxError
+from orchestrator.live_view.grants import ViewAccess, ViewDenied, ViewGrant
 
 if TYPE_CHECKING:
     from orchestrator.session import Session

@@ -23,8 +23,8 @@ import structlog
 import trio
 
 from orchestrator.config import DesktopConfig
-from orchestrator.live_view.grants import ViewDenied, ViewGrant
 from orchestrator.errors import SessionError
+from orchestrator.live_view.grants import ViewDenied, ViewGrant
 
 if TYPE_CHECKING:
     from fastapi import APIRouter, FastAPI

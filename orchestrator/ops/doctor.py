@@ -37,8 +37,7 @@ class Check:
 
 
 async def collect_checks(config: Config, start_sandbox: bool = True) -> list[Check]:
-    from orchestrator.backends.registry import make_backend
-    from orchestrator.runtime import make_image_builder
+    from orchestrator.backends.registry import make_backend, make_image_builder
 
     checks: list[Check] = []
     py = sys.version_info

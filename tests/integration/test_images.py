@@ -1,4 +1,4 @@
-"""The real images, built by ``DockerImageBuilder`` on the real engine, meet the image contract.
+"""The real images, built by ``ImageBuilder`` on the real engine, meet the image contract.
 
 The first test run on a machine bootstraps all three images (minutes); after
 that the build is a label check, so these tests also prove that an unchanged
@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from orchestrator.backends.docker.engine import DockerEngine
-from orchestrator.backends.docker.image_builder import STANDARD_PATH, DockerImageBuilder
+from orchestrator.backends.docker.image_engine import DockerImageEngine
 from orchestrator.config import ImagesConfig
 from orchestrator.images.assets import (
     GUEST_DIR_IN_IMAGE,
@@ -25,6 +25,8 @@ from orchestrator.images.assets import (
     guest_bytecode,
     guest_files,
 )
+from orchestrator.images.builder import ImageBuilder
+from orchestrator.images.image_contents import STANDARD_PATH
 from orchestrator.images.models import BuildOutcome, BuildStage, ProgressEvent
 from orchestrator.images.recipes import (
     LABEL_IMAGE,
@@ -40,8 +42,8 @@ pytestmark = pytest.mark.docker
 NAMES = ("base", "code-runner", "desktop")
 
 
-def _builder() -> DockerImageBuilder:
-    return DockerImageBuilder(DockerEngine(call_timeout=120), ImagesConfig())
+def _builder() -> ImageBuilder:
+    return ImageBuilder(DockerImageEngine(DockerEngine(call_timeout=120)), ImagesConfig())
 
 
 @pytest.fixture(scope="module")

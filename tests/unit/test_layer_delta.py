@@ -20,18 +20,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator.backends.docker.layers import (
-    WHITEOUT_PREFIX,
-    LayerFile,
-    docker_archive,
-    file_layer,
-    image_config,
-    index_tar,
-    normalize,
-    plan_delta,
-    write_delta,
-    write_tree_layer,
-)
+from orchestrator.images.image_archive import docker_archive, image_config
+from orchestrator.images.layer_delta import WHITEOUT_PREFIX, index_tar, plan_delta, write_delta
+from orchestrator.images.layer_files import LayerFile, file_layer, normalize, write_tree_layer
 
 
 @dataclass

@@ -29,18 +29,12 @@ from typing import Any
 import structlog
 import trio
 
-from orchestrator.backends.docker.build_run import BuildRun, BuildTarget, now_rfc3339
-from orchestrator.backends.docker.image_contents import recipe_chain
-from orchestrator.backends.docker.layers import (
-    LayerFile,
-    LayerIndex,
-    file_layer,
-    index_tar,
-    plan_delta,
-    write_delta,
-)
-from orchestrator.backends.docker.mmdebstrap import bootstrap, fixed_options, prepare_sources
 from orchestrator.config import ImagesConfig
+from orchestrator.images.build_run import BuildRun, BuildTarget, now_rfc3339
+from orchestrator.images.image_contents import recipe_chain
+from orchestrator.images.layer_delta import LayerIndex, index_tar, plan_delta, write_delta
+from orchestrator.images.layer_files import LayerFile, file_layer
+from orchestrator.images.mmdebstrap import bootstrap, fixed_options, prepare_sources
 from orchestrator.images.models import BuildStage
 from orchestrator.images.recipes import ImageRecipe
 

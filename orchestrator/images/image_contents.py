@@ -13,15 +13,15 @@ describes.  (``recipe_chain`` and ``guest_tree`` read recipe and guest files.)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from orchestrator.backends.docker.build_run import BuildTarget
 from orchestrator.images.assets import (
     GUEST_DIR_IN_IMAGE,
     GUEST_ENTRYPOINT,
     guest_bytecode,
     guest_files,
 )
+from orchestrator.images.build_run import BuildTarget
+from orchestrator.images.engine import ImageSettings
 from orchestrator.images.recipes import (
     LABEL_IMAGE,
     LABEL_PROTOCOL,
@@ -38,8 +38,8 @@ __all__ = [
     "SANDBOX_USER",
     "SANDBOX_WORKDIR",
     "STANDARD_PATH",
-    "container_config",
     "guest_tree",
+    "image_settings",
     "recipe_chain",
 ]
 
@@ -80,15 +80,15 @@ def _labels(target: BuildTarget) -> dict[str, str]:
     }
 
 
-def container_config(target: BuildTarget, chain: Sequence[ImageRecipe]) -> dict[str, Any]:
-    return {
-        "User": SANDBOX_USER,
-        "WorkingDir": SANDBOX_WORKDIR,
-        "Entrypoint": list(GUEST_ENTRYPOINT),
-        "Cmd": None,
-        "Env": _env(chain),
-        "Labels": _labels(target),
-    }
+def image_settings(target: BuildTarget, chain: Sequence[ImageRecipe]) -> ImageSettings:
+    """The config of ``target``'s image; ``chain`` is its recipe and its ancestors, root first."""
+    return ImageSettings(
+        user=SANDBOX_USER,
+        working_dir=SANDBOX_WORKDIR,
+        entrypoint=list(GUEST_ENTRYPOINT),
+        env=_env(chain),
+        labels=_labels(target),
+    )
 
 
 def guest_tree() -> dict[str, bytes]:

@@ -1,53 +1,42 @@
-"""Putting a bootstrapped image on the engine: a docker-save archive streamed to its load endpoint.
+"""Putting a bootstrapped image on the engine: a docker-save archive streamed to it.
 
 ``ImageLoader.assemble_and_load`` writes the image config for a stack of
 layer tars (cached rootfs or delta, and the guest layer from
-``guest_layer``), streams the archive (``layers.docker_archive``) to
-``POST /images/load`` with progress, leaves out the layers the engine already
-has as a chain, then checks the result and retires what it replaced.
-The upload runs in a worker thread through ``DockerEngine.call`` and stops
+``guest_layer``), streams the archive (``image_archive.docker_archive``) to
+the engine (``ImageEngine.load_image_archive``) with progress, leaves out
+the layers the engine already has as a chain, then checks the result and
+retires what it replaced.  The upload runs in a worker thread and stops
 when the build is cancelled.
 
-Must not: bootstrap or cache layers (``image_cache`` does), or start
+Must not: bootstrap or cache layers (``rootfs_cache`` does), or start
 containers; nothing here needs a registry.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
 import threading
 import time
 from collections.abc import Sequence
 
-import requests.exceptions
 import structlog
 import trio
 
-from orchestrator.backends.docker.build_run import (
+from orchestrator.errors import ImageBuildError
+from orchestrator.images.build_run import (
     BuildRun,
     BuildTarget,
     now_rfc3339,
     seconds_left,
 )
-from orchestrator.backends.docker.engine import DockerEngine
-from orchestrator.backends.docker.engine_images import (
-    inspect_image,
-    retire_replaced_images,
-    verify_built_image,
-)
-from orchestrator.backends.docker.image_cache import CacheEntry, drop_entry
-from orchestrator.backends.docker.image_contents import container_config, guest_tree
-from orchestrator.backends.docker.layers import (
-    LayerFile,
-    docker_archive,
-    image_config,
-    write_tree_layer,
-)
-from orchestrator.errors import ImageBuildError
+from orchestrator.images.engine import ImageEngine
+from orchestrator.images.engine_images import retire_replaced_images, verify_built_image
+from orchestrator.images.image_archive import docker_archive, image_config
+from orchestrator.images.image_contents import guest_tree, image_settings
+from orchestrator.images.layer_files import LayerFile, write_tree_layer
 from orchestrator.images.models import BuildStage
 from orchestrator.images.recipes import ImageRecipe
+from orchestrator.images.rootfs_cache import CacheEntry, drop_entry
 
 __all__ = ["ImageLoader", "guest_layer"]
 
@@ -73,7 +62,7 @@ async def guest_layer(run: BuildRun, epoch: int) -> LayerFile:
 class ImageLoader:
     """Loads assembled images into ``engine``; ``prefix`` names the sandbox images there."""
 
-    def __init__(self, engine: DockerEngine, prefix: str) -> None:
+    def __init__(self, engine: ImageEngine, prefix: str) -> None:
         self.engine = engine
         self.prefix = prefix
 
@@ -88,17 +77,17 @@ class ImageLoader:
         cache_entry: CacheEntry | None = None,
     ) -> None:
         created = now_rfc3339()
-        settings = container_config(target, chain)
+        settings = image_settings(target, chain)
         config = image_config(
             diff_ids=[layer.diff_id for layer in layers],
             history=history,
             created=created,
             architecture=run.arch,
-            user=settings["User"],
-            working_dir=settings["WorkingDir"],
-            entrypoint=settings["Entrypoint"],
-            env=settings["Env"],
-            labels=settings["Labels"],
+            user=settings.user,
+            working_dir=settings.working_dir,
+            entrypoint=settings.entrypoint,
+            env=settings.env,
+            labels=settings.labels,
         )
         async with run.load_limiter:
             try:
@@ -128,15 +117,15 @@ class ImageLoader:
     async def _layers_on_engine(self, run: BuildRun, layers: Sequence[LayerFile]) -> frozenset[str]:
         """diff_ids of the longest prefix of ``layers`` the engine already has as a chain.
 
-        Read from the ``RootFS.Layers`` of the sandbox images this build
+        Read from the layers of the sandbox images this build
         considers (a layer chain an image has is a chain the engine has);
         those layer tars need not be sent again.
         """
         wanted = [layer.diff_id for layer in layers]
         best = 0
         for name in list(run.stages):
-            attrs = await inspect_image(self.engine, f"{self.prefix}{name}:latest")
-            have = list((attrs or {}).get("RootFS", {}).get("Layers") or [])
+            image = await self.engine.inspect_image(f"{self.prefix}{name}:latest")
+            have = list(image.layers) if image is not None else []
             common = 0
             for mine, theirs in zip(wanted, have, strict=False):
                 if mine != theirs:
@@ -154,7 +143,7 @@ class ImageLoader:
         *,
         omit: frozenset[str] = frozenset(),
     ) -> None:
-        """Stream a docker-save archive of ``layers`` to the engine's load endpoint."""
+        """Stream a docker-save archive of ``layers`` to the engine."""
         total = sum(layer.size for layer in layers if layer.diff_id not in omit)
         run.emit(target.name, BuildStage.LOADING, f"sending {total / 1e6:.0f} MB", 0.0)
         stop = threading.Event()
@@ -175,58 +164,21 @@ class ImageLoader:
                 0.5 * state["sent"] / total if total else None,
             )
 
-        def load() -> None:
-            api = self.engine.client.api
-            url = f"{api.base_url}/v{api.api_version}/images/load"
-            body = docker_archive(
-                config, layers, tags, omit=omit, should_stop=stop.is_set, on_bytes=on_bytes
-            )
-            try:
-                response = api.post(
-                    url,
-                    data=body,
-                    params={"quiet": "0"},
-                    headers={"Content-Type": "application/x-tar"},
-                    stream=True,
-                    timeout=(60, read_timeout),
-                )
-                with contextlib.closing(response):
-                    if response.status_code >= 400:
-                        raise ImageBuildError(
-                            f"the engine refused the image archive for {target.latest} "
-                            f"(HTTP {response.status_code}: {response.text.strip()[:300]}) — "
-                            "check `docker info` and the engine's log"
-                        )
-                    for raw in response.iter_lines():
-                        if stop.is_set():
-                            return
-                        if not raw:
-                            continue
-                        item = json.loads(raw)
-                        error = item.get("errorDetail", {}).get("message") or item.get("error")
-                        if error:
-                            raise ImageBuildError(
-                                f"the engine could not load {target.latest}: {error} — run "
-                                "`sbx images build --force` to rebuild its layers"
-                            )
-                        detail = item.get("progressDetail") or {}
-                        if detail.get("total"):
-                            report(
-                                "unpacking the layers",
-                                0.5 + 0.5 * detail.get("current", 0) / detail["total"],
-                            )
-            except requests.exceptions.RequestException as exc:
-                if stop.is_set():
-                    return
-                raise ImageBuildError(
-                    f"loading {target.latest} into the engine failed: {exc} — check that the "
-                    "engine is healthy (`docker info`) and has free space in /var/lib/docker"
-                ) from None
+        def on_unpacking(unpacked: int, to_unpack: int) -> None:
+            report("unpacking the layers", 0.5 + 0.5 * unpacked / to_unpack)
+
+        archive = docker_archive(
+            config, layers, tags, omit=omit, should_stop=stop.is_set, on_bytes=on_bytes
+        )
 
         started = time.monotonic()
         try:
-            await self.engine.call(
-                f"loading {target.latest} into the engine", load, timeout=read_timeout
+            await self.engine.load_image_archive(
+                target.latest,
+                archive,
+                should_stop=stop.is_set,
+                on_unpacking=on_unpacking,
+                timeout=read_timeout,
             )
         finally:
             stop.set()

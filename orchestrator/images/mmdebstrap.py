@@ -1,15 +1,15 @@
-"""Bootstrapping a rootfs tar with mmdebstrap, and reading apt's progress from its output.
+"""Bootstrapping a rootfs tar with mmdebstrap, and removing what a killed one left behind.
 
 ``prepare_sources`` settles the suite and the apt sources (the host's
 Debian sources unless ``images.sources``/``images.suite`` say otherwise);
 ``bootstrap`` runs ``mmdebstrap --variant=minbase`` for a recipe chain, under
 the build's deadline, with its output turned into progress events by
-``AptProgress`` (which the build containers of ``--base IMAGE`` use too).
+``apt_progress.AptProgress``.
 mmdebstrap gets SIGTERM and a grace period to unmount its chroot before its
 process group is killed; ``remove_scratch_tree`` then deletes scratch space
 without reaching through a mount a killed chroot left behind.
 
-Must not: talk to the engine, or decide what is cached (``image_cache``
+Must not: talk to the engine, or decide what is cached (``rootfs_cache``
 does); processes run through trio only, never blocking the trio thread.
 """
 
@@ -28,27 +28,25 @@ import subprocess
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 import trio
 
-from orchestrator.backends.docker.build_run import BuildRun, seconds_left
-from orchestrator.backends.docker.image_contents import (
+from orchestrator.config import ImagesConfig
+from orchestrator.errors import ImageBuildError
+from orchestrator.images.apt_progress import AptProgress, LineSplitter
+from orchestrator.images.build_run import BuildRun, seconds_left
+from orchestrator.images.host_sources import host_codename, host_debian_sources
+from orchestrator.images.image_contents import (
     APT_OPTIONS,
     CUSTOMIZE_SCRIPT,
     DPKG_EXCLUDES,
 )
-from orchestrator.config import ImagesConfig
-from orchestrator.errors import ImageBuildError
-from orchestrator.images.host_sources import host_codename, host_debian_sources
 from orchestrator.images.models import BuildStage
 from orchestrator.images.recipes import ImageRecipe
 
 __all__ = [
-    "AptProgress",
-    "LineSplitter",
     "bootstrap",
     "fixed_options",
     "prepare_sources",
@@ -132,84 +130,6 @@ def remove_scratch_tree(path: Path) -> None:
             )
             return
     shutil.rmtree(path, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------- output parsing
-
-
-class LineSplitter:
-    """Turns a byte stream into lines; ``\\r`` counts as a line end (progress bars)."""
-
-    def __init__(self) -> None:
-        self._buf = b""
-
-    def feed(self, data: bytes | bytearray) -> list[str]:
-        self._buf += data
-        parts = re.split(rb"\r\n|\r|\n", self._buf)
-        self._buf = parts.pop()
-        return [part.decode("utf-8", "replace").rstrip() for part in parts if part.strip()]
-
-    def flush(self) -> list[str]:
-        rest, self._buf = self._buf, b""
-        text = rest.decode("utf-8", "replace").strip()
-        return [text] if text else []
-
-
-@dataclass
-class AptProgress:
-    """Reads mmdebstrap/apt output and says which stage it is in (and how far, when it can)."""
-
-    stage: BuildStage = BuildStage.DOWNLOADING
-    total: int = 0
-    set_up: int = 0
-    fetched: int = 0
-
-    def read(self, line: str) -> tuple[BuildStage, str, float | None] | None:
-        """``(stage, message, fraction)`` worth showing for ``line``, or ``None``."""
-        text = line.strip()
-        if text.startswith("I: "):
-            info = text[3:]
-            if "apt-get update" in info:
-                self.stage = BuildStage.DOWNLOADING
-                return self.stage, "updating the package lists", None
-            if info.startswith("downloading packages"):
-                self.stage = BuildStage.DOWNLOADING
-                return self.stage, "downloading packages", None
-            if info.startswith(("extracting archives", "installing essential")):
-                self.stage = BuildStage.INSTALLING
-                return self.stage, info.rstrip("."), None
-            if info.startswith("installing remaining"):
-                self.stage = BuildStage.INSTALLING
-                return self.stage, "installing the recipe's packages", None
-            if info.startswith("running --customize-hook"):
-                self.stage = BuildStage.INSTALLING
-                return self.stage, "customizing the rootfs (sandbox user, mount points)", None
-            if info.startswith(("cleaning", "creating tarball")):
-                self.stage = BuildStage.INSTALLING
-                return self.stage, "writing the rootfs tar", None
-            return None
-        match = re.search(r"(\d+) newly installed", text)
-        if match:
-            self.total, self.set_up, self.fetched = int(match.group(1)), 0, 0
-            return None
-        if text.startswith("Get:"):
-            self.stage = BuildStage.DOWNLOADING
-            self.fetched += 1
-            parts = text.split()
-            package = parts[4] if len(parts) > 4 else text
-            fraction = min(1.0, self.fetched / self.total) if self.total else None
-            return self.stage, f"fetching {package}", fraction
-        if text.startswith("Setting up "):
-            self.stage = BuildStage.INSTALLING
-            self.set_up += 1
-            fraction = min(1.0, self.set_up / self.total) if self.total else None
-            return self.stage, text.removesuffix(" ..."), fraction
-        if text.startswith("Unpacking "):
-            self.stage = BuildStage.INSTALLING
-            return self.stage, text.split(" (")[0], None
-        if text.startswith(("E: ", "W: ")):
-            return self.stage, text, None
-        return None
 
 
 # --------------------------------------------------------------------------- apt sources

@@ -7,43 +7,40 @@ customize hook and the guest copied in, and the container is committed with
 the sandbox image config and tagged.  Slow on fuse-overlayfs, but needs
 neither mmdebstrap nor a registry.
 
-Must not: leave a build container behind (it is force-removed in a shielded
-``finally``), or call docker-py other than through ``DockerEngine.call``.
+Must not: leave a build container behind (``BuildContainers.create`` removes
+it however the block ends), or reach the engine other than through
+``ImageEngine``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import secrets
 import shlex
 import tarfile
 import time
-from typing import Any
 
-import docker
 import trio
 
-from orchestrator.backends.docker.build_run import BuildRun, BuildTarget, seconds_left
-from orchestrator.backends.docker.engine import DockerEngine
-from orchestrator.backends.docker.engine_images import (
+from orchestrator.config import ImagesConfig
+from orchestrator.errors import ImageBuildError
+from orchestrator.images.apt_progress import AptProgress, LineSplitter
+from orchestrator.images.build_run import BuildRun, BuildTarget, seconds_left
+from orchestrator.images.engine import BuildContainer, BuildContainers, ImageEngine
+from orchestrator.images.engine_images import (
     ensure_tags,
-    inspect_image,
     retire_replaced_images,
     verify_built_image,
 )
-from orchestrator.backends.docker.image_contents import (
+from orchestrator.images.image_contents import (
     APT_OPTIONS,
     CUSTOMIZE_SCRIPT,
     DPKG_EXCLUDES,
-    container_config,
     guest_tree,
+    image_settings,
     recipe_chain,
 )
-from orchestrator.backends.docker.mmdebstrap import AptProgress, LineSplitter
-from orchestrator.config import ImagesConfig
-from orchestrator.errors import EngineError, ImageBuildError
 from orchestrator.images.models import BuildStage
 from orchestrator.images.recipes import ImageRecipe
 
@@ -111,12 +108,24 @@ def _guest_archive(files: dict[str, tuple[bytes, int]]) -> bytes:
 class ContainerBuilds:
     """Builds the stale images of a build in containers from ``run.base_image``."""
 
-    def __init__(self, engine: DockerEngine, config: ImagesConfig) -> None:
+    def __init__(self, engine: ImageEngine, config: ImagesConfig) -> None:
         self.engine = engine
         self.config = config
 
     async def build_all(self, run: BuildRun, targets: list[BuildTarget]) -> None:
-        """``--base IMAGE``: install packages in build containers and commit them."""
+        """``--base IMAGE``: install packages in build containers and commit them.
+
+        ``docker commit`` of a big layer or a quiet ``apt-get`` step can stay
+        silent longer than ``engine.call_timeout``; the build's own deadline
+        (``images.build_timeout``) already bounds those calls.
+        """
+        long_call_timeout = int(self.config.build_timeout) + 60
+        async with self.engine.build_containers(long_call_timeout=long_call_timeout) as containers:
+            await self._build_stale(run, targets, containers)
+
+    async def _build_stale(
+        self, run: BuildRun, targets: list[BuildTarget], containers: BuildContainers
+    ) -> None:
         assert run.base_image is not None
         base_ref = run.base_image
         checked_base = False
@@ -126,7 +135,7 @@ class ContainerBuilds:
                 await ensure_tags(self.engine, target)
                 run.finish(target, started, built=False)
                 continue
-            if not checked_base and await inspect_image(self.engine, base_ref) is None:
+            if not checked_base and await self.engine.inspect_image(base_ref) is None:
                 raise ImageBuildError(
                     f"the base image {base_ref} is not on the engine — pull or load it first "
                     f"(`docker pull {base_ref}`), or drop --base to bootstrap with mmdebstrap"
@@ -136,74 +145,41 @@ class ContainerBuilds:
                 parent_ref = f"{self.config.prefix}{target.recipe.parent}:latest"
             else:
                 parent_ref = base_ref
-            await self._build_one(run, target, parent_ref, root=not target.recipe.parent)
+            await self._build_one(
+                run, containers, target, parent_ref, root=not target.recipe.parent
+            )
             await verify_built_image(self.engine, target, None)
             await retire_replaced_images(self.engine, target)
             run.finish(target, started, built=True)
 
-    async def _long_api(self, run: BuildRun) -> Any:
-        """A client for calls that legitimately stay silent for minutes.
-
-        The engine's shared client gives up on a response after
-        ``engine.call_timeout``; ``docker commit`` of a big layer or a quiet
-        ``apt-get`` step in a build container can take longer, and the
-        build's own deadline already bounds them.  ``run`` owns it: the
-        build closes it when it ends.
-        """
-        if run.long_api is None:
-            timeout = int(self.config.build_timeout) + 60
-            base_url = self.engine.base_url
-
-            def connect() -> Any:
-                if base_url:
-                    return docker.APIClient(base_url=base_url, timeout=timeout)
-                return docker.from_env(timeout=timeout).api
-
-            run.long_api = await self.engine.call("connecting to the Docker Engine", connect)
-        return run.long_api
-
     async def _build_one(
-        self, run: BuildRun, target: BuildTarget, parent_ref: str, *, root: bool
+        self,
+        run: BuildRun,
+        containers: BuildContainers,
+        target: BuildTarget,
+        parent_ref: str,
+        *,
+        root: bool,
     ) -> None:
-        api = self.engine.client.api
         chain = recipe_chain(target.recipe)
         script = _container_script(target.recipe, root=root)
         name = f"sbx-build-{target.name}-{secrets.token_hex(4)}"
         run.emit(target.name, BuildStage.DOWNLOADING, f"starting {name} from {parent_ref}")
-        created = await self.engine.call(
-            f"creating build container from {parent_ref}",
-            api.create_container,
-            parent_ref,
-            entrypoint=["/bin/sh", "-c", script],
-            user="0:0",
-            working_dir="/",
-            name=name,
-        )
-        container_id = created["Id"]
-        try:
+        async with containers.create(parent_ref, name=name, script=script) as container:
             if root:
                 hook = await trio.to_thread.run_sync(
                     (target.recipe.directory / CUSTOMIZE_SCRIPT).read_bytes
                 )
-                await self.engine.call(
-                    "copying the customize hook into the build container",
-                    api.put_archive,
-                    container_id,
+                await container.copy_in(
                     "/tmp",
                     _tar_bytes({"sbx-customize.sh": (hook, 0o644)}),
+                    what="copying the customize hook into the build container",
                 )
-            await self.engine.call(f"starting {name}", api.start, container_id)
-            long_api = await self._long_api(run)
-            await self._follow_logs(run, target, container_id)
-            result = await self.engine.call(
-                f"waiting for {name}", long_api.wait, container_id, timeout=seconds_left()
-            )
-            status = int(result.get("StatusCode", -1))
+            await container.start()
+            await self._follow_output(run, target, container)
+            status = await container.wait(timeout=seconds_left())
             if status != 0:
-                logs = await self.engine.call(
-                    f"reading the log of {name}", api.logs, container_id, tail=15
-                )
-                text = logs.decode("utf-8", "replace") if isinstance(logs, bytes) else str(logs)
+                text = await container.output_tail(15)
                 raise ImageBuildError(
                     f"installing {target.name}'s packages in a container from {parent_ref} "
                     f"failed with exit status {status}:\n{text.rstrip()}\n— the base image must "
@@ -214,58 +190,33 @@ class ContainerBuilds:
                 guest = await trio.to_thread.run_sync(guest_tree)
                 files = {path.lstrip("/"): (data, 0o644) for path, data in guest.items()}
                 run.emit(target.name, BuildStage.INSTALLING, "copying the guest")
-                await self.engine.call(
-                    "copying the guest into the build container",
-                    api.put_archive,
-                    container_id,
+                await container.copy_in(
                     "/",
                     _guest_archive(files),
+                    what="copying the guest into the build container",
                 )
             run.emit(target.name, BuildStage.COMMITTING, "docker commit")
-            await self.engine.call(
-                f"committing {target.hash_tag}",
-                long_api.commit,
-                container_id,
-                repository=target.repo,
-                tag=target.expected[:12],
-                conf=container_config(target, chain),
+            await container.commit(
+                target.repo,
+                target.expected[:12],
+                image_settings(target, chain),
                 timeout=seconds_left(),
             )
-            await self.engine.call(
-                f"tagging {target.latest}", api.tag, target.hash_tag, target.repo, "latest"
-            )
-        finally:
-            with trio.CancelScope(shield=True), contextlib.suppress(EngineError):
-                await self.engine.call(
-                    f"removing {name}",
-                    api.remove_container,
-                    container_id,
-                    force=True,
-                    timeout=60,
-                )
+            await self.engine.tag_image(target.hash_tag, target.repo, "latest")
 
-    async def _follow_logs(self, run: BuildRun, target: BuildTarget, container_id: str) -> None:
+    async def _follow_output(
+        self, run: BuildRun, target: BuildTarget, container: BuildContainer
+    ) -> None:
         """Forward a build container's output to the progress display until it exits."""
-        api = await self._long_api(run)
         reader = AptProgress()
         splitter = LineSplitter()
 
-        def on_line(line: str) -> None:
-            shown = reader.read(line)
-            if shown is not None:
-                run.emit(target.name, *shown)
+        def on_output(chunk: bytes) -> None:
+            for line in splitter.feed(chunk):
+                shown = reader.read(line)
+                if shown is not None:
+                    run.emit(target.name, *shown)
 
-        def follow() -> None:
-            stream = api.logs(container_id, stream=True, follow=True)
-            try:
-                for chunk in stream:
-                    for line in splitter.feed(chunk):
-                        with contextlib.suppress(trio.RunFinishedError, RuntimeError):
-                            trio.from_thread.run_sync(on_line, line)
-            finally:
-                with contextlib.suppress(Exception):
-                    stream.close()
-
-        await self.engine.call(
-            f"following the build of {target.name}", follow, timeout=seconds_left()
+        await container.follow_output(
+            on_output, what=f"following the build of {target.name}", timeout=seconds_left()
         )

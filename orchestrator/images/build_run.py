@@ -1,4 +1,4 @@
-"""The state of one ``DockerImageBuilder.build`` call: its targets, its progress, its limits.
+"""The state of one ``ImageBuilder.build`` call: its targets, its progress, its limits.
 
 ``BuildTarget`` is one image a build considers (its recipe, its expected
 hash, what the engine has now); ``BuildRun`` is what the steps of one build
@@ -18,12 +18,13 @@ import platform
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import structlog
 import trio
 
-from orchestrator.backends.docker.layers import LayerFile, LayerIndex
+from orchestrator.images.engine import EngineImage
+from orchestrator.images.layer_delta import LayerIndex
+from orchestrator.images.layer_files import LayerFile
 from orchestrator.images.models import BuildOutcome, BuildStage, ProgressEvent, ProgressSink
 from orchestrator.images.recipes import LABEL_RECIPE_HASH, ImageRecipe
 
@@ -81,8 +82,10 @@ class BuildTarget:
     recipe: ImageRecipe
     repo: str
     expected: str
+    """The recipe hash the image must carry to be current."""
     force: bool
-    attrs: dict[str, Any] | None
+    existing: EngineImage | None
+    """What ``<repo>:latest`` is on the engine now, if anything."""
 
     @property
     def name(self) -> str:
@@ -98,11 +101,9 @@ class BuildTarget:
 
     @property
     def label_hash(self) -> str | None:
-        if self.attrs is None:
+        if self.existing is None:
             return None
-        labels = (self.attrs.get("Config") or {}).get("Labels") or {}
-        value = labels.get(LABEL_RECIPE_HASH)
-        return value if isinstance(value, str) else None
+        return self.existing.labels.get(LABEL_RECIPE_HASH)
 
     @property
     def current(self) -> bool:
@@ -110,9 +111,9 @@ class BuildTarget:
 
     @property
     def layers(self) -> list[str]:
-        if self.attrs is None:
+        if self.existing is None:
             return []
-        return list((self.attrs.get("RootFS") or {}).get("Layers") or [])
+        return list(self.existing.layers)
 
 
 @dataclass
@@ -139,8 +140,6 @@ class BuildRun:
     base_indexes: dict[str, LayerIndex] = field(default_factory=dict)
     index_lock: trio.Lock = field(default_factory=trio.Lock)
     guest_layers: dict[int, LayerFile] = field(default_factory=dict)
-    long_api: Any = None
-    """A docker-py client whose HTTP timeout covers long calls (commit, following logs)."""
 
     def current_activity(self) -> str:
         busy = [f"{name} {stage.value}" for name, stage in self.stages.items() if not stage.final]
