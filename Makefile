@@ -5,14 +5,14 @@ BIN    := $(VENV)/bin
 SBX    := $(BIN)/sbx
 PYTEST_ARGS ?=
 
-.PHONY: help install images test test-unit test-integration check lint format typecheck gc demo bench doctor clean compose-image up down
+.PHONY: help install images test test-unit test-integration check lint imports format typecheck gc demo bench doctor clean compose-image up down
 
 help:
 	@echo "make install   create .venv and install sbx (→ .venv/bin/sbx)"
 	@echo "make images    build the sandbox images that are missing or stale"
 	@echo "make demo      build what is missing, run sandboxed jobs in parallel, print results"
 	@echo "make test      unit + integration tests (real Docker, real images)"
-	@echo "make check     ruff + mypy + unit tests (seconds)"
+	@echo "make check     ruff + mypy + import contracts + unit tests"
 	@echo "make bench     our call path against docker exec / docker run"
 	@echo "make doctor    check the engine, the images and a sandbox start"
 	@echo "make gc        remove sandboxes left behind by dead supervisors"
@@ -49,7 +49,11 @@ format: install
 typecheck: install
 	$(BIN)/mypy
 
-check: lint typecheck test-unit
+# The architecture's layer order (contracts in pyproject.toml).
+imports: install
+	$(BIN)/lint-imports --no-cache
+
+check: lint typecheck imports test-unit
 
 gc: install
 	$(SBX) gc
