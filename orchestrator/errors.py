@@ -10,7 +10,8 @@ at the edge, into this tree::
 
     SbxError
     ├── ConfigError                 invalid sbx.toml / SBX_* / arguments
-    │   └── OptionNotAllowed        a sandbox option outside the allow-list
+    │   ├── OptionNotAllowed        a sandbox option outside the allow-list
+    │   └── OptionOverLimit         a sandbox option past the operator's ceiling ([limits])
     ├── EngineError                 the container engine failed us
     │   ├── EngineUnavailable       cannot reach the engine at all
     │   ├── ImageNotFound           the sandbox image has not been built
@@ -55,6 +56,7 @@ __all__ = [
     "ImageNotFound",
     "OperationTimeout",
     "OptionNotAllowed",
+    "OptionOverLimit",
     "PathNotAllowed",
     "ProtocolError",
     "SandboxGone",
@@ -79,6 +81,14 @@ class ConfigError(SbxError):
 
 class OptionNotAllowed(ConfigError):
     """A sandbox option that is not on the allow-list was requested."""
+
+
+class OptionOverLimit(ConfigError):
+    """A sandbox option asks for more than the operator allows (``[limits]``)."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class EngineError(SbxError):

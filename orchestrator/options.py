@@ -16,10 +16,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from orchestrator.config import ByteSize, Config
 from orchestrator.desktop.screen import parse_screen
 from orchestrator.errors import ConfigError, OptionNotAllowed
+from orchestrator.option_limits import check_image_reference, check_limits
 
 __all__ = ["SandboxOptions", "parse_options"]
 
-_MAX_LABELS = 32
+
+def _unicode_only(table: dict[str, str]) -> None:
+    """Refuse lone surrogates (text decoded from undecodable bytes): they cannot be sent on."""
+    for key, text in table.items():
+        for part in (key, text):
+            try:
+                part.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(
+                    f"{key.encode('utf-8', 'backslashreplace').decode()!r} holds text that is "
+                    "not valid Unicode (a lone surrogate); send UTF-8 text"
+                ) from None
 
 
 class SandboxOptions(BaseModel):
@@ -62,9 +74,12 @@ class SandboxOptions(BaseModel):
     @field_validator("env")
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
+        for name, text in value.items():
             if not name or "=" in name or "\0" in name:
                 raise ValueError(f"environment variable name {name!r} is invalid")
+            if "\0" in text:
+                raise ValueError(f"environment variable {name} has a NUL byte in its value")
+        _unicode_only(value)
         return value
 
     @field_validator("workdir")
@@ -94,12 +109,17 @@ class SandboxOptions(BaseModel):
     @field_validator("labels")
     @classmethod
     def _user_labels(cls, value: dict[str, str]) -> dict[str, str]:
-        if len(value) > _MAX_LABELS:
-            raise ValueError(f"at most {_MAX_LABELS} labels")
+        _unicode_only(value)
         for key in value:
             if key.startswith("io.sbx."):
                 raise ValueError(f"label {key!r} is reserved (io.sbx.* labels are set by sbx)")
         return value
+
+
+def _shown(value: Any, limit: int = 120) -> str:
+    """A value for an error message, cut short: a message never echoes a huge input back."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def parse_options(options: Mapping[str, Any], config: Config) -> SandboxOptions:
@@ -116,7 +136,7 @@ def parse_options(options: Mapping[str, Any], config: Config) -> SandboxOptions:
         parsed = SandboxOptions.model_validate(dict(options))
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])} = {err.get('input')!r}: {err['msg']}"
+            f"{'.'.join(str(p) for p in err['loc'])} = {_shown(err.get('input'))}: {err['msg']}"
             for err in exc.errors()
         )
         raise ConfigError(f"invalid sandbox options: {problems}") from None
@@ -126,4 +146,17 @@ def parse_options(options: Mapping[str, Any], config: Config) -> SandboxOptions:
                 f"tmpfs_sizes names {mount!r}, which is not a configured tmpfs mount; "
                 f"the mounts are: {', '.join(sorted(config.sandbox.tmpfs))}"
             )
+    if parsed.image is not None:
+        check_image_reference(parsed.image)
+    check_limits(
+        config,
+        memory=parsed.memory,
+        cpus=parsed.cpus,
+        pids_limit=parsed.pids_limit,
+        tmpfs_sizes=parsed.tmpfs_sizes,
+        ttl=parsed.ttl,
+        idle_timeout=parsed.idle_timeout,
+        labels=parsed.labels,
+        env=parsed.env,
+    )
     return parsed

@@ -55,6 +55,7 @@ class SandboxShape:
     env: tuple[tuple[str, str], ...]
     workdir: str
     tmpfs: tuple[tuple[str, int], ...]
+    shm_size: int
     user: str
     runtime: str | None
     log_driver: str
@@ -73,15 +74,17 @@ def resolve_shape(options: SandboxOptions, config: Config, owner: str | None) ->
         if wants_store
         else None
     )
+    memory = options.memory or sandbox.memory
     return SandboxShape(
         image=config.image_name(options.image or sandbox.image),
-        memory=options.memory or sandbox.memory,
+        memory=memory,
         cpus=options.cpus or sandbox.cpus,
         pids_limit=options.pids_limit or sandbox.pids_limit,
         network=sandbox.network if options.network is None else options.network,
         env=tuple(sorted({**sandbox.env, **options.env}.items())),
         workdir=options.workdir or sandbox.workdir,
-        tmpfs=tuple(sorted({**sandbox.tmpfs, **options.tmpfs_sizes}.items())),
+        tmpfs=tuple(sorted(sandbox.tmpfs_for(memory, options.tmpfs_sizes).items())),
+        shm_size=sandbox.shm_size,
         user=sandbox.user,
         runtime=sandbox.runtime,
         log_driver=sandbox.log_driver,
@@ -144,6 +147,7 @@ def build_spec(
         pids_limit=shape.pids_limit,
         network=shape.network,
         tmpfs=dict(shape.tmpfs),
+        shm_size=shape.shm_size,
         user=shape.user,
         workdir=shape.workdir,
         runtime=shape.runtime,

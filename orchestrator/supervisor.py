@@ -153,6 +153,13 @@ class Supervisor:
                 f"{len(self.sessions)} sessions are open, the configured maximum; close some or "
                 "raise session.max_sessions"
             )
+        if owner is not None:
+            mine = sum(1 for session in self.sessions.values() if session.owner == owner)
+            if mine >= self.config.limits.max_sessions_per_owner:
+                raise SessionLimitReached(
+                    f"{mine} sessions of {owner!r} are open, the ceiling "
+                    f"limits.max_sessions_per_owner; close some first"
+                )
         spare = self.pool.take(options, owner)
         if spare is not None:
             self.sessions[spare.id] = spare

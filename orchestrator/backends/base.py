@@ -66,6 +66,7 @@ class SandboxSpec:
     labels: Mapping[str, str]
     env: Mapping[str, str]
     memory: int
+    """Memory for the sandbox's processes; see ``memory_limit`` for the container's."""
     cpus: float
     pids_limit: int
     network: bool
@@ -79,6 +80,14 @@ class SandboxSpec:
     """Overrides the image's command (not its entrypoint); ``None`` keeps it."""
     mounts: tuple[BindMount, ...] = ()
     """Host directories sbx mounts itself (never from caller options)."""
+    shm_size: int = 64 << 20
+    """Size of /dev/shm."""
+
+    @property
+    def memory_limit(self) -> int:
+        """The container's memory limit: processes, every tmpfs and /dev/shm together,
+        because tmpfs pages count towards the container's memory (``sandbox_memory_limit``)."""
+        return self.memory + sum(self.tmpfs.values()) + self.shm_size
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,17 @@ from orchestrator.config.sections import (
     EditorConfig,
     EngineConfig,
     ImagesConfig,
+    LimitsConfig,
     LoggingConfig,
     MemoryConfig,
     PoolConfig,
     SandboxConfig,
     SessionConfig,
     ToolsConfig,
+    memory_arithmetic,
+    sandbox_memory_limit,
 )
-from orchestrator.config.sizes import ByteSize, parse_bytes
+from orchestrator.config.sizes import ByteSize, human_bytes, parse_bytes
 
 __all__ = [
     "NOT_CONFIG_VARIABLES",
@@ -36,12 +39,16 @@ __all__ = [
     "EditorConfig",
     "EngineConfig",
     "ImagesConfig",
+    "LimitsConfig",
     "LoggingConfig",
     "MemoryConfig",
     "PoolConfig",
     "SandboxConfig",
     "SessionConfig",
     "ToolsConfig",
+    "human_bytes",
     "load_config",
+    "memory_arithmetic",
     "parse_bytes",
+    "sandbox_memory_limit",
 ]

@@ -36,9 +36,12 @@ def _config_path(explicit: str | os.PathLike[str] | None) -> Path | None:
 def _format_validation_error(exc: ValidationError, source: str) -> str:
     lines = [f"invalid configuration ({source}):"]
     for err in exc.errors():
-        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        key = ".".join(str(part) for part in err["loc"])
         value = err.get("input")
         message = err["msg"]
+        if not key:  # a check across sections: its message names the keys itself
+            lines.append(f"  {message.removeprefix('Value error, ')}")
+            continue
         if err["type"] == "extra_forbidden":
             message = "unknown key; check its spelling against sbx.example.toml"
             lines.append(f"  {key}: {message}")

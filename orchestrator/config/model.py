@@ -5,7 +5,7 @@ Must not: read files or the environment (``loading`` does).
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from orchestrator.config.sections import (
     ApiConfig,
@@ -14,6 +14,7 @@ from orchestrator.config.sections import (
     EditorConfig,
     EngineConfig,
     ImagesConfig,
+    LimitsConfig,
     LoggingConfig,
     MemoryConfig,
     PoolConfig,
@@ -21,7 +22,9 @@ from orchestrator.config.sections import (
     SessionConfig,
     ToolsConfig,
     _Section,
+    memory_arithmetic,
 )
+from orchestrator.config.sizes import human_bytes
 
 __all__ = ["Config"]
 
@@ -38,6 +41,7 @@ class Config(_Section):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     session: SessionConfig = Field(default_factory=SessionConfig)
     pool: PoolConfig = Field(default_factory=PoolConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     desktop: DesktopConfig = Field(default_factory=DesktopConfig)
     editor: EditorConfig = Field(default_factory=EditorConfig)
@@ -60,3 +64,41 @@ class Config(_Section):
         from orchestrator.images.recipes import resolve_image_name
 
         return resolve_image_name(name, prefix=self.images.prefix)
+
+    @model_validator(mode="after")
+    def _defaults_within_limits(self) -> Config:
+        """The sandbox defaults must fit under the ceilings a session's own request must."""
+        sandbox, limits = self.sandbox, self.limits
+        if sandbox.memory_limit > limits.max_memory:
+            tmpfs = sandbox.tmpfs_for(sandbox.memory)
+            arithmetic = memory_arithmetic(sandbox.memory, tmpfs, sandbox.shm_size)
+            raise ValueError(
+                f"a default sandbox needs {arithmetic} of memory (tmpfs pages count as "
+                f"memory), over limits.max_memory ({human_bytes(limits.max_memory)}); lower "
+                "sandbox.memory or sandbox.tmpfs, or raise limits.max_memory"
+            )
+        for mount, size in sandbox.tmpfs_for(sandbox.memory).items():
+            if size > limits.max_tmpfs_size:
+                raise ValueError(
+                    f"sandbox.tmpfs {mount!r} = {human_bytes(size)} is over "
+                    f"limits.max_tmpfs_size ({human_bytes(limits.max_tmpfs_size)}); lower it "
+                    "or raise the limit"
+                )
+        checks = (
+            ("sandbox.cpus", sandbox.cpus, "limits.max_cpus", limits.cpus()),
+            ("sandbox.pids_limit", sandbox.pids_limit, "limits.max_pids", limits.max_pids),
+            ("session.ttl", self.session.ttl, "limits.max_ttl", limits.max_ttl),
+            (
+                "session.idle_timeout",
+                self.session.idle_timeout,
+                "limits.max_ttl",
+                limits.max_ttl,
+            ),
+        )
+        for key, value, ceiling_key, ceiling in checks:
+            if value > ceiling:
+                raise ValueError(
+                    f"{key} = {value:g} is over {ceiling_key} ({ceiling:g}); lower it or raise "
+                    "the limit"
+                )
+        return self

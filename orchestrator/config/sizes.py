@@ -6,11 +6,12 @@ Must not: import anything of the orchestrator (every section uses it).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, PlainSerializer
 
-__all__ = ["ByteSize", "parse_bytes"]
+__all__ = ["ByteSize", "MemoryShare", "MountSize", "human_bytes", "parse_bytes", "parse_mount_size"]
 
 _UNITS = {
     "": 1,
@@ -50,3 +51,49 @@ def parse_bytes(value: Any) -> int:
 
 ByteSize = Annotated[int, BeforeValidator(parse_bytes)]
 """An integer number of bytes that also accepts ``"512m"``-style strings."""
+
+
+def human_bytes(size: int) -> str:
+    """``1073741824`` -> ``"1 GiB"``, ``1536 << 20`` -> ``"1.5 GiB"``: for messages."""
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{size} B"
+
+
+@dataclass(frozen=True)
+class MemoryShare:
+    """A mount's size as a share of the sandbox's memory (``"50%"``): it follows ``memory``."""
+
+    percent: float
+
+    def of(self, memory: int) -> int:
+        """The size in bytes for a sandbox whose processes get ``memory`` (1 MiB at least)."""
+        return max(1 << 20, int(memory * self.percent / 100))
+
+    def __str__(self) -> str:
+        return f"{self.percent:g}%"
+
+
+def parse_mount_size(value: Any) -> int | MemoryShare:
+    """A tmpfs size: bytes (``"512m"``, ``1073741824``) or a share of memory (``"50%"``)."""
+    if isinstance(value, MemoryShare):
+        return value
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            percent = float(value.strip()[:-1])
+        except ValueError:
+            raise ValueError(f"{value!r} is not a percentage; write e.g. '50%'") from None
+        if not 0 < percent <= 400:
+            raise ValueError(f"{value!r}: a share of memory must be over 0% and at most 400%")
+        return MemoryShare(percent)
+    return parse_bytes(value)
+
+
+MountSize = Annotated[
+    int | MemoryShare,
+    BeforeValidator(parse_mount_size),
+    PlainSerializer(lambda size: str(size) if isinstance(size, MemoryShare) else size),
+]
+"""A tmpfs mount's size: bytes, or a share of the sandbox's memory such as ``"50%"``."""

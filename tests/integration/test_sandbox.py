@@ -39,7 +39,8 @@ async def test_hardening_as_the_engine_reports_it(orch: Orchestrator, docker_cli
     assert host["Privileged"] is False
     assert host["NetworkMode"] == "none"
     assert host["PidsLimit"] == orch.config.sandbox.pids_limit
-    assert host["Memory"] == host["MemorySwap"] == orch.config.sandbox.memory
+    # tmpfs pages are memory: the limit is the processes' memory plus every mount and /dev/shm.
+    assert host["Memory"] == host["MemorySwap"] == orch.config.sandbox.memory_limit
     assert host["NanoCpus"] == int(orch.config.sandbox.cpus * 1e9)
     assert host["AutoRemove"] is True
     assert host["Init"] is True

@@ -136,3 +136,29 @@ def test_the_deployments_own_variables_are_not_configuration(
     monkeypatch.setenv("SBX_POOLSIZE", "3")
     with pytest.raises(ConfigError, match="poolsize"):
         load_config()
+
+
+def test_tmpfs_sizes_may_follow_memory_and_the_limit_adds_them_up() -> None:
+    config = load_config(sandbox={"memory": "512m", "tmpfs": {"/workspace": "50%", "/x": "8m"}})
+    assert config.sandbox.tmpfs_for(512 << 20) == {"/workspace": 256 << 20, "/x": 8 << 20}
+    assert config.sandbox.tmpfs_for(2 << 30, {"/x": 1 << 20}) == {
+        "/workspace": 1 << 30,
+        "/x": 1 << 20,
+    }
+    assert config.sandbox.memory_limit == (512 << 20) + (256 << 20) + (8 << 20) + (64 << 20)
+    assert config.model_dump()["sandbox"]["tmpfs"] == {"/workspace": "50%", "/x": 8 << 20}
+    with pytest.raises(ConfigError, match="percentage|share"):
+        load_config(sandbox={"tmpfs": {"/workspace": "0%"}})
+
+
+def test_defaults_past_a_limit_show_the_arithmetic() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(sandbox={"memory": "15g"})
+    message = str(info.value)
+    assert "15 GiB (processes) + " in message and "64 MiB (/dev/shm) = " in message
+    assert "limits.max_memory (16 GiB)" in message
+    assert "(top level)" not in message and "{'sandbox'" not in message
+    with pytest.raises(ConfigError, match=r"sandbox.cpus = 9 is over limits.max_cpus \(8\)"):
+        load_config(sandbox={"cpus": 9}, limits={"max_cpus": 8})
+    with pytest.raises(ConfigError, match="session.ttl"):
+        load_config(session={"ttl": 100}, limits={"max_ttl": 10})

@@ -59,8 +59,11 @@ def host_config_for(spec: SandboxSpec) -> dict[str, Any]:
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
         "pids_limit": spec.pids_limit,
-        "mem_limit": spec.memory,
-        "memswap_limit": spec.memory,
+        # tmpfs pages count towards the memory cgroup: the limit covers them, so a
+        # full /workspace is ENOSPC for the writer, not an OOM kill of the sandbox.
+        "mem_limit": spec.memory_limit,
+        "memswap_limit": spec.memory_limit,
+        "shm_size": spec.shm_size,
         "nano_cpus": int(spec.cpus * 1e9),
         "network_mode": "bridge" if spec.network else "none",
         "privileged": False,
