@@ -31,6 +31,12 @@ log = structlog.get_logger("orchestrator.channel")
 _SLACK = 64 * 1024
 """How far past its window a call's buffer may run (one guest read)."""
 
+_FRAME_SEND_DEADLINE = 10.0
+"""A frame the guest does not take within this long means the guest stopped serving."""
+
+CANCEL_SEND_BUDGET = 0.5
+"""How long a ``cancel`` frame may take to send once a call's deadline has passed."""
+
 
 class CallStream:
     """One in-flight call: its output chunks as they arrive, then its result.
@@ -167,6 +173,10 @@ class GuestChannel:
         self._ids = itertools.count(1)
         self._calls: dict[int, CallStream] = {}
         self._closed: BaseException | None = None
+        self.closed_event = trio.Event()
+        """Set once the channel is closed, for whoever watches the sandbox's health."""
+        self.last_received = trio.current_time()
+        """When the guest last sent anything (trio's clock): a heartbeat reads it."""
         self._hello = trio.Event()
         self.guest_info: dict[str, Any] = {}
         self.capabilities: frozenset[str] = frozenset()
@@ -174,6 +184,11 @@ class GuestChannel:
     @property
     def closed(self) -> bool:
         return self._closed is not None
+
+    @property
+    def close_cause(self) -> BaseException | None:
+        """Why the channel closed (the guest's stream ended, a bad frame...), once it has."""
+        return self._closed
 
     async def start(
         self,
@@ -205,15 +220,34 @@ class GuestChannel:
             raise self._closed
         return self.guest_info
 
-    async def _send(self, frame: bytes) -> None:
+    async def _send(self, frame: bytes, *, until: float | None = None) -> None:
+        """Write one whole frame, by ``until`` (trio's clock) at the latest.
+
+        The write is shielded: a cancel that arrives half-way through a frame
+        would leave the stream unframeable for every later call, so it takes
+        effect once the frame is out.  A guest that does not take a frame by
+        ``until`` (default: ``_FRAME_SEND_DEADLINE`` seconds from now) has
+        stopped serving: the channel is closed rather than left blocked.
+        """
         if self._closed is not None:
             raise self._gone()
         async with self._send_lock:
-            try:
-                await self._stream.send_all(frame)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                self._close_all(self._gone(str(exc)))
-                raise self._gone(str(exc)) from None
+            if self._closed is not None:
+                raise self._gone()
+            with trio.CancelScope(shield=True) as scope:
+                scope.deadline = (
+                    trio.current_time() + _FRAME_SEND_DEADLINE if until is None else until
+                )
+                try:
+                    await self._stream.send_all(frame)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    self._close_all(self._gone(str(exc)))
+                    raise self._gone(str(exc)) from None
+            if scope.cancelled_caught:
+                gone = self._gone("the guest stopped taking input in time; it is stuck or stopped")
+                self._close_all(gone)
+                raise gone
+        await trio.lowlevel.checkpoint_if_cancelled()
 
     def _gone(self, detail: str = "") -> SandboxGone:
         if isinstance(self._closed, SandboxGone):
@@ -228,6 +262,7 @@ class GuestChannel:
         try:
             while True:
                 data = await self._stream.receive_some(1 << 20)
+                self.last_received = trio.current_time()
                 if not data:
                     self._close_all(self._gone("the guest closed its stream"))
                     return
@@ -271,6 +306,7 @@ class GuestChannel:
     def _close_all(self, exc: BaseException) -> None:
         if self._closed is None:
             self._closed = exc
+        self.closed_event.set()
         calls, self._calls = self._calls, {}
         for call in calls.values():
             call._fail(exc)
@@ -284,13 +320,17 @@ class GuestChannel:
         *,
         window: int = protocol.DEFAULT_WINDOW,
         cancel_grace: float = 5.0,
+        deadline: float | None = None,
     ) -> AsyncIterator[CallStream]:
         """Start a call and yield it while its output streams.
 
         Leaving the block before the call ended (an error, a cancel scope
         firing, a consumer that stops reading) sends ``cancel`` and waits,
         shielded, up to ``cancel_grace`` seconds for the guest to confirm
-        the call's processes are gone.
+        the call's processes are gone -- but never past ``deadline`` (trio's
+        clock), the latest the whole call may end: past it, the cancel is
+        sent and not waited for (a guest that has not answered by then will
+        not; the session's heartbeat deals with it).
         """
         if self._closed is not None:
             raise self._gone()
@@ -300,20 +340,34 @@ class GuestChannel:
         if op in (protocol.OP_EXEC, protocol.OP_SHELL_RUN):
             args = {**args, "window": window}
         try:
-            await self._send(protocol.request(call_id, op, args, payload))
+            await self._send(protocol.request(call_id, op, args, payload), until=deadline)
             yield call
         finally:
             if not call.done.is_set() and self._closed is None:
-                with trio.CancelScope(shield=True) as scope:
-                    scope.deadline = trio.current_time() + cancel_grace
-                    try:
-                        await self._send(protocol.cancel(call_id))
-                        # Keep taking output so the guest is never stuck on the window.
-                        while await call.receive() is not None:
-                            pass
-                    except SandboxGone:
-                        pass
+                until = trio.current_time() + cancel_grace
+                if deadline is not None:
+                    until = min(until, deadline)
+                await self._cancel_call(call, until)
             self._calls.pop(call_id, None)
+
+    async def _cancel_call(self, call: CallStream, until: float) -> None:
+        """Send ``cancel`` and take the call's output until its result, or until ``until``.
+
+        Shielded: it runs while the caller is being cancelled.  The frame
+        itself gets a moment even when ``until`` has passed, so the guest
+        still hears of the cancel.
+        """
+        send_by = max(until, trio.current_time() + CANCEL_SEND_BUDGET)
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = send_by
+            try:
+                await self._send(protocol.cancel(call.id), until=send_by)
+                scope.deadline = until
+                # Keep taking output so the guest is never stuck on the window.
+                while await call.receive() is not None:
+                    pass
+            except SandboxGone:
+                pass
 
     async def call(
         self,
@@ -345,10 +399,11 @@ class GuestChannel:
             if not call.done.is_set():
                 self._calls.pop(call_id, None)
                 if self._closed is None:
+                    send_by = trio.current_time() + CANCEL_SEND_BUDGET
                     with trio.CancelScope(shield=True) as scope:
-                        scope.deadline = trio.current_time() + 5
+                        scope.deadline = send_by
                         with contextlib.suppress(SandboxGone):
-                            await self._send(protocol.cancel(call_id))
+                            await self._send(protocol.cancel(call_id), until=send_by)
         return await call.result()
 
     async def aclose(self) -> None:

@@ -121,7 +121,7 @@ async def run_code(
     stdout = bytearray()
     stderr = bytearray()
     async with client.stream(
-        request, code.encode("utf-8", "replace"), timeout=timeout + 2 * grace + 30
+        request, code.encode("utf-8", "replace"), timeout=client.allowance(timeout)
     ) as call:
         async for stream, data in call:
             (stdout if stream == protocol.STDOUT else stderr).extend(data)

@@ -33,25 +33,24 @@ from orchestrator.backends.base import BindMount, SandboxBackend, SandboxSpec
 from orchestrator.channel import GuestChannel
 from orchestrator.config import Config
 from orchestrator.desktop.desktop import Desktop, start_session_desktop
-from orchestrator.errors import (
-    SandboxGone,
-    SandboxStartError,
-    SbxError,
-    SessionClosed,
-    SessionError,
-)
+from orchestrator.errors import SandboxGone, SbxError, SessionClosed, SessionError
 from orchestrator.guest_client.client import CallLimits, GuestClient
 from orchestrator.locks import ResourceLocks
 from orchestrator.observe import NullObserver, Observer
 from orchestrator.options import SandboxOptions
 from orchestrator.sandbox_spec import SandboxShape, build_spec, resolve_shape
+from orchestrator.sandbox_start import mount_memory_store, start_sandbox
 from orchestrator.session_calls import SessionCalls
+from orchestrator.session_health import wait_until_lost
 
-__all__ = ["Session", "SessionHooks", "SessionState", "ToolRunner", "ViewLinker", "new_session_id"]
+__all__ = ["Session", "SessionHooks", "SessionState", "ToolRunner", "ViewLinker"]
 
 log = structlog.get_logger("orchestrator.session")
 
-SessionState = Literal["starting", "ready", "closing", "closed"]
+SessionState = Literal["starting", "ready", "broken", "crashed", "closing", "closed"]
+"""``broken``: the guest stopped answering (heartbeat); ``crashed``: the sandbox's stream
+ended under a live session.  Either way the sandbox is removed at once, calls fail with
+``SandboxGone`` naming the cause, and the session stays listed until it is closed."""
 
 ToolRunner = Callable[
     ["Session", Sequence[Any], Mapping[str, str] | None], Awaitable[list[dict[str, Any]]]
@@ -60,10 +59,6 @@ ToolRunner = Callable[
 
 ViewLinker = Callable[["Session", bool], Awaitable[str]]
 """Makes a live-view URL for a session's desktop; ``True`` for an interactive one."""
-
-
-def new_session_id() -> str:
-    return secrets.token_hex(6)
 
 
 @dataclass
@@ -90,7 +85,7 @@ class Session(SessionCalls):
         hooks: SessionHooks,
         owner: str | None = None,
     ) -> None:
-        self.id = new_session_id()
+        self.id = secrets.token_hex(6)
         self.owner = owner
         """Who the session is for (an API token's owner); ``None`` for local use."""
         self._backend = backend
@@ -106,6 +101,9 @@ class Session(SessionCalls):
         self.labels = dict(options.labels)
         self.sandbox_id: str | None = None
         self.close_reason: str | None = None
+        self.failure: str | None = None
+        """Why the session is ``broken`` or ``crashed`` (``None`` while healthy)."""
+        self._gone: SandboxGone | None = None
         self._client: GuestClient | None = None
         self._scope: trio.CancelScope | None = None
         self._wake = trio.Event()
@@ -133,6 +131,8 @@ class Session(SessionCalls):
     @property
     def client(self) -> GuestClient:
         """The typed client of this session's guest (every call into the sandbox)."""
+        if self._gone is not None:
+            raise self._gone
         if self._client is None or self.closed:
             raise SessionClosed(
                 f"session {self.id} is closed ({self.close_reason or 'closed'}); open a new session"
@@ -180,15 +180,6 @@ class Session(SessionCalls):
             self._client.last_active = self._clock_start
         self._wake.set()
 
-    def _guest_config(self, spec: SandboxSpec) -> dict[str, Any]:
-        return {
-            "roots": list(self._config.sandbox.allowed_roots),
-            "workdir": spec.workdir,
-            "max_file": self._config.session.file_size_limit,
-            "max_output": self._config.session.output_limit,
-            "kill_grace": self._config.session.kill_grace,
-        }
-
     async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The session's task: start the sandbox, serve until closed or expired, clean up."""
         structlog.contextvars.bind_contextvars(session_id=self.id)
@@ -201,6 +192,7 @@ class Session(SessionCalls):
                     await self._start_desktop()
                     self.state = "ready"
                     started = True
+                    nursery.start_soon(self._watch_health)
                     task_status.started()
                     reason = await self._watch_expiry()
                     self.close_reason = self.close_reason or reason
@@ -217,37 +209,32 @@ class Session(SessionCalls):
             raise SessionClosed(f"session {self.id} was closed before its sandbox was ready")
 
     async def _start_sandbox(self, nursery: trio.Nursery) -> None:
-        timeout = self._config.sandbox.start_timeout
-        image = self.image
         t0 = trio.current_time()
-        try:
-            with trio.fail_after(timeout):
-                spec = self._spec(await self._mount_memory())
-                info = await self._backend.create(spec)
-                self.sandbox_id = info.id
-                stream = await self._backend.attach(info.id, self._on_guest_stderr)
-                channel = GuestChannel(stream, name=f"{self.id} ({image})", session_id=self.id)
-                await self._backend.start(info.id)
-                await channel.start(nursery, config=self._guest_config(spec), timeout=timeout)
-                self._client = self._make_client(channel)
-        except trio.TooSlowError:
-            raise SandboxStartError(
-                f"sandbox for session {self.id} ({image}) was not ready within {timeout:g} s; "
-                "the engine may be overloaded — retry, or raise sandbox.start_timeout"
-            ) from None
-        except SandboxGone as exc:
-            raise SandboxStartError(
-                f"sandbox for session {self.id} ({image}) exited while starting: {exc}. "
-                "Check the image with `sbx doctor` and rebuild it with `sbx images build`"
-            ) from None
+        mounts = await mount_memory_store(self._config, self.shape.memory_store)
+        if self.shape.memory_store is not None:
+            self.memory_namespace = self.shape.memory_store.namespace
+        channel = await start_sandbox(
+            self._backend,
+            self._spec(mounts),
+            nursery,
+            config=self._config,
+            label=f"for session {self.id} ({self.image})",
+            session_id=self.id,
+            on_created=self._created,
+            on_stderr=self._on_guest_stderr,
+        )
+        self._client = self._make_client(channel)
         seconds = trio.current_time() - t0
-        self._hooks.observer.session_started(image, seconds)
+        self._hooks.observer.session_started(self.image, seconds)
         self._log.info(
             "session ready",
-            image=image,
+            image=self.image,
             sandbox=self.sandbox_id[:12] if self.sandbox_id else None,
             seconds=round(seconds, 3),
         )
+
+    def _created(self, sandbox_id: str) -> None:
+        self.sandbox_id = sandbox_id
 
     def _make_client(self, channel: GuestChannel) -> GuestClient:
         settings = self._config.session
@@ -255,19 +242,6 @@ class Session(SessionCalls):
         return GuestClient(
             channel, label=f"session {self.id}", limits=limits, observer=self._hooks.observer
         )
-
-    async def _mount_memory(self) -> tuple[BindMount, ...]:
-        """The memory store's namespace at /memories, unless this session opted out."""
-        from orchestrator.memory_store import MEMORY_MOUNT, prepare_namespace
-
-        store = self.shape.memory_store
-        if store is None:
-            return ()
-        path = await trio.to_thread.run_sync(
-            prepare_namespace, self._config, store.namespace, store.owner
-        )
-        self.memory_namespace = store.namespace
-        return (BindMount(source=str(path), target=MEMORY_MOUNT),)
 
     def _on_guest_stderr(self, data: bytes) -> None:
         for line in data.decode("utf-8", "replace").splitlines():
@@ -307,6 +281,38 @@ class Session(SessionCalls):
             with trio.move_on_at(min(ttl_deadline, idle_deadline)):
                 await self._wake.wait()
             self._wake = trio.Event()
+
+    async def _watch_health(self) -> None:
+        """Turn ``crashed`` or ``broken`` when the sandbox is lost (``session_health``)."""
+        settings = self._config.session
+        state, cause = await wait_until_lost(
+            self.client.channel,
+            interval=settings.heartbeat_interval,
+            timeout=settings.heartbeat_timeout,
+        )
+        await self._lose(state, cause)
+
+    async def _lose(self, state: Literal["broken", "crashed"], cause: str) -> None:
+        """The sandbox is lost: fail every call with the cause, and remove what is left of it."""
+        if self.closed:
+            return
+        self.state = state
+        self.failure = cause
+        self._gone = SandboxGone(
+            f"session {self.id} is {state}: {cause}; its sandbox was removed — open a new session"
+        )
+        self._log.warning("sandbox lost", state=state, cause=cause)
+        self._hooks.observer.session_failed(self.image, state)
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + self._config.shutdown_timeout
+            try:
+                if self._client is not None:
+                    self._client.close(cause, gone=self._gone)
+                    await self._client.aclose()
+                if self.sandbox_id is not None:
+                    await self._backend.remove(self.sandbox_id)
+            except SbxError as exc:
+                self._log.warning("removing a lost sandbox failed", error=str(exc))
 
     async def _teardown(self) -> None:
         """Cancel calls, close the channel, remove the sandbox: shielded, bounded, logged."""
@@ -350,7 +356,10 @@ class Session(SessionCalls):
 
     @property
     def alive(self) -> bool:
-        """Ready, and its channel to the guest still open (the sandbox has not died)."""
+        """Ready, and its channel to the guest still open (the sandbox has not died).
+
+        ``state`` turns ``crashed`` or ``broken`` once the heartbeat notices;
+        this also sees a channel that closed a moment ago."""
         return (
             self.state == "ready" and self._client is not None and not self._client.channel.closed
         )
@@ -369,6 +378,16 @@ class Session(SessionCalls):
             self._tool_slots = trio.CapacityLimiter(limit)
         return self._tool_slots
 
+    async def _start_desktop(self) -> None:
+        """A desktop image's X server answers before the session counts as ready."""
+        self._desktop = await start_session_desktop(
+            self.client,
+            self._config.desktop,
+            image=self.image,
+            screen=self.options.screen,
+            wanted=self.options.desktop,
+        )
+
     async def run_tools(
         self, blocks: Sequence[Any], *, tool_types: Mapping[str, str] | None = None
     ) -> list[dict[str, Any]]:
@@ -383,16 +402,6 @@ class Session(SessionCalls):
         if self._hooks.run_tools is None:
             raise SessionError("this session has no tool router; open it through an Orchestrator")
         return await self._hooks.run_tools(self, blocks, tool_types)
-
-    async def _start_desktop(self) -> None:
-        """A desktop image's X server answers before the session counts as ready."""
-        self._desktop = await start_session_desktop(
-            self.client,
-            self._config.desktop,
-            image=self.image,
-            screen=self.options.screen,
-            wanted=self.options.desktop,
-        )
 
     @property
     def desktop(self) -> Desktop:
@@ -435,5 +444,6 @@ class Session(SessionCalls):
             "expires_at": self.expires_at,
             "labels": dict(self.labels),
             "owner": self.owner,
+            "failure": self.failure,
             "active_calls": self._client.active_calls if self._client is not None else 0,
         }

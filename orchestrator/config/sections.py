@@ -216,6 +216,15 @@ class SessionConfig(_Section):
     file_size_limit: ByteSize = Field(default=32 << 20, ge=1, le=64 << 20)
     kill_grace: float = Field(default=2.0, ge=0, description="TERM-to-KILL grace, s.")
     call_timeout: float = Field(default=60.0, gt=0, description="Deadline of a file/shell op, s.")
+    heartbeat_interval: float = Field(
+        default=2.0, gt=0, description="A quiet channel is pinged this often, s."
+    )
+    heartbeat_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="A guest silent this long is broken: the session fails its calls and "
+        "its sandbox is removed, s.",
+    )
 
 
 class PoolConfig(_Section):

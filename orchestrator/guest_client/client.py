@@ -22,8 +22,8 @@ import trio
 from pydantic import BaseModel
 
 from orchestrator import protocol
-from orchestrator.channel import CallStream, GuestChannel
-from orchestrator.errors import OperationTimeout, SessionClosed
+from orchestrator.channel import CANCEL_SEND_BUDGET, CallStream, GuestChannel
+from orchestrator.errors import OperationTimeout, SandboxGone, SessionClosed
 from orchestrator.guest_client import requests as rq
 from orchestrator.guest_client import responses as rs
 from orchestrator.guest_client.connection import SandboxConnection
@@ -44,9 +44,10 @@ class CallLimits:
     """Request/response operations (files, pings) that name no timeout of their own."""
     kill_grace: float = 2.0
     """TERM to KILL for a command's processes; also the slack a stopping call gets."""
-    safety_margin: float = 30.0
-    """Beyond a command's own timeout and grace, how long the host waits for the guest's
-    answer before it gives up on the sandbox."""
+    answer_margin: float = 2.0
+    """Beyond a command's own timeout and kill grace, how long the host waits for the
+    guest's answer: no call outlives ``timeout + kill_grace + answer_margin``, its
+    clean-up included."""
 
 
 class GuestClient:
@@ -71,6 +72,7 @@ class GuestClient:
         """When a call last started or ended (trio's clock): idle expiry reads it."""
         self._scopes: set[trio.CancelScope] = set()
         self._closed_reason: str | None = None
+        self._gone: SandboxGone | None = None
 
     def __repr__(self) -> str:
         return f"<GuestClient {self.label}>"
@@ -81,10 +83,15 @@ class GuestClient:
     def closed(self) -> bool:
         return self._closed_reason is not None
 
-    def close(self, reason: str) -> None:
-        """Refuse new calls and cancel every call in flight (each raises ``SessionClosed``)."""
+    def close(self, reason: str, *, gone: SandboxGone | None = None) -> None:
+        """Refuse new calls and cancel every call in flight.
+
+        Each raises ``SessionClosed``, or ``gone`` when the sandbox was lost
+        (it stopped answering, or died) rather than closed on purpose.
+        """
         if self._closed_reason is None:
             self._closed_reason = reason
+            self._gone = gone
         for scope in list(self._scopes):
             scope.cancel()
 
@@ -92,7 +99,9 @@ class GuestClient:
         """Close the channel: the guest sees EOF and exits (the dead man's switch)."""
         await self.channel.aclose()
 
-    def _closed_error(self, what: str | None = None) -> SessionClosed:
+    def _closed_error(self, what: str | None = None) -> SessionClosed | SandboxGone:
+        if self._gone is not None:
+            return self._gone
         reason = self._closed_reason or "closed"
         if what is None:
             return SessionClosed(f"{self.label} is closed ({reason}); open a new session")
@@ -175,20 +184,23 @@ class GuestClient:
     ) -> AsyncIterator[CallStream]:
         """An operation whose output streams: iterate its chunks, then await its result.
 
-        ``timeout`` is a safety net for a sandbox that stops answering; the
-        operation's own deadline is the guest's to enforce.  Leaving the block
-        early cancels the operation in the guest.
+        ``timeout`` bounds the whole call, clean-up included (for a command,
+        ``allowance(its timeout)``); the operation's own deadline is the
+        guest's to enforce.  Leaving the block early cancels the operation in
+        the guest.
         """
         args = request.wire()
         args.setdefault("window", window)
+        deadline = trio.current_time() + timeout - CANCEL_SEND_BUDGET
         try:
-            with self._scope(request.op) as channel, trio.fail_after(timeout):
+            with self._scope(request.op) as channel, trio.fail_at(deadline):
                 async with channel.stream(
                     request.op,
                     args,
                     payload,
                     window=window,
-                    cancel_grace=self.limits.kill_grace + 3,
+                    cancel_grace=self.limits.kill_grace + 1,
+                    deadline=deadline + CANCEL_SEND_BUDGET,
                 ) as call:
                     yield call
         except trio.TooSlowError:
@@ -199,8 +211,21 @@ class GuestClient:
 
     # -- commands ------------------------------------------------------------------
 
+    def allowance(self, timeout: float) -> float:
+        """How long the host waits for a command with this ``timeout`` (seconds), in all."""
+        return timeout + self.limits.kill_grace + self.limits.answer_margin
+
     def _command_deadline(self, timeout: float) -> float:
-        return timeout + self.limits.kill_grace + self.limits.safety_margin
+        """When a command's answer is overdue (trio's clock): its cancel still fits the bound."""
+        return trio.current_time() + self.allowance(timeout) - CANCEL_SEND_BUDGET
+
+    def _overdue(self, op: str, timeout: float) -> OperationTimeout:
+        return OperationTimeout(
+            f"{op} in {self.label} was not reported finished within its timeout ({timeout:g} s) "
+            f"plus the kill grace ({self.limits.kill_grace:g} s) plus "
+            f"{self.limits.answer_margin:g} s; the sandbox is overloaded or its guest is stuck "
+            "(the session's heartbeat decides which) — retry, or close the session"
+        )
 
     @asynccontextmanager
     async def exec_stream(
@@ -215,20 +240,22 @@ class GuestClient:
         started = trio.current_time()
         running: ExecStream | None = None
         outcome: Outcome = "error"
+        deadline = self._command_deadline(request.timeout)
         try:
-            with (
-                self._scope(request.op) as channel,
-                trio.fail_after(self._command_deadline(request.timeout)),
-            ):
+            with self._scope(request.op) as channel, trio.fail_at(deadline):
                 async with channel.stream(
                     request.op,
                     request.wire(),
                     stdin or b"",
                     window=window,
-                    cancel_grace=self.limits.kill_grace + 3,
+                    cancel_grace=self.limits.kill_grace + 1,
+                    deadline=deadline + CANCEL_SEND_BUDGET,
                 ) as call:
                     running = ExecStream(call, collect=collect)
                     yield running
+        except trio.TooSlowError:
+            outcome = "timeout"
+            raise self._overdue(request.op, request.timeout) from None
         except (trio.Cancelled, SessionClosed):
             outcome = "cancelled"
             raise
@@ -241,16 +268,20 @@ class GuestClient:
         self, request: rq.ShellRunRequest, on_output: OutputCallback | None = None
     ) -> ExecResult:
         """A command in a named persistent shell, to its end."""
-        with (
-            self._scope("shell") as channel,
-            trio.fail_after(self._command_deadline(request.timeout)),
-        ):
-            async with channel.stream(
-                request.op, request.wire(), cancel_grace=self.limits.kill_grace + 3
-            ) as call:
-                running = ExecStream(call)
-                await running.forward(on_output)
-                return await running.result()
+        deadline = self._command_deadline(request.timeout)
+        try:
+            with self._scope("shell") as channel, trio.fail_at(deadline):
+                async with channel.stream(
+                    request.op,
+                    request.wire(),
+                    cancel_grace=self.limits.kill_grace + 1,
+                    deadline=deadline + CANCEL_SEND_BUDGET,
+                ) as call:
+                    running = ExecStream(call)
+                    await running.forward(on_output)
+                    return await running.result()
+        except trio.TooSlowError:
+            raise self._overdue(request.op, request.timeout) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def restart_shell(self, name: str) -> None:

@@ -8,6 +8,8 @@ import sys
 
 import docker
 
+from orchestrator.config import load_config, sandbox_memory_limit
+
 from .conftest import IMAGE
 
 SBX = [sys.executable, "-m", "orchestrator.cli"]
@@ -56,7 +58,10 @@ def test_run_passes_env_workdir_stdin_and_limits() -> None:
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split(b"\n")[:3] == [b"piped", b"/tmp", b"hej"]
-    assert r.stdout.split(b"\n")[3] == str(256 << 20).encode()
+    # The cgroup holds the processes' 256 MiB and the mounts (tmpfs pages are memory).
+    sandbox = load_config().sandbox
+    limit = sandbox_memory_limit(256 << 20, sandbox.tmpfs_for(256 << 20), sandbox.shm_size)
+    assert r.stdout.split(b"\n")[3] == str(limit).encode()
 
 
 def test_run_with_an_unknown_image_says_how_to_build_it() -> None:

@@ -106,7 +106,8 @@ async def test_running_out_of_memory_is_reported_and_the_next_call_works(
 ) -> None:
     async with orch.session(image=IMAGE, memories=False, memory="256m") as s:
         await s.run_code("before = 1")
-        err, text, _ = await call(s, "code_execution", {"code": "hog = b'x' * (600 << 20)"})
+        # More than the sandbox's whole limit (256m, plus its mounts, which follow memory).
+        err, text, _ = await call(s, "code_execution", {"code": "hog = b'x' * (1 << 30)"})
         after = await s.run_code("'before' in globals(), 6 * 7")
         alive = await s.exec("echo guest alive")
     assert err, text

@@ -1,0 +1,86 @@
+"""Bringing one sandbox up: create it, attach to its guest, start it, wait for the greeting.
+
+The order matters and is the same for every backend: the stream is attached
+*before* the container starts (so no byte of the guest's greeting is lost,
+and stdin-once makes the stream's end the guest's end), then the guest is
+handed its configuration in the handshake.
+
+Must not: keep the sandbox's state (the session does); swallow a failure (a
+sandbox made half-way is the caller's to remove: ``on_created`` names it at once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from orchestrator.backends.base import BindMount, SandboxBackend, SandboxSpec, StderrSink
+from orchestrator.channel import GuestChannel
+from orchestrator.config import Config
+from orchestrator.errors import SandboxGone, SandboxStartError
+from orchestrator.sandbox_spec import MemoryStoreMount
+
+__all__ = ["guest_config", "mount_memory_store", "start_sandbox"]
+
+
+def guest_config(config: Config, spec: SandboxSpec) -> dict[str, Any]:
+    """What the guest is told in the handshake: its roots, working directory and limits."""
+    return {
+        "roots": list(config.sandbox.allowed_roots),
+        "workdir": spec.workdir,
+        "max_file": config.session.file_size_limit,
+        "max_output": config.session.output_limit,
+        "kill_grace": config.session.kill_grace,
+    }
+
+
+async def mount_memory_store(
+    config: Config, store: MemoryStoreMount | None
+) -> tuple[BindMount, ...]:
+    """The memory store's namespace at /memories (made on the host first), if asked for."""
+    from orchestrator.memory_store import MEMORY_MOUNT, prepare_namespace
+
+    if store is None:
+        return ()
+    path = await trio.to_thread.run_sync(prepare_namespace, config, store.namespace, store.owner)
+    return (BindMount(source=str(path), target=MEMORY_MOUNT),)
+
+
+async def start_sandbox(
+    backend: SandboxBackend,
+    spec: SandboxSpec,
+    nursery: trio.Nursery,
+    *,
+    config: Config,
+    label: str,
+    session_id: str,
+    on_created: Callable[[str], None],
+    on_stderr: StderrSink,
+) -> GuestChannel:
+    """The channel to a started sandbox's guest, within ``sandbox.start_timeout``.
+
+    The channel's reader runs in ``nursery``; ``label`` names the sandbox in
+    messages.  Raises ``SandboxStartError`` saying what to do.
+    """
+    timeout = config.sandbox.start_timeout
+    try:
+        with trio.fail_after(timeout):
+            info = await backend.create(spec)
+            on_created(info.id)
+            stream = await backend.attach(info.id, on_stderr)
+            channel = GuestChannel(stream, name=label, session_id=session_id)
+            await backend.start(info.id)
+            await channel.start(nursery, config=guest_config(config, spec), timeout=timeout)
+            return channel
+    except trio.TooSlowError:
+        raise SandboxStartError(
+            f"sandbox {label} was not ready within {timeout:g} s; the engine may be "
+            "overloaded — retry, or raise sandbox.start_timeout"
+        ) from None
+    except SandboxGone as exc:
+        raise SandboxStartError(
+            f"sandbox {label} exited while starting: {exc}. Check the image with `sbx doctor` "
+            "and rebuild it with `sbx images build`"
+        ) from None
