@@ -25,8 +25,9 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from . import protocol
+from .errors import CallError
 from .loop import Timer
-from .procs import CallError, ExitWatcher, devnull, signal_tree
+from .procs import ExitWatcher, devnull, signal_tree
 from .xinput import Event, XInput, xlib
 from .xscreen import Framebuffer, pillow, render
 

@@ -29,11 +29,11 @@ import time
 from typing import Callable, Dict, List, Optional
 
 from . import protocol
+from .errors import CallError
 from .files import walk_tree
 from .logs import log
 from .loop import Loop, Timer
 from .procs import (
-    CallError,
     ExitWatcher,
     OutputSink,
     descendants,

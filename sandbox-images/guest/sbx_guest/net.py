@@ -22,8 +22,9 @@ import time
 from typing import Any, Dict, Optional
 
 from . import protocol
+from .errors import CallError
 from .loop import Timer
-from .procs import CallError, OutputSink
+from .procs import OutputSink
 
 _GRANT_BATCH = 32 * 1024
 

@@ -15,6 +15,7 @@ import signal
 import time
 
 from . import protocol
+from .errors import CallError
 from .loop import Loop, Timer
 
 TYPE_CHECKING = False
@@ -27,16 +28,6 @@ READ_SIZE = 64 * 1024
 DRAIN_AFTER_EXIT = 0.25
 """After the main process exits, how long to wait for a quiet pipe still held open
 by a background child before giving up on it."""
-
-
-class CallError(Exception):
-    """An operation failed in a way the host should hear about as an error frame."""
-
-    def __init__(self, code: str, message: str, details: Optional[dict] = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details
 
 
 # -- process tree helpers ---------------------------------------------------

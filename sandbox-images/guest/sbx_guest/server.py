@@ -15,10 +15,11 @@ import sys
 import time
 
 from . import protocol
+from .errors import CallError
 from .files import FileService
 from .logs import log
 from .loop import Loop
-from .procs import CallError, ExecCall, prime_oom_counter
+from .procs import ExecCall, prime_oom_counter
 from .shells import ShellRegistry
 
 TYPE_CHECKING = False

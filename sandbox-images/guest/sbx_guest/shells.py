@@ -22,9 +22,9 @@ import signal
 import time
 
 from . import protocol
+from .errors import CallError
 from .loop import Loop
 from .procs import (
-    CallError,
     ExitWatcher,
     OutputSink,
     descendants,

@@ -23,8 +23,7 @@ import stat
 from typing import List, Optional, Tuple
 
 from . import protocol
-from .files import os_error
-from .procs import CallError
+from .errors import CallError, os_error
 from .textdoc import (
     Document,
     History,
