@@ -27,7 +27,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 from . import protocol
 from .errors import CallError
 from .loop import Timer
-from .procs import ExitWatcher, devnull, signal_tree
+from .proctree import ExitWatcher, signal_tree
+from .spawn import devnull
 from .xinput import Event, XInput, xlib
 from .xscreen import Framebuffer, pillow, render
 

@@ -33,14 +33,9 @@ from .errors import CallError
 from .files import walk_tree
 from .logs import log
 from .loop import Loop, Timer
-from .procs import (
-    ExitWatcher,
-    OutputSink,
-    descendants,
-    devnull,
-    oom_killed_since_last_check,
-    signal_tree,
-)
+from .pipes import OutputSink
+from .proctree import ExitWatcher, descendants, oom_killed_since_last_check, signal_tree
+from .spawn import devnull
 
 Send = Callable[[bytes], None]
 

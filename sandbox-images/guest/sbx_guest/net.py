@@ -24,7 +24,7 @@ from typing import Any, Dict, Optional
 from . import protocol
 from .errors import CallError
 from .loop import Timer
-from .procs import OutputSink
+from .pipes import OutputSink
 
 _GRANT_BATCH = 32 * 1024
 

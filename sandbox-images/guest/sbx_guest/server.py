@@ -16,10 +16,11 @@ import time
 
 from . import protocol
 from .errors import CallError
+from .execcall import ExecCall
 from .files import FileService
 from .logs import log
 from .loop import Loop
-from .procs import ExecCall, prime_oom_counter
+from .proctree import prime_oom_counter
 from .shells import ShellRegistry
 
 TYPE_CHECKING = False

@@ -24,13 +24,8 @@ import time
 from . import protocol
 from .errors import CallError
 from .loop import Loop
-from .procs import (
-    ExitWatcher,
-    OutputSink,
-    descendants,
-    set_nonblocking,
-    signal_tree,
-)
+from .pipes import OutputSink, set_nonblocking
+from .proctree import ExitWatcher, descendants, signal_tree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~9 ms of a sandbox's start; annotations need none of it
