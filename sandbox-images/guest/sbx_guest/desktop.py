@@ -25,6 +25,7 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from . import protocol
+from .calls import RunningCall
 from .errors import CallError
 from .loop import Timer
 from .proctree import ExitWatcher, signal_tree
@@ -122,19 +123,18 @@ class Child:
         return _tail(self.log_path)
 
 
-class PendingCall:
-    """A desktop call that answers later; the guest cancels it through ``cancel``."""
+class PendingCall(RunningCall):
+    """A desktop call that answers later; its steps run on timers, guarded by ``_guarded``."""
 
     def __init__(self, service: "DesktopService", call_id: int) -> None:
+        guest = service.guest
+        super().__init__(guest.loop, call_id, guest.send, guest.call_done)
         self.service = service
-        self.guest = service.guest
-        self.call_id = call_id
-        self.timers: List[Timer] = []
-        self.finished = False
+        self.guest = guest
         self.guest.calls[call_id] = self
 
-    def later(self, delay: float, callback: Callable[[], None]) -> None:
-        self.timers.append(self.guest.loop.call_later(delay, self._guarded(callback)))
+    def later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        return super().later(delay, self._guarded(callback))
 
     def _guarded(self, callback: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
@@ -149,37 +149,25 @@ class PendingCall:
 
         return run
 
-    def _close(self) -> None:
-        self.finished = True
-        for timer in self.timers:
-            timer.cancel()
-        self.timers = []
+    def _release(self) -> None:
         self.service.pending.discard(self)
-        self.guest.call_done(self.call_id)
 
-    def answer(self, value: Dict[str, Any], payload: bytes = b"") -> None:
-        if not self.finished:
-            self._close()
-            self.guest.send(protocol.result(self.call_id, value, payload))
-
-    def fail(self, code: str, message: str) -> None:
+    def fail(self, code: str, message: str, details: Optional[dict] = None) -> None:
         if not self.finished:
             self.cleanup()
-            self._close()
-            self.guest.send(protocol.error(self.call_id, code, message))
+            super().fail(code, message, details)
 
     def cleanup(self) -> None:
         """Undo what a half-done call left behind (overridden where there is something)."""
 
-    def grant(self, credit: int) -> None:
-        pass
-
     def cancel(self) -> None:
         self.fail(protocol.E_DESKTOP, "the desktop call was cancelled")
 
-    def kill_now(self) -> None:
-        self.cleanup()
-        self._close()
+    def _abandon(self) -> None:
+        if not self.finished:
+            self.cleanup()
+            self._end()
+            self.guest.call_done(self.call_id)
 
 
 class StartCall(PendingCall):
@@ -188,7 +176,6 @@ class StartCall(PendingCall):
     def __init__(self, service: "DesktopService", call_id: int, args: dict) -> None:
         super().__init__(service, call_id)
         self.args = args
-        self.started = time.monotonic()
         self.timeout = float(args.get("timeout", 30.0))
         self.read_fd: Optional[int] = None
         self.displayfd_text = b""
@@ -353,7 +340,6 @@ class InputCall(PendingCall):
         assert self.xi is not None
         assert self.fb is not None
         self.args = args
-        self.started = time.monotonic()
         self.pressed_keys: Set[int] = set()
         self.pressed_buttons: Set[int] = set()
         self.events: Iterator[Event] = self._expand(list(args.get("steps") or []))
@@ -545,7 +531,9 @@ class StopCall(PendingCall):
             return
         service.forget_server()
         if self.then is not None:
-            self._close()
+            # The call goes on as the start that follows, under the same id.
+            self._end()
+            self.guest.call_done(self.call_id)
             self.then()
         else:
             self.answer({"state": service.state})

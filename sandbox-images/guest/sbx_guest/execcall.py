@@ -16,8 +16,9 @@ import signal
 import time
 
 from . import protocol
+from .calls import RunningCall
 from .errors import CallError
-from .pipes import OutputSink, PipeReader, PipeWriter
+from .pipes import PipeReader, PipeWriter
 from .proctree import ExitWatcher, descendants, oom_killed_since_last_check, signal_tree
 from .spawn import (
     DEFAULT_PATH,
@@ -32,7 +33,7 @@ from .spawn import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~9 ms of a sandbox's start; annotations need none of it
-    from typing import Callable, Dict, List, Optional, Set
+    from typing import Callable, Dict, Optional, Set
 
     from .loop import Loop, Timer
 
@@ -61,7 +62,7 @@ def _enter_directory_for_call(cwd: str) -> None:
         ) from None
 
 
-class ExecCall:
+class ExecCall(RunningCall):
     """One ``exec`` request: a process whose output streams until it ends.
 
     The result goes out only after the process has exited *and* its pipes
@@ -79,28 +80,17 @@ class ExecCall:
         done: Callable[[int], None],
         defaults: dict,
     ) -> None:
-        self.loop = loop
-        self.call_id = call_id
-        self._send = send
-        self._done = done
-        self.started = time.monotonic()
-        self.grace = float(args.get("grace", defaults.get("kill_grace", 2.0)))
-        self.sink = OutputSink.for_call(call_id, send, args, defaults)
-        self.sink.on_credit = self._resume
+        super().__init__(loop, call_id, send, done)
+        self._apply_limits(args, defaults)
         self.readers: Dict[int, PipeReader] = {}
         self.writer: Optional[PipeWriter] = None
         self.status: Optional[int] = None
-        self.reason: Optional[str] = None  # "timeout" | "cancel" | "shutdown"
         self.term_pids: Set[int] = set()
-        self.timers: List[Timer] = []
         self.drain_timer: Optional[Timer] = None
-        self.finished = False
         self.pid = self._spawn(args, payload, defaults)
         self.pgid = self.pid
         self.watcher = ExitWatcher(loop, self.pid, self._exited)
-        timeout = args.get("timeout")
-        if timeout is not None:
-            self.timers.append(loop.call_later(float(timeout), lambda: self.terminate("timeout")))
+        self._arm_timeout(args)
 
     def _spawn(self, args: dict, payload: bytes, defaults: dict) -> int:
         argv = args.get("argv")
@@ -194,9 +184,6 @@ class ExecCall:
         if self.status is not None:
             self._arm_drain()
 
-    def grant(self, credit: int) -> None:
-        self.sink.grant(credit)
-
     def _eof(self) -> None:
         self._maybe_finish()
 
@@ -231,26 +218,19 @@ class ExecCall:
 
     # -- stopping ---------------------------------------------------------------
 
-    def terminate(self, reason: str) -> None:
-        """TERM the process tree now and KILL it after the grace period."""
-        if self.status is not None or self.reason is not None:
-            return
-        self.reason = reason
+    def _working(self) -> bool:
+        return self.status is None
+
+    def _interrupt(self) -> None:
+        """TERM the process tree (its group, and what left the group)."""
         self.term_pids = descendants(self.pid)
         signal_tree(self.pgid, self.term_pids, signal.SIGTERM)
-        self.timers.append(self.loop.call_later(self.grace, self._kill))
 
-    def _kill(self) -> None:
-        if self.status is None:
-            self.term_pids |= descendants(self.pid)
-            signal_tree(self.pgid, self.term_pids, signal.SIGKILL)
+    def _force(self) -> None:
+        self.term_pids |= descendants(self.pid)
+        signal_tree(self.pgid, self.term_pids, signal.SIGKILL)
 
-    def cancel(self) -> None:
-        self.terminate("cancel")
-
-    def kill_now(self) -> None:
-        """Shutdown path: no grace, no result."""
-        self.reason = self.reason or "shutdown"
+    def _abandon(self) -> None:
         if self.status is None:
             signal_tree(self.pgid, descendants(self.pid), signal.SIGKILL)
 
@@ -261,14 +241,6 @@ class ExecCall:
             return
         if any(reader.fd is not None for reader in self.readers.values()):
             return
-        self.finished = True
-        for timer in self.timers:
-            timer.cancel()
-        if self.drain_timer is not None:
-            self.drain_timer.cancel()
-        if self.writer is not None:
-            self.writer.close()
-        self.watcher.close()
         code = os.waitstatus_to_exitcode(self.status)
         sig = -code if code < 0 else None
         oom_killed = sig == signal.SIGKILL and self.reason is None and oom_killed_since_last_check()
@@ -282,5 +254,11 @@ class ExecCall:
             "pid": self.pid,
         }
         result.update(self.sink.summary())
-        self._send(protocol.result(self.call_id, result))
-        self._done(self.call_id)
+        self.answer(result)
+
+    def _release(self) -> None:
+        if self.drain_timer is not None:
+            self.drain_timer.cancel()
+        if self.writer is not None:
+            self.writer.close()
+        self.watcher.close()

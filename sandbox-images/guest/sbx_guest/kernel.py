@@ -29,11 +29,11 @@ import time
 from typing import Callable, Dict, List, Optional
 
 from . import protocol
+from .calls import RunningCall
 from .errors import CallError
 from .files import walk_tree
 from .logs import log
-from .loop import Loop, Timer
-from .pipes import OutputSink
+from .loop import Loop
 from .proctree import ExitWatcher, descendants, oom_killed_since_last_check, signal_tree
 from .spawn import devnull
 
@@ -295,7 +295,7 @@ class Kernel:
         self.out_fds = dict.fromkeys(self.out_fds)
 
 
-class KernelCall:
+class KernelCall(RunningCall):
     """One ``kernel.run``: the request, its streamed output, interrupts, and the answer."""
 
     def __init__(
@@ -309,22 +309,13 @@ class KernelCall:
         done: Callable[[int], None],
         defaults: dict,
     ) -> None:
+        super().__init__(kernel.loop, call_id, send, done)
         self.registry = registry
         self.kernel = kernel
-        self.loop = kernel.loop
-        self.call_id = call_id
-        self._send = send
-        self._done = done
-        self.started = time.monotonic()
-        self.grace = float(args.get("grace", defaults.get("kill_grace", 2.0)))
-        self.sink = OutputSink.for_call(call_id, send, args, defaults)
-        self.sink.on_credit = self._resume
-        self.reason: Optional[str] = None  # "timeout" | "cancel" | "shutdown"
+        sink = self._apply_limits(args, defaults)
         self.header: Optional[dict] = None
         self.payload = b""
         self.died: Optional[int] = None
-        self.finished = False
-        self.timers: List[Timer] = []
         self.outputs = registry.outputs_dir(args.get("outputs"))
         self.before = snapshot(self.outputs)
         kernel.send_request(
@@ -339,19 +330,14 @@ class KernelCall:
         )
         kernel.call = self
         for stream, data in kernel.take_stash():
-            self.sink.emit(stream, data)
+            sink.emit(stream, data)
         if kernel.dropped:
             note = "[sbx: %d bytes written between calls were dropped]\n" % kernel.dropped
-            self.sink.emit(protocol.STDERR, note.encode())
+            sink.emit(protocol.STDERR, note.encode())
             kernel.dropped = 0
-        timeout = args.get("timeout")
-        if timeout is not None:
-            self.timers.append(self.loop.call_later(float(timeout), lambda: self.stop("timeout")))
+        self._arm_timeout(args)
 
     # -- flow -------------------------------------------------------------------
-
-    def grant(self, credit: int) -> None:
-        self.sink.grant(credit)
 
     def _resume(self) -> None:
         self.kernel.resume()
@@ -377,26 +363,21 @@ class KernelCall:
 
     # -- stopping ---------------------------------------------------------------
 
-    def stop(self, reason: str) -> None:
-        """Interrupt the code now; replace the interpreter if it has not stopped after the grace."""
-        if self.finished or self.reason is not None or self.header is not None:
-            return
-        self.reason = reason
+    def _working(self) -> bool:
+        return self.header is None
+
+    def _interrupt(self) -> None:
+        """A ``KeyboardInterrupt`` in the code; the interpreter and its state stay."""
         try:
             os.kill(self.kernel.pid, signal.SIGINT)
         except OSError:
             pass
-        self.timers.append(self.loop.call_later(self.grace, self._escalate))
 
-    def _escalate(self) -> None:
-        if not self.finished and self.header is None:
-            self.kernel.kill()
+    def _force(self) -> None:
+        """The interrupt did not end the code: replace the interpreter."""
+        self.kernel.kill()
 
-    def cancel(self) -> None:
-        self.stop("cancel")
-
-    def kill_now(self) -> None:
-        self.reason = self.reason or "shutdown"
+    def _abandon(self) -> None:
         self.kernel.kill()
 
     def kernel_exited(self, status: int) -> None:
@@ -407,14 +388,9 @@ class KernelCall:
     # -- result -------------------------------------------------------------------
 
     def _finish(self) -> None:
-        if self.finished:
+        if not self._end():
             return
-        self.finished = True
-        for timer in self.timers:
-            timer.cancel()
         kernel = self.kernel
-        kernel.call = None
-        kernel.resume()
         header = self.header or {}
         figures: List[int] = list(header.get("figures") or [])
         # Stopped by us: interrupted (state kept) or replaced (state lost).
@@ -462,8 +438,11 @@ class KernelCall:
                 protocol.E_INTERNAL,
                 "the interpreter's answer could not be sent (%s); return less from one call" % exc,
             )
-        self._send(frame)
-        self._done(self.call_id)
+        self._reply(frame)
+
+    def _release(self) -> None:
+        self.kernel.call = None
+        self.kernel.resume()
 
     def _new_files(self) -> List[dict]:
         after = snapshot(self.outputs)

@@ -22,6 +22,7 @@ import signal
 import time
 
 from . import protocol
+from .calls import RunningCall
 from .errors import CallError
 from .loop import Loop
 from .pipes import OutputSink, set_nonblocking
@@ -164,7 +165,7 @@ class _MarkerReader:
             self.held = b""
 
 
-class ShellCommand:
+class ShellCommand(RunningCall):
     """One ``shell.run`` call on a ``Shell``."""
 
     def __init__(
@@ -183,33 +184,22 @@ class ShellCommand:
             raise CallError(protocol.E_BAD_REQUEST, "shell.run needs 'command' (a string)")
         if "\0" in command:
             raise CallError(protocol.E_BAD_REQUEST, "a shell command cannot contain NUL bytes")
-        self.loop = loop
-        self.call_id = call_id
+        super().__init__(loop, call_id, send, done)
         self.shell = shell
-        self._send = send
-        self._done = done
         self.restarted = restarted
-        self.started = time.monotonic()
-        self.grace = float(args.get("grace", defaults.get("kill_grace", 2.0)))
-        self.sink = OutputSink.for_call(call_id, send, args, defaults)
-        self.sink.on_credit = self._resume
-        self.reason: Optional[str] = None
+        sink = self._apply_limits(args, defaults)
         self.shell_killed = False
-        self.finished = False
-        self.timers: list = []
         self.term_pids: Set[int] = set()
         token = shell.token.encode()
-        self.out = _MarkerReader(protocol.STDOUT, b"\x1e" + token + b" ", self.sink)
-        self.err = _MarkerReader(protocol.STDERR, b"\x1e" + token, self.sink)
+        self.out = _MarkerReader(protocol.STDOUT, b"\x1e" + token + b" ", sink)
+        self.err = _MarkerReader(protocol.STDERR, b"\x1e" + token, sink)
         shell.current = self
         self._callbacks: Dict[int, Callable[[], None]] = {}
         for fd, parser in ((shell.stdout_fd, self.out), (shell.stderr_fd, self.err)):
             set_nonblocking(fd)
             self._watch(fd, parser)
         shell.send_command(command)
-        timeout = args.get("timeout")
-        if timeout is not None:
-            self.timers.append(loop.call_later(float(timeout), lambda: self.terminate("timeout")))
+        self._arm_timeout(args)
 
     def _watch(self, fd: int, parser: _MarkerReader) -> None:
         def readable() -> None:
@@ -240,26 +230,18 @@ class ShellCommand:
         for fd, callback in self._callbacks.items():
             self.loop.add_reader(fd, callback)
 
-    def grant(self, credit: int) -> None:
-        self.sink.grant(credit)
-
     # -- stopping ---------------------------------------------------------------
 
-    def terminate(self, reason: str) -> None:
-        if self.finished or self.reason is not None:
-            return
-        self.reason = reason
+    def _interrupt(self) -> None:
+        """TERM the shell's children: the shell itself, and its state, stay."""
         self.term_pids = descendants(self.shell.proc.pid)
         signal_tree(None, self.term_pids, signal.SIGTERM)
-        self.timers.append(self.loop.call_later(self.grace, self._kill_children))
 
-    def _kill_children(self) -> None:
-        if self.finished:
-            return
+    def _force(self) -> None:
         self.term_pids |= descendants(self.shell.proc.pid)
         signal_tree(None, self.term_pids, signal.SIGKILL)
         # A loop in the shell itself (no child to kill) never reaches the marker.
-        self.timers.append(self.loop.call_later(1.0, self._kill_shell))
+        self.later(1.0, self._kill_shell)
 
     def _kill_shell(self) -> None:
         if not self.finished:
@@ -268,11 +250,7 @@ class ShellCommand:
             self.shell.dead = True
             self._finish(exit_code=128 + signal.SIGKILL, signal_number=signal.SIGKILL)
 
-    def cancel(self) -> None:
-        self.terminate("cancel")
-
-    def kill_now(self) -> None:
-        self.reason = self.reason or "shutdown"
+    def _abandon(self) -> None:
         self.shell.kill()
 
     def shell_exited(self, status: int) -> None:
@@ -310,14 +288,6 @@ class ShellCommand:
         self._finish(exit_code=code, signal_number=None)
 
     def _finish(self, exit_code: int, signal_number: Optional[int]) -> None:
-        self.finished = True
-        for timer in self.timers:
-            timer.cancel()
-        if not self.shell.dead:
-            for fd in self._callbacks:
-                self.loop.remove_reader(fd)
-        if self.shell.current is self:
-            self.shell.current = None
         result = {
             "exit_code": exit_code,
             "signal": signal_number,
@@ -329,8 +299,14 @@ class ShellCommand:
             "shell_exited": self.shell_killed,
         }
         result.update(self.sink.summary())
-        self._send(protocol.result(self.call_id, result))
-        self._done(self.call_id)
+        self.answer(result)
+
+    def _release(self) -> None:
+        if not self.shell.dead:
+            for fd in self._callbacks:
+                self.loop.remove_reader(fd)
+        if self.shell.current is self:
+            self.shell.current = None
 
 
 class ShellRegistry:
