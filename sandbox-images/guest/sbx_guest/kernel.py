@@ -23,7 +23,6 @@ import os
 import signal
 import stat
 import struct
-import subprocess
 import sys
 import time
 from typing import Callable, Dict, List, Optional
@@ -35,7 +34,7 @@ from .files import walk_tree
 from .logs import log
 from .loop import Loop
 from .proctree import ExitWatcher, descendants, oom_killed_since_last_check, signal_tree
-from .spawn import devnull
+from .spawn import devnull, enter_directory, leave_directory, spawn
 
 Send = Callable[[bytes], None]
 
@@ -84,48 +83,36 @@ class Kernel:
         self.on_death: Optional[Callable[["Kernel"], None]] = None
         ctl_r, ctl_w = os.pipe()
         rsp_r, rsp_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
         env = dict(os.environ)
         env.setdefault("MPLBACKEND", "Agg")
         env.pop("SBX_PATH_MAP", None)
         cwd = workdir if workdir and os.path.isdir(workdir) else None
+        python = sys.executable or "/usr/bin/python3"
+        argv = [python, "-c", BOOTSTRAP, KERNEL_MAIN, str(ctl_r), str(rsp_w), str(os.getpid())]
         try:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable or "/usr/bin/python3",
-                    "-c",
-                    BOOTSTRAP,
-                    KERNEL_MAIN,
-                    str(ctl_r),
-                    str(rsp_w),
-                    str(os.getpid()),
-                ],
-                stdin=devnull(),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                pass_fds=(ctl_r, rsp_w),
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
-                close_fds=True,
-            )
+            if cwd is not None:
+                enter_directory(cwd)
+            try:
+                self.pid = spawn(
+                    python, argv, env, devnull(), out_w, err_w, pass_fds=(ctl_r, rsp_w)
+                )
+            finally:
+                if cwd is not None:
+                    leave_directory()
         except OSError as exc:
-            for fd in (ctl_r, ctl_w, rsp_r, rsp_w):
+            for fd in (ctl_w, rsp_r, out_r, err_r):
                 os.close(fd)
             raise CallError(
                 protocol.E_INTERNAL, "cannot start the Python interpreter: %s" % exc
             ) from None
-        os.close(ctl_r)
-        os.close(rsp_w)
-        assert self.proc.stdout is not None
-        assert self.proc.stderr is not None
+        finally:
+            for fd in (ctl_r, rsp_w, out_w, err_w):
+                os.close(fd)
         self.ctl_fd: Optional[int] = ctl_w
         self.rsp_fd: Optional[int] = rsp_r
-        self.out_fds: Dict[int, Optional[int]] = {
-            protocol.STDOUT: os.dup(self.proc.stdout.fileno()),
-            protocol.STDERR: os.dup(self.proc.stderr.fileno()),
-        }
-        self.proc.stdout.close()
-        self.proc.stderr.close()
+        self.out_fds: Dict[int, Optional[int]] = {protocol.STDOUT: out_r, protocol.STDERR: err_r}
         for fd in (self.rsp_fd, *self.out_fds.values()):
             os.set_blocking(fd, False)  # type: ignore[arg-type]
             os.set_inheritable(fd, False)  # type: ignore[arg-type]
@@ -135,12 +122,8 @@ class Kernel:
         for stream in self.out_fds:
             self._watch(stream)
         loop.add_reader(rsp_r, self._on_response)
-        self.watcher = ExitWatcher(loop, self.proc.pid, self._exited)
+        self.watcher = ExitWatcher(loop, self.pid, self._exited)
         self.started = time.monotonic()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
 
     # -- output -----------------------------------------------------------------
 
@@ -260,7 +243,6 @@ class Kernel:
 
     def _exited(self, status: int) -> None:
         self.status = status
-        self.proc.returncode = os.waitstatus_to_exitcode(status)
         self.dead = True
         if self.call is not None:
             self.call.kernel_exited(status)

@@ -11,7 +11,8 @@ seen by ``read`` and never by the parser.
 On timeout or cancel the shell's *children* are killed (TERM, then KILL), so
 the shell and its state survive; if the marker still does not come (a busy
 loop in the shell itself), the shell is killed and the next command starts a
-fresh one, which the result reports.
+fresh one, which the result reports.  Must not: let the shell's parser see
+a command's text, or kill the shell where killing its children will do.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .errors import CallError
 from .loop import Loop
 from .pipes import OutputSink, set_nonblocking
 from .proctree import ExitWatcher, descendants, signal_tree
+from .spawn import enter_directory, leave_directory, spawn
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~9 ms of a sandbox's start; annotations need none of it
@@ -59,34 +61,32 @@ class Shell:
         cwd = defaults.get("workdir")
         if cwd and not os.path.isdir(cwd):
             cwd = None
-        # Imported here, not at the top: subprocess (and threading, locale, warnings
-        # with it) costs a sandbox ~8 ms at start, and many sessions never open a shell.
-        import subprocess
-
-        self.proc = subprocess.Popen(
-            program,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=cwd,
-            env=full_env,
-            start_new_session=True,
-            close_fds=True,
-        )
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        assert self.proc.stderr is not None
-        self.stdin_fd = os.dup(self.proc.stdin.fileno())
-        self.stdout_fd = os.dup(self.proc.stdout.fileno())
-        self.stderr_fd = os.dup(self.proc.stderr.fileno())
-        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            pipe.close()
-        self.watcher = ExitWatcher(loop, self.proc.pid, self._exited)
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            if cwd is not None:
+                enter_directory(cwd)
+            try:
+                self.pid = spawn(program[0], program, full_env, in_r, out_w, err_w)
+            finally:
+                if cwd is not None:
+                    leave_directory()
+        except BaseException:
+            for fd in (in_w, out_r, err_r):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (in_r, out_w, err_w):
+                os.close(fd)
+        self.stdin_fd: Optional[int] = in_w
+        self.stdout_fd: Optional[int] = out_r
+        self.stderr_fd: Optional[int] = err_r
+        self.watcher = ExitWatcher(loop, self.pid, self._exited)
         self.status: Optional[int] = None
 
     def _exited(self, status: int) -> None:
         self.status = status
-        self.proc.returncode = os.waitstatus_to_exitcode(status)
         self.dead = True
         if self.current is not None:
             self.current.shell_exited(status)
@@ -109,7 +109,7 @@ class Shell:
 
     def kill(self) -> None:
         if not self.dead:
-            signal_tree(self.proc.pid, descendants(self.proc.pid), signal.SIGKILL)
+            signal_tree(self.pid, descendants(self.pid), signal.SIGKILL)
         self.close_fds()
 
     def close_fds(self) -> None:
@@ -234,11 +234,11 @@ class ShellCommand(RunningCall):
 
     def _interrupt(self) -> None:
         """TERM the shell's children: the shell itself, and its state, stay."""
-        self.term_pids = descendants(self.shell.proc.pid)
+        self.term_pids = descendants(self.shell.pid)
         signal_tree(None, self.term_pids, signal.SIGTERM)
 
     def _force(self) -> None:
-        self.term_pids |= descendants(self.shell.proc.pid)
+        self.term_pids |= descendants(self.shell.pid)
         signal_tree(None, self.term_pids, signal.SIGKILL)
         # A loop in the shell itself (no child to kill) never reaches the marker.
         self.later(1.0, self._kill_shell)

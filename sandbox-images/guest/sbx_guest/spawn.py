@@ -1,9 +1,11 @@
 """Starting the processes that run the user's code: the one ``spawn`` and what it needs.
 
-A command is started by ``spawn``, in a session of its own, with exactly
-the descriptors it is given as 0, 1 and 2 (the guest's own are all
-close-on-exec), so whatever the guest later changes about how user code
-starts -- its user, its limits -- changes here alone.
+Every process that runs the user's code -- a command, a shell, an
+interpreter -- is started by ``spawn``, in a session of its own, with
+exactly the descriptors it is given (the guest's own are all close-on-exec),
+so whatever the guest changes about how user code starts -- its user, its
+limits -- changes here alone.  (The desktop's servers are the guest's own
+helpers, not user code: ``desktop`` starts them.)
 Around it: PATH lookups and working directories, both cached, because on a
 FUSE-backed root every path lookup is a round trip.  Must not: start a
 process any other way, or hand a child a descriptor it was not given.
@@ -30,22 +32,31 @@ def spawn(
     stdin: int,
     stdout: int,
     stderr: int,
+    pass_fds: Tuple[int, ...] = (),
 ) -> int:
     """Start ``program`` in a new session with the given standard descriptors.
 
-    ``posix_spawn`` (clone+exec in glibc) costs measurably less than Popen's
-    fork/exec handshake on every command.  It has no working-directory option
-    in Python, so the guest -- single-threaded -- steps into the command's
-    directory around it (``enter_directory``).
+    ``pass_fds`` stay open in the child under their own numbers (an
+    interpreter's control pipes).  ``posix_spawn`` (clone+exec in glibc) costs
+    measurably less than Popen's fork/exec handshake on every command.  It
+    has no working-directory option in Python, so the guest -- single-threaded
+    -- steps into the command's directory around it (``enter_directory``);
+    for the same reason no other spawn can inherit ``pass_fds`` meanwhile.
     """
     actions = [
         (os.POSIX_SPAWN_DUP2, stdin, 0),
         (os.POSIX_SPAWN_DUP2, stdout, 1),
         (os.POSIX_SPAWN_DUP2, stderr, 2),
     ]
-    return os.posix_spawn(
-        program, argv, env, file_actions=actions, setsid=True, setsigdef=_RESET_SIGNALS
-    )
+    for fd in pass_fds:
+        os.set_inheritable(fd, True)
+    try:
+        return os.posix_spawn(
+            program, argv, env, file_actions=actions, setsid=True, setsigdef=_RESET_SIGNALS
+        )
+    finally:
+        for fd in pass_fds:
+            os.set_inheritable(fd, False)
 
 
 _devnull: Optional[int] = None
