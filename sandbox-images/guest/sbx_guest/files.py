@@ -6,7 +6,8 @@ and must land inside one of the allowed roots, so neither a symlink nor
 resolved path, so a symlink swapped in after the check is refused rather than
 followed.  The guest runs as the sandbox user, so permissions are that
 user's, never more.  Writes are atomic: a temporary file in the same
-directory, then ``rename``.
+directory, then ``rename``.  Must not: act on a path it has not resolved and
+confined, or leave a half-written file where a reader could see it.
 """
 
 from __future__ import annotations
