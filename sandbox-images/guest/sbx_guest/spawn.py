@@ -4,11 +4,11 @@ Every process that runs the user's code -- a command, a shell, an
 interpreter -- is started by ``spawn``, in a session of its own, with
 exactly the descriptors it is given (the guest's own are all close-on-exec),
 so whatever the guest changes about how user code starts -- its user, its
-limits -- changes here alone.  (The desktop's servers are the guest's own
-helpers, not user code: ``desktop`` starts them.)
-Around it: PATH lookups and working directories, both cached, because on a
-FUSE-backed root every path lookup is a round trip.  Must not: start a
-process any other way, or hand a child a descriptor it was not given.
+limits -- changes here alone.  The desktop's servers are the guest's own
+helpers, not user code; ``desktop_child`` starts them.  Around ``spawn``:
+PATH lookups and working directories, both cached, because on a FUSE-backed
+root every path lookup is a round trip.  Must not: start user code any
+other way, or hand a child a descriptor it was not given.
 """
 
 from __future__ import annotations
