@@ -158,7 +158,7 @@ def _enclosing_functions(tree: ast.Module) -> dict[ast.AST, ast.FunctionDef]:
 def test_the_guest_sends_only_error_codes_of_the_protocol_table() -> None:
     trees = _guest_sources()
     sinks = _sinks(trees)
-    assert {"fail", "_finish_error"} & set(sinks), "the walk found no forwarding function"
+    assert "fail" in sinks, "the walk found no function that hands a code on"
     checked = 0
     problems = []
     for name, tree in trees.items():
