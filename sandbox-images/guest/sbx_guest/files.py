@@ -6,49 +6,24 @@ and must land inside one of the allowed roots, so neither a symlink nor
 resolved path, so a symlink swapped in after the check is refused rather than
 followed.  The guest runs as the sandbox user, so permissions are that
 user's, never more.  Writes are atomic: a temporary file in the same
-directory, then ``rename``.
+directory, then ``rename``.  Must not: act on a path it has not resolved and
+confined, or leave a half-written file where a reader could see it.
 """
 
 from __future__ import annotations
 
 import binascii
-import errno
 import os
 import stat
 
 from . import protocol
-from .procs import CallError
+from .errors import CallError, os_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~9 ms of a sandbox's start; annotations need none of it
     from typing import Dict, Iterator, List, Optional, Tuple
 
 MAX_LIST_ENTRIES = 10000
-
-_ERRNO_CODES = {
-    errno.ENOENT: protocol.E_NOT_FOUND,
-    errno.EEXIST: protocol.E_EXISTS,
-    errno.ENOTEMPTY: protocol.E_EXISTS,
-    errno.EISDIR: protocol.E_IS_DIRECTORY,
-    errno.ENOTDIR: protocol.E_NOT_DIRECTORY,
-    errno.EACCES: protocol.E_PERMISSION,
-    errno.EPERM: protocol.E_PERMISSION,
-    errno.EROFS: protocol.E_PERMISSION,
-    errno.ELOOP: protocol.E_PATH_NOT_ALLOWED,
-}
-
-_HINTS = {
-    errno.ENOENT: "check the path (list its directory to see what is there)",
-    errno.EEXIST: "remove it first or choose another path",
-    errno.ENOTEMPTY: "remove its contents first or ask for a recursive removal",
-    errno.EISDIR: "it is a directory; pass a file path, or list the directory instead",
-    errno.ENOTDIR: "a component of the path is not a directory",
-    errno.EACCES: "the sandbox user may not access it",
-    errno.EPERM: "the sandbox user may not access it",
-    errno.EROFS: "that part of the sandbox is read-only; write under an allowed root instead",
-    errno.ENOSPC: "the sandbox's disk is full; delete files or give the sandbox a larger tmpfs",
-    errno.ELOOP: "the path is a symbolic link, which is not followed here",
-}
 
 
 def walk_tree(root: str) -> Iterator[Tuple[str, os.stat_result]]:
@@ -71,15 +46,6 @@ def walk_tree(root: str) -> Iterator[Tuple[str, os.stat_result]]:
                 stack.append(entry.path)
             else:
                 yield entry.path, info
-
-
-def os_error(exc: OSError, path: str, action: str) -> CallError:
-    code = _ERRNO_CODES.get(exc.errno or 0, protocol.E_INTERNAL)
-    hint = _HINTS.get(exc.errno or 0, "")
-    message = "cannot %s %s: %s" % (action, path, exc.strerror or exc)
-    if hint:
-        message += " -- " + hint
-    return CallError(code, message, {"path": path, "errno": exc.errno})
 
 
 class FileService:

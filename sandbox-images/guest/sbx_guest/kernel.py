@@ -1,10 +1,11 @@
 """Persistent Python interpreters ("kernels") in the sandbox, supervised by the guest.
 
-Operations ``kernel.run`` and ``kernel.restart``.  A kernel is a child
-process running ``kernel_main.py``; the guest writes it one request at a
-time over a pipe and streams the code's stdout and stderr -- pipes too --
-as the call's output, within the call's flow-control credit.  A call ends
-when the kernel has answered and its output pipes are drained.
+Operations ``kernel.run`` and ``kernel.restart``: the calls on a kernel and
+the kernels by name.  A kernel is a child process running ``kernel_main.py``
+(``kernel_process.Kernel``); the guest writes it one request at a time over
+a pipe and streams the code's stdout and stderr -- pipes too -- as the
+call's output, within the call's flow-control credit.  A call ends when the
+kernel has answered and its output pipes are drained.
 
 Stopping: on timeout or cancel the kernel gets ``SIGINT`` (a
 ``KeyboardInterrupt`` in the code; state is kept); if it has not answered
@@ -12,52 +13,33 @@ after the grace period, it and everything it started are killed and a fresh
 kernel takes its place, which the result says.  A kernel that dies on its
 own -- the OOM killer, ``os._exit``, a crash in C -- is replaced the same way,
 and a death by the OOM killer is reported as such.  Files written under the
-outputs directory during a call are listed in its result.  Nothing here runs
-the user's code in the guest's own process.
+outputs directory during a call are listed in its result.  Must not: run
+the user's code in the guest's own process, or run two calls on one kernel.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import stat
-import struct
-import subprocess
-import sys
 import time
 from typing import Callable, Dict, List, Optional
 
 from . import protocol
+from .calls import RunningCall
+from .errors import CallError
 from .files import walk_tree
+from .kernel_process import Kernel
 from .logs import log
-from .loop import Loop, Timer
-from .procs import (
-    CallError,
-    ExitWatcher,
-    OutputSink,
-    descendants,
-    devnull,
-    oom_killed_since_last_check,
-    signal_tree,
-)
+from .loop import Loop
+from .proctree import oom_killed_since_last_check
 
 Send = Callable[[bytes], None]
 
-PAIR = struct.Struct("!II")
-LENGTH = struct.Struct("!I")
-READ_SIZE = 64 * 1024
-STASH_LIMIT = 64 * 1024
-"""Output a background thread writes between calls, kept for the next call; the rest is counted."""
 MAX_OUTPUT_FILES = 10000
 MAX_LISTED_FILES = 500
 """Output files named in one result (the rest are counted), to keep the answer small."""
 _STOPPED = {"timeout": "timeout", "cancel": "cancelled", "shutdown": "cancelled"}
-BOOTSTRAP = (
-    "import runpy, sys; path = sys.argv.pop(1); sys.argv[0] = path; "
-    "runpy.run_path(path, run_name='__sbx_kernel__')"
-)
-KERNEL_MAIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernel_main.py")
 
 
 def snapshot(root: Optional[str]) -> Dict[str, tuple]:
@@ -73,234 +55,7 @@ def snapshot(root: Optional[str]) -> Dict[str, tuple]:
     return found
 
 
-class Kernel:
-    """One interpreter process, its pipes, and the call it is running (if any)."""
-
-    def __init__(self, loop: Loop, name: str, workdir: Optional[str]) -> None:
-        self.loop = loop
-        self.name = name
-        self.call: Optional["KernelCall"] = None
-        self.dead = False
-        self.killed = False
-        self.status: Optional[int] = None
-        self.stash: List[tuple] = []
-        self.stashed = 0
-        self.dropped = 0
-        self.on_death: Optional[Callable[["Kernel"], None]] = None
-        ctl_r, ctl_w = os.pipe()
-        rsp_r, rsp_w = os.pipe()
-        env = dict(os.environ)
-        env.setdefault("MPLBACKEND", "Agg")
-        env.pop("SBX_PATH_MAP", None)
-        cwd = workdir if workdir and os.path.isdir(workdir) else None
-        try:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable or "/usr/bin/python3",
-                    "-c",
-                    BOOTSTRAP,
-                    KERNEL_MAIN,
-                    str(ctl_r),
-                    str(rsp_w),
-                    str(os.getpid()),
-                ],
-                stdin=devnull(),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                pass_fds=(ctl_r, rsp_w),
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
-                close_fds=True,
-            )
-        except OSError as exc:
-            for fd in (ctl_r, ctl_w, rsp_r, rsp_w):
-                os.close(fd)
-            raise CallError(
-                protocol.E_INTERNAL, "cannot start the Python interpreter: %s" % exc
-            ) from None
-        os.close(ctl_r)
-        os.close(rsp_w)
-        assert self.proc.stdout is not None
-        assert self.proc.stderr is not None
-        self.ctl_fd: Optional[int] = ctl_w
-        self.rsp_fd: Optional[int] = rsp_r
-        self.out_fds: Dict[int, Optional[int]] = {
-            protocol.STDOUT: os.dup(self.proc.stdout.fileno()),
-            protocol.STDERR: os.dup(self.proc.stderr.fileno()),
-        }
-        self.proc.stdout.close()
-        self.proc.stderr.close()
-        for fd in (self.rsp_fd, *self.out_fds.values()):
-            os.set_blocking(fd, False)  # type: ignore[arg-type]
-            os.set_inheritable(fd, False)  # type: ignore[arg-type]
-        os.set_inheritable(ctl_w, False)
-        self.response = bytearray()
-        self.paused = False
-        for stream in self.out_fds:
-            self._watch(stream)
-        loop.add_reader(rsp_r, self._on_response)
-        self.watcher = ExitWatcher(loop, self.proc.pid, self._exited)
-        self.started = time.monotonic()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    # -- output -----------------------------------------------------------------
-
-    def _watch(self, stream: int) -> None:
-        fd = self.out_fds.get(stream)
-        if fd is not None:
-            self.loop.add_reader(fd, lambda: self._readable(stream))
-
-    def _readable(self, stream: int) -> None:
-        self.read_some(stream)
-
-    def read_some(self, stream: int) -> Optional[bool]:
-        """One read of a pipe: True if data came, False on EOF, None if it would block."""
-        fd = self.out_fds.get(stream)
-        if fd is None:
-            return False
-        call = self.call
-        size = call.sink.read_size() if call is not None else READ_SIZE
-        try:
-            data = os.read(fd, size)
-        except BlockingIOError:
-            return None
-        except OSError:
-            data = b""
-        if not data:
-            self.loop.remove_reader(fd)
-            os.close(fd)
-            self.out_fds[stream] = None
-            return False
-        if call is not None:
-            call.sink.emit(stream, data)
-            if call.sink.blocked:
-                self.pause()
-        elif self.stashed < STASH_LIMIT:
-            data = data[: STASH_LIMIT - self.stashed]
-            self.stash.append((stream, data))
-            self.stashed += len(data)
-        else:
-            self.dropped += len(data)
-        return True
-
-    def pause(self) -> None:
-        self.paused = True
-        for fd in self.out_fds.values():
-            if fd is not None:
-                self.loop.remove_reader(fd)
-
-    def resume(self) -> None:
-        if self.paused:
-            self.paused = False
-            for stream in self.out_fds:
-                self._watch(stream)
-
-    def take_stash(self) -> List[tuple]:
-        stash, self.stash, self.stashed = self.stash, [], 0
-        return stash
-
-    # -- requests and answers -------------------------------------------------------
-
-    def send_request(self, request: dict) -> None:
-        body = json.dumps(request).encode("utf-8", "surrogatepass")
-        data = LENGTH.pack(len(body)) + body
-        fd = self.ctl_fd
-        if fd is None:
-            raise CallError(protocol.E_INTERNAL, "the interpreter's control pipe is closed")
-        # The kernel is idle and reading, so a blocking write of a long request is brief.
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        except OSError as exc:
-            raise CallError(
-                protocol.E_INTERNAL, "the interpreter stopped taking requests: %s" % exc
-            ) from None
-
-    def _on_response(self) -> None:
-        fd = self.rsp_fd
-        if fd is None:
-            return
-        try:
-            data = os.read(fd, 1 << 20)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self.loop.remove_reader(fd)
-            os.close(fd)
-            self.rsp_fd = None
-            return
-        self.response += data
-        while len(self.response) >= PAIR.size:
-            head_len, payload_len = PAIR.unpack_from(self.response, 0)
-            end = PAIR.size + head_len + payload_len
-            if head_len > protocol.MAX_HEADER_BYTES or payload_len > protocol.MAX_PAYLOAD_BYTES:
-                self._garbled("an answer of %d + %d bytes" % (head_len, payload_len))
-                return
-            if len(self.response) < end:
-                return
-            try:
-                header = json.loads(bytes(self.response[PAIR.size : PAIR.size + head_len]))
-            except ValueError:
-                self._garbled("an answer that is not JSON")
-                return
-            payload = bytes(self.response[PAIR.size + head_len : end])
-            del self.response[:end]
-            if self.call is not None and isinstance(header, dict):
-                self.call.answered(header, payload)
-
-    def _garbled(self, what: str) -> None:
-        """Something wrote into the control pipe (the code, by accident): start afresh."""
-        log("interpreter sent %s; replacing it" % what, name=self.name)
-        self.response.clear()
-        self.kill()
-
-    # -- death --------------------------------------------------------------------
-
-    def _exited(self, status: int) -> None:
-        self.status = status
-        self.proc.returncode = os.waitstatus_to_exitcode(status)
-        self.dead = True
-        if self.call is not None:
-            self.call.kernel_exited(status)
-        else:
-            self.close()
-            if self.on_death is not None:
-                self.on_death(self)
-
-    def kill(self) -> None:
-        """Kill the interpreter and everything it started."""
-        if not self.dead:
-            self.killed = True
-            signal_tree(self.pid, descendants(self.pid), signal.SIGKILL)
-
-    def drain_all(self) -> None:
-        """After death: whatever is still in the pipes, without waiting for more."""
-        for stream in list(self.out_fds):
-            for _ in range(64):
-                if not self.read_some(stream):
-                    break
-
-    def close(self) -> None:
-        self.watcher.close()
-        for fd in (self.ctl_fd, self.rsp_fd, *self.out_fds.values()):
-            if fd is not None:
-                self.loop.remove_reader(fd)
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        self.ctl_fd = self.rsp_fd = None
-        self.out_fds = dict.fromkeys(self.out_fds)
-
-
-class KernelCall:
+class KernelCall(RunningCall):
     """One ``kernel.run``: the request, its streamed output, interrupts, and the answer."""
 
     def __init__(
@@ -314,22 +69,13 @@ class KernelCall:
         done: Callable[[int], None],
         defaults: dict,
     ) -> None:
+        super().__init__(kernel.loop, call_id, send, done)
         self.registry = registry
         self.kernel = kernel
-        self.loop = kernel.loop
-        self.call_id = call_id
-        self._send = send
-        self._done = done
-        self.started = time.monotonic()
-        self.grace = float(args.get("grace", defaults.get("kill_grace", 2.0)))
-        self.sink = OutputSink.for_call(call_id, send, args, defaults)
-        self.sink.on_credit = self._resume
-        self.reason: Optional[str] = None  # "timeout" | "cancel" | "shutdown"
+        sink = self._apply_limits(args, defaults)
         self.header: Optional[dict] = None
         self.payload = b""
         self.died: Optional[int] = None
-        self.finished = False
-        self.timers: List[Timer] = []
         self.outputs = registry.outputs_dir(args.get("outputs"))
         self.before = snapshot(self.outputs)
         kernel.send_request(
@@ -344,19 +90,14 @@ class KernelCall:
         )
         kernel.call = self
         for stream, data in kernel.take_stash():
-            self.sink.emit(stream, data)
+            sink.emit(stream, data)
         if kernel.dropped:
             note = "[sbx: %d bytes written between calls were dropped]\n" % kernel.dropped
-            self.sink.emit(protocol.STDERR, note.encode())
+            sink.emit(protocol.STDERR, note.encode())
             kernel.dropped = 0
-        timeout = args.get("timeout")
-        if timeout is not None:
-            self.timers.append(self.loop.call_later(float(timeout), lambda: self.stop("timeout")))
+        self._arm_timeout(args)
 
     # -- flow -------------------------------------------------------------------
-
-    def grant(self, credit: int) -> None:
-        self.sink.grant(credit)
 
     def _resume(self) -> None:
         self.kernel.resume()
@@ -382,26 +123,21 @@ class KernelCall:
 
     # -- stopping ---------------------------------------------------------------
 
-    def stop(self, reason: str) -> None:
-        """Interrupt the code now; replace the interpreter if it has not stopped after the grace."""
-        if self.finished or self.reason is not None or self.header is not None:
-            return
-        self.reason = reason
+    def _working(self) -> bool:
+        return self.header is None
+
+    def _interrupt(self) -> None:
+        """A ``KeyboardInterrupt`` in the code; the interpreter and its state stay."""
         try:
             os.kill(self.kernel.pid, signal.SIGINT)
         except OSError:
             pass
-        self.timers.append(self.loop.call_later(self.grace, self._escalate))
 
-    def _escalate(self) -> None:
-        if not self.finished and self.header is None:
-            self.kernel.kill()
+    def _force(self) -> None:
+        """The interrupt did not end the code: replace the interpreter."""
+        self.kernel.kill()
 
-    def cancel(self) -> None:
-        self.stop("cancel")
-
-    def kill_now(self) -> None:
-        self.reason = self.reason or "shutdown"
+    def _abandon(self) -> None:
         self.kernel.kill()
 
     def kernel_exited(self, status: int) -> None:
@@ -412,14 +148,9 @@ class KernelCall:
     # -- result -------------------------------------------------------------------
 
     def _finish(self) -> None:
-        if self.finished:
+        if not self._end():
             return
-        self.finished = True
-        for timer in self.timers:
-            timer.cancel()
         kernel = self.kernel
-        kernel.call = None
-        kernel.resume()
         header = self.header or {}
         figures: List[int] = list(header.get("figures") or [])
         # Stopped by us: interrupted (state kept) or replaced (state lost).
@@ -467,8 +198,11 @@ class KernelCall:
                 protocol.E_INTERNAL,
                 "the interpreter's answer could not be sent (%s); return less from one call" % exc,
             )
-        self._send(frame)
-        self._done(self.call_id)
+        self._reply(frame)
+
+    def _release(self) -> None:
+        self.kernel.call = None
+        self.kernel.resume()
 
     def _new_files(self) -> List[dict]:
         after = snapshot(self.outputs)

@@ -22,8 +22,10 @@ import time
 from typing import Any, Dict, Optional
 
 from . import protocol
+from .calls import RunningCall
+from .errors import CallError
 from .loop import Timer
-from .procs import CallError, OutputSink
+from .pipes import OutputSink
 
 _GRANT_BATCH = 32 * 1024
 
@@ -37,7 +39,7 @@ def _loopback(host: str) -> bool:
         return False
 
 
-class ConnectCall:
+class ConnectCall(RunningCall):
     """One forwarded connection, for the life of one call."""
 
     def __init__(self, guest: Any, call_id: int, args: dict) -> None:
@@ -51,27 +53,24 @@ class ConnectCall:
                 "net.connect forwards ports of the sandbox itself: the host must be a loopback "
                 "address such as 127.0.0.1, not %r" % host,
             )
+        super().__init__(guest.loop, call_id, guest.send, guest.call_done)
         self.guest = guest
-        self.loop = guest.loop
-        self.call_id = call_id
         self.address = (host if host != "localhost" else "127.0.0.1", port)
         self.sink = OutputSink(
             call_id, guest.send, int(args.get("window", protocol.DEFAULT_WINDOW)), 1 << 62
         )
-        self.sink.on_credit = self._resume_reading
+        self.sink.on_credit = self._resume
         self.inbox = bytearray()
         self.owed = 0
         self.eof_from_host = False
         self.connected = False
-        self.finished = False
         self.bytes_in = 0
         self.bytes_out = 0
-        self.started = time.monotonic()
         family = socket.AF_INET6 if ":" in self.address[0] else socket.AF_INET
         self.sock: Optional[socket.socket] = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.timer: Optional[Timer] = self.loop.call_later(
+        self.timer: Optional[Timer] = self.later(
             float(args.get("timeout", 10.0)), self._connect_timeout
         )
         guest.calls[call_id] = self
@@ -95,11 +94,11 @@ class ConnectCall:
             self.timer = None
         self.connected = True
         self.guest.send(protocol.output(self.call_id, protocol.STREAM_CONTROL, b""))
-        self._resume_reading()
+        self._resume()
         self._flush()
 
     def _refused(self, code: int) -> None:
-        self._finish_error(
+        self.fail(
             protocol.E_NOT_FOUND,
             "cannot connect to %s:%d in the sandbox (%s); is the server running and listening "
             "there?" % (self.address[0], self.address[1], errno.errorcode.get(code, code)),
@@ -107,14 +106,14 @@ class ConnectCall:
 
     def _connect_timeout(self) -> None:
         self.timer = None
-        self._finish_error(
+        self.fail(
             protocol.E_NOT_FOUND,
             "connecting to %s:%d in the sandbox timed out" % self.address,
         )
 
     # -- socket to host -------------------------------------------------------------
 
-    def _resume_reading(self) -> None:
+    def _resume(self) -> None:
         if self.sock is not None and self.connected and not self.sink.blocked:
             self.loop.add_reader(self.sock.fileno(), self._readable)
 
@@ -135,9 +134,6 @@ class ConnectCall:
         if self.sink.blocked:
             self.loop.remove_reader(self.sock.fileno())
 
-    def grant(self, credit: int) -> None:
-        self.sink.grant(credit)
-
     # -- host to socket ---------------------------------------------------------------
 
     def feed(self, payload: bytes, eof: bool) -> None:
@@ -145,9 +141,7 @@ class ConnectCall:
         if self.finished:
             return
         if len(self.inbox) + len(payload) > protocol.INPUT_WINDOW + _GRANT_BATCH:
-            self._finish_error(
-                protocol.E_BAD_REQUEST, "the host sent more input than its window allowed"
-            )
+            self.fail(protocol.E_BAD_REQUEST, "the host sent more input than its window allowed")
             return
         self.inbox += payload
         self.eof_from_host = self.eof_from_host or eof
@@ -205,29 +199,20 @@ class ConnectCall:
         }
 
     def _finish(self, cancelled: bool = False) -> None:
-        if self.finished:
-            return
-        self.finished = True
-        self._close_socket()
-        value = self._summary()
-        value["cancelled"] = cancelled
-        self.guest.send(protocol.result(self.call_id, value))
-        self.guest.call_done(self.call_id)
+        if self._end():
+            value = self._summary()
+            value["cancelled"] = cancelled
+            self._reply(protocol.result(self.call_id, value))
 
-    def _finish_error(self, code: str, message: str) -> None:
-        if self.finished:
-            return
-        self.finished = True
+    def _release(self) -> None:
         self._close_socket()
-        self.guest.send(protocol.error(self.call_id, code, message))
-        self.guest.call_done(self.call_id)
 
     def cancel(self) -> None:
+        """The host is done with the connection: close it and say how much went through."""
         self._finish(cancelled=True)
 
-    def kill_now(self) -> None:
-        self.finished = True
-        self._close_socket()
+    def _abandon(self) -> None:
+        self._end()
 
 
 def register(guest: Any) -> None:

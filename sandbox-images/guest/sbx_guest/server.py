@@ -5,6 +5,8 @@ call travels over that one stream, so the sandbox needs no network and no
 ``docker exec``.  When stdin closes -- the orchestrator closed the session,
 or died -- the guest kills everything it started and exits, and the
 container (started with auto-remove) disappears: the dead man's switch.
+Must not: write anything but frames to stdout, block, or import at start-up
+what only some sessions use (the extensions load on their first request).
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import sys
 import time
 
 from . import protocol
+from .errors import CallError
+from .execcall import ExecCall
 from .files import FileService
 from .logs import log
 from .loop import Loop
-from .procs import CallError, ExecCall, prime_oom_counter
+from .proctree import prime_oom_counter
 from .shells import ShellRegistry
 
 TYPE_CHECKING = False

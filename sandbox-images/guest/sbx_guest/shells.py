@@ -11,7 +11,8 @@ seen by ``read`` and never by the parser.
 On timeout or cancel the shell's *children* are killed (TERM, then KILL), so
 the shell and its state survive; if the marker still does not come (a busy
 loop in the shell itself), the shell is killed and the next command starts a
-fresh one, which the result reports.
+fresh one, which the result reports.  Must not: let the shell's parser see
+a command's text, or kill the shell where killing its children will do.
 """
 
 from __future__ import annotations
@@ -22,15 +23,12 @@ import signal
 import time
 
 from . import protocol
+from .calls import RunningCall
+from .errors import CallError
 from .loop import Loop
-from .procs import (
-    CallError,
-    ExitWatcher,
-    OutputSink,
-    descendants,
-    set_nonblocking,
-    signal_tree,
-)
+from .pipes import OutputSink, set_nonblocking
+from .proctree import ExitWatcher, descendants, signal_tree
+from .spawn import enter_directory, leave_directory, spawn
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~9 ms of a sandbox's start; annotations need none of it
@@ -63,34 +61,32 @@ class Shell:
         cwd = defaults.get("workdir")
         if cwd and not os.path.isdir(cwd):
             cwd = None
-        # Imported here, not at the top: subprocess (and threading, locale, warnings
-        # with it) costs a sandbox ~8 ms at start, and many sessions never open a shell.
-        import subprocess
-
-        self.proc = subprocess.Popen(
-            program,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=cwd,
-            env=full_env,
-            start_new_session=True,
-            close_fds=True,
-        )
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        assert self.proc.stderr is not None
-        self.stdin_fd = os.dup(self.proc.stdin.fileno())
-        self.stdout_fd = os.dup(self.proc.stdout.fileno())
-        self.stderr_fd = os.dup(self.proc.stderr.fileno())
-        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            pipe.close()
-        self.watcher = ExitWatcher(loop, self.proc.pid, self._exited)
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            if cwd is not None:
+                enter_directory(cwd)
+            try:
+                self.pid = spawn(program[0], program, full_env, in_r, out_w, err_w)
+            finally:
+                if cwd is not None:
+                    leave_directory()
+        except BaseException:
+            for fd in (in_w, out_r, err_r):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (in_r, out_w, err_w):
+                os.close(fd)
+        self.stdin_fd: Optional[int] = in_w
+        self.stdout_fd: Optional[int] = out_r
+        self.stderr_fd: Optional[int] = err_r
+        self.watcher = ExitWatcher(loop, self.pid, self._exited)
         self.status: Optional[int] = None
 
     def _exited(self, status: int) -> None:
         self.status = status
-        self.proc.returncode = os.waitstatus_to_exitcode(status)
         self.dead = True
         if self.current is not None:
             self.current.shell_exited(status)
@@ -113,7 +109,7 @@ class Shell:
 
     def kill(self) -> None:
         if not self.dead:
-            signal_tree(self.proc.pid, descendants(self.proc.pid), signal.SIGKILL)
+            signal_tree(self.pid, descendants(self.pid), signal.SIGKILL)
         self.close_fds()
 
     def close_fds(self) -> None:
@@ -169,7 +165,7 @@ class _MarkerReader:
             self.held = b""
 
 
-class ShellCommand:
+class ShellCommand(RunningCall):
     """One ``shell.run`` call on a ``Shell``."""
 
     def __init__(
@@ -188,33 +184,22 @@ class ShellCommand:
             raise CallError(protocol.E_BAD_REQUEST, "shell.run needs 'command' (a string)")
         if "\0" in command:
             raise CallError(protocol.E_BAD_REQUEST, "a shell command cannot contain NUL bytes")
-        self.loop = loop
-        self.call_id = call_id
+        super().__init__(loop, call_id, send, done)
         self.shell = shell
-        self._send = send
-        self._done = done
         self.restarted = restarted
-        self.started = time.monotonic()
-        self.grace = float(args.get("grace", defaults.get("kill_grace", 2.0)))
-        self.sink = OutputSink.for_call(call_id, send, args, defaults)
-        self.sink.on_credit = self._resume
-        self.reason: Optional[str] = None
+        sink = self._apply_limits(args, defaults)
         self.shell_killed = False
-        self.finished = False
-        self.timers: list = []
         self.term_pids: Set[int] = set()
         token = shell.token.encode()
-        self.out = _MarkerReader(protocol.STDOUT, b"\x1e" + token + b" ", self.sink)
-        self.err = _MarkerReader(protocol.STDERR, b"\x1e" + token, self.sink)
+        self.out = _MarkerReader(protocol.STDOUT, b"\x1e" + token + b" ", sink)
+        self.err = _MarkerReader(protocol.STDERR, b"\x1e" + token, sink)
         shell.current = self
         self._callbacks: Dict[int, Callable[[], None]] = {}
         for fd, parser in ((shell.stdout_fd, self.out), (shell.stderr_fd, self.err)):
             set_nonblocking(fd)
             self._watch(fd, parser)
         shell.send_command(command)
-        timeout = args.get("timeout")
-        if timeout is not None:
-            self.timers.append(loop.call_later(float(timeout), lambda: self.terminate("timeout")))
+        self._arm_timeout(args)
 
     def _watch(self, fd: int, parser: _MarkerReader) -> None:
         def readable() -> None:
@@ -245,26 +230,18 @@ class ShellCommand:
         for fd, callback in self._callbacks.items():
             self.loop.add_reader(fd, callback)
 
-    def grant(self, credit: int) -> None:
-        self.sink.grant(credit)
-
     # -- stopping ---------------------------------------------------------------
 
-    def terminate(self, reason: str) -> None:
-        if self.finished or self.reason is not None:
-            return
-        self.reason = reason
-        self.term_pids = descendants(self.shell.proc.pid)
+    def _interrupt(self) -> None:
+        """TERM the shell's children: the shell itself, and its state, stay."""
+        self.term_pids = descendants(self.shell.pid)
         signal_tree(None, self.term_pids, signal.SIGTERM)
-        self.timers.append(self.loop.call_later(self.grace, self._kill_children))
 
-    def _kill_children(self) -> None:
-        if self.finished:
-            return
-        self.term_pids |= descendants(self.shell.proc.pid)
+    def _force(self) -> None:
+        self.term_pids |= descendants(self.shell.pid)
         signal_tree(None, self.term_pids, signal.SIGKILL)
         # A loop in the shell itself (no child to kill) never reaches the marker.
-        self.timers.append(self.loop.call_later(1.0, self._kill_shell))
+        self.later(1.0, self._kill_shell)
 
     def _kill_shell(self) -> None:
         if not self.finished:
@@ -273,11 +250,7 @@ class ShellCommand:
             self.shell.dead = True
             self._finish(exit_code=128 + signal.SIGKILL, signal_number=signal.SIGKILL)
 
-    def cancel(self) -> None:
-        self.terminate("cancel")
-
-    def kill_now(self) -> None:
-        self.reason = self.reason or "shutdown"
+    def _abandon(self) -> None:
         self.shell.kill()
 
     def shell_exited(self, status: int) -> None:
@@ -315,14 +288,6 @@ class ShellCommand:
         self._finish(exit_code=code, signal_number=None)
 
     def _finish(self, exit_code: int, signal_number: Optional[int]) -> None:
-        self.finished = True
-        for timer in self.timers:
-            timer.cancel()
-        if not self.shell.dead:
-            for fd in self._callbacks:
-                self.loop.remove_reader(fd)
-        if self.shell.current is self:
-            self.shell.current = None
         result = {
             "exit_code": exit_code,
             "signal": signal_number,
@@ -334,8 +299,14 @@ class ShellCommand:
             "shell_exited": self.shell_killed,
         }
         result.update(self.sink.summary())
-        self._send(protocol.result(self.call_id, result))
-        self._done(self.call_id)
+        self.answer(result)
+
+    def _release(self) -> None:
+        if not self.shell.dead:
+            for fd in self._callbacks:
+                self.loop.remove_reader(fd)
+        if self.shell.current is self:
+            self.shell.current = None
 
 
 class ShellRegistry:

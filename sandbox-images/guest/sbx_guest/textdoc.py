@@ -15,7 +15,7 @@ from collections import OrderedDict
 from typing import List, Optional, Tuple
 
 from . import protocol
-from .procs import CallError
+from .errors import CallError
 
 SNIPPET_LINES = 4
 """Lines shown around an edit, as the reference implementation does."""

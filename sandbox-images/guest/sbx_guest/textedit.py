@@ -12,8 +12,9 @@ Paths live in one of two *stores*: the allowed roots of every file operation,
 or the memory store mounted at ``/memories`` (``store: "memories"``), which is
 confined to itself, capped in size and locked against concurrent writers in
 other sandboxes that share it.  Results carry facts (line numbers, snippets,
-counts); the wording the model reads is the orchestrator's business.  This
-module must not spawn processes.
+counts); the wording the model reads is the orchestrator's business.  Reading
+(``view``, and the read each edit starts with) is in ``textview``.  Must not:
+spawn processes, or change a file other than by one atomic write.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ import stat
 from typing import List, Optional, Tuple
 
 from . import protocol
-from .files import os_error
-from .procs import CallError
+from .errors import CallError, os_error
 from .textdoc import (
     Document,
     History,
@@ -37,11 +37,9 @@ from .textdoc import (
     split_lines,
 )
 from .textstores import MEMORY_MOUNT, FileStore, MemoryStore
+from .textview import read_file, view_path
 
 MAX_REPORTED_MATCHES = 100
-MAX_TREE_ENTRIES = 5000
-MAX_TREE_BYTES = 256 << 10
-"""A listing's share of the answer frame (whose header is capped at 1 MiB)."""
 
 
 class TextEditor:
@@ -59,52 +57,10 @@ class TextEditor:
 
     # -- reading ------------------------------------------------------------
 
-    @staticmethod
-    def _stat(real: str, shown: str) -> Optional[os.stat_result]:
-        try:
-            return os.stat(real)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise os_error(exc, shown, "open") from None
+    def view(self, args: dict) -> Tuple[dict, bytes]:
+        return view_path(self.store(args), args, self.guest.files.max_file)  # type: ignore[attr-defined]
 
-    def _read(self, real: str, shown: str, max_file: int) -> Tuple[bytes, os.stat_result]:
-        try:
-            fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-        except FileNotFoundError:
-            raise CallError(
-                protocol.E_NOT_FOUND, "%s does not exist" % shown, {"path": shown}
-            ) from None
-        except OSError as exc:
-            raise os_error(exc, shown, "read") from None
-        try:
-            info = os.fstat(fd)
-            if stat.S_ISDIR(info.st_mode):
-                raise CallError(
-                    protocol.E_IS_DIRECTORY, "%s is a directory" % shown, {"path": shown}
-                )
-            if not stat.S_ISREG(info.st_mode):
-                raise CallError(
-                    protocol.E_BINARY,
-                    "%s is not a regular file" % shown,
-                    {"path": shown, "reason": "special"},
-                )
-            if info.st_size > max_file:
-                raise CallError(
-                    protocol.E_TOO_LARGE,
-                    "%s is %d bytes, over the %d-byte limit" % (shown, info.st_size, max_file),
-                    {"path": shown, "size": info.st_size, "limit": max_file},
-                )
-            os.set_blocking(fd, True)
-            chunks = []
-            while True:
-                chunk = os.read(fd, 1 << 20)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            return b"".join(chunks), info
-        finally:
-            os.close(fd)
+    # -- writing ------------------------------------------------------------
 
     def _write(
         self,
@@ -130,121 +86,7 @@ class TextEditor:
             raise CallError(exc.code, exc.message.replace(real, shown), exc.details) from None
         return signature(real)
 
-    # -- operations ---------------------------------------------------------
-
-    def view(self, args: dict) -> Tuple[dict, bytes]:
-        store = self.store(args)
-        path = args.get("path")
-        real = store.real(path)
-        shown = store.shown(real, str(path))
-        info = self._stat(real, shown)
-        if info is None:
-            raise CallError(protocol.E_NOT_FOUND, "%s does not exist" % shown, {"path": shown})
-        if stat.S_ISDIR(info.st_mode):
-            entries, truncated = self._tree(real, shown, int(args.get("depth") or 2))
-            return {
-                "type": "directory",
-                "path": shown,
-                "size": info.st_size,
-                "entries": entries,
-                "truncated": truncated,
-            }, b""
-        max_file = int(args.get("max_file") or self.guest.files.max_file)  # type: ignore[attr-defined]
-        raw, info = self._read(real, shown, max_file)
-        doc = Document(raw, shown)
-        lines = split_lines(doc.work)
-        total = len(lines)
-        start, end = 1, total
-        wanted = args.get("range")
-        if wanted is not None and total:
-            start, end = self._check_range(wanted, total, bool(args.get("lenient")))
-        budget = int(args.get("max_bytes") or 0)
-        shown_end = end
-        if budget:
-            used = 0
-            for number in range(start, end + 1):
-                used += len(lines[number - 1]) + 8
-                if used > budget and number > start:
-                    shown_end = number - 1
-                    break
-        picked = lines[start - 1 : shown_end] if total else []
-        return {
-            "type": "file",
-            "path": shown,
-            "size": info.st_size,
-            "lines": total,
-            "start": start,
-            "end": shown_end,
-            "requested_end": end,
-            "style": doc.style,
-            "invalid": doc.invalid,
-            "final_newline": doc.work.endswith("\n") or not doc.work,
-        }, display(picked)
-
-    @staticmethod
-    def _check_range(wanted: object, total: int, lenient: bool) -> Tuple[int, int]:
-        if (
-            not isinstance(wanted, list)
-            or len(wanted) != 2
-            or not all(isinstance(x, int) and not isinstance(x, bool) for x in wanted)
-        ):
-            raise CallError(
-                protocol.E_BAD_RANGE, "view_range must be two integers", {"which": "shape"}
-            )
-        start, end = wanted
-        if lenient:
-            start = min(max(1, start), total)
-            end = total if end == -1 or end > total else max(end, start)
-            return start, end
-        details = {"lines": total, "range": wanted}
-        if start < 1 or start > total:
-            raise CallError(
-                protocol.E_BAD_RANGE, "start out of range", dict(details, which="start")
-            )
-        if end > total:
-            raise CallError(protocol.E_BAD_RANGE, "end out of range", dict(details, which="end"))
-        if end != -1 and end < start:
-            raise CallError(protocol.E_BAD_RANGE, "end before start", dict(details, which="order"))
-        return start, total if end == -1 else end
-
-    @staticmethod
-    def _tree(real: str, shown: str, depth: int) -> Tuple[List[dict], bool]:
-        """Entries up to ``depth`` levels deep, hidden ones (and their contents) skipped."""
-        entries: List[dict] = []
-        truncated = False
-        budget = [MAX_TREE_BYTES]
-
-        def walk(directory: str, prefix: str, level: int) -> None:
-            nonlocal truncated
-            try:
-                items = sorted(os.scandir(directory), key=lambda e: e.name)
-            except OSError:
-                return
-            for item in items:
-                if item.name.startswith("."):
-                    continue
-                if len(entries) >= MAX_TREE_ENTRIES or budget[0] <= 0:
-                    truncated = True
-                    return
-                try:
-                    info = item.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                is_dir = stat.S_ISDIR(info.st_mode)
-                budget[0] -= len(prefix) + len(item.name) + 64
-                entries.append(
-                    {
-                        "path": prefix + "/" + item.name,
-                        "type": "directory" if is_dir else "file",
-                        "size": info.st_size,
-                        "depth": level,
-                    }
-                )
-                if is_dir and level < depth:
-                    walk(item.path, prefix + "/" + item.name, level + 1)
-
-        walk(real, shown.rstrip("/") or "", 1)
-        return entries, truncated
+    # -- edits ----------------------------------------------------------------
 
     def create(self, args: dict, payload: bytes) -> dict:
         store = self.store(args)
@@ -287,7 +129,7 @@ class TextEditor:
         real = store.real(path)
         shown = store.shown(real, str(path))
         limit = int(args.get("max_file") or self.guest.files.max_file)  # type: ignore[attr-defined]
-        raw, _ = self._read(real, shown, limit)
+        raw, _ = read_file(real, shown, limit)
         return real, shown, raw, Document(raw, shown), limit
 
     def _commit(

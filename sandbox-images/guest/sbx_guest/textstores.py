@@ -17,8 +17,8 @@ import time
 from typing import Optional
 
 from . import protocol
+from .errors import CallError
 from .files import FileService, walk_tree
-from .procs import CallError
 
 MEMORY_MOUNT = "/memories"
 LOCK_WAIT = 5.0

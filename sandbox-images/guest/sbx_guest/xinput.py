@@ -20,7 +20,7 @@ import time
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from . import protocol
-from .procs import CallError
+from .errors import CallError
 
 REMAP_GUARD = 0.25
 """Seconds a spare keycode stays bound to a character after its last use."""

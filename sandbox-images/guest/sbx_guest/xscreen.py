@@ -20,7 +20,7 @@ import zlib
 from typing import Any, Optional, Tuple
 
 from . import protocol
-from .procs import CallError
+from .errors import CallError
 
 _XWD_HEADER = struct.Struct(">25I")
 _XWD_COLOR = 12  # bytes per colormap entry after the header
