@@ -77,6 +77,11 @@ class SandboxOptions(BaseModel):
         for name, text in value.items():
             if not name or "=" in name or "\0" in name:
                 raise ValueError(f"environment variable name {name!r} is invalid")
+            if name.startswith("SBX_"):
+                raise ValueError(
+                    f"environment variable {name} is reserved (SBX_* variables configure sbx "
+                    "itself); use another name"
+                )
             if "\0" in text:
                 raise ValueError(f"environment variable {name} has a NUL byte in its value")
         _unicode_only(value)

@@ -26,8 +26,10 @@ __all__ = ["guest_config", "mount_memory_store", "start_sandbox"]
 
 
 def guest_config(config: Config, spec: SandboxSpec) -> dict[str, Any]:
-    """What the guest is told in the handshake: its roots, working directory and limits."""
+    """What the guest is told in the handshake: the user to run as, its roots, working
+    directory and limits."""
     return {
+        "user": spec.user,
         "roots": list(config.sandbox.allowed_roots),
         "workdir": spec.workdir,
         "max_file": config.session.file_size_limit,

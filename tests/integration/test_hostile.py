@@ -7,6 +7,7 @@ sandbox (or a fresh one) still serves the next call.
 
 from __future__ import annotations
 
+import sys
 import time
 
 import trio
@@ -51,3 +52,95 @@ async def test_a_session_of_the_default_shape_has_room_for_its_memory_and_its_mo
         with trio.fail_after(30):
             df = await s.exec("df -B1 --output=size /workspace | tail -1")
         assert int(df.stdout) == sandbox.tmpfs_for(sandbox.memory)["/workspace"]
+
+
+# -- the guest is out of reach -------------------------------------------------------------
+
+_GUEST_PID = "$(cat /proc/$$/stat | cut -d' ' -f4)"
+"""The guest is every command's parent (commands run in sessions of their own)."""
+
+
+async def test_no_command_can_signal_stop_or_kill_the_guest(orch: Orchestrator) -> None:
+    async with orch.session(image=IMAGE, memories=False) as s:
+        guest = int((await s.exec(f"echo {_GUEST_PID}")).stdout)
+        assert guest > 1
+        for sig in ("STOP", "KILL", "TERM", "INT"):
+            r = await s.exec(f"kill -{sig} {guest}; echo rc=$?")
+            assert "Operation not permitted" in r.stderr_text, (sig, r)
+            assert r.stdout_text.strip() == "rc=1", (sig, r)
+        init = await s.exec("kill -STOP 1; echo rc=$?")
+        assert "Operation not permitted" in init.stderr_text and "rc=1" in init.stdout_text
+        # Everything the user may signal, at once: the guest (and the call) survive.
+        everything = await s.exec("kill -9 -1; echo survived", timeout=10)
+        assert everything.exit_code in (0, -9, 137), everything
+        assert (await s.exec("echo still here")).stdout == b"still here\n"
+        assert (await s.info())["pid"] == guest
+
+
+async def test_no_command_can_read_or_write_the_guests_descriptors(orch: Orchestrator) -> None:
+    async with orch.session(image=IMAGE, memories=False) as s:
+        guest = int((await s.exec(f"echo {_GUEST_PID}")).stdout)
+        for fd in (0, 1, 2):
+            read = await s.exec(f"timeout 2 cat /proc/{guest}/fd/{fd}; echo rc=$?", timeout=10)
+            assert "Permission denied" in read.stderr_text, (fd, read)
+            write = await s.exec(f"echo x > /proc/{guest}/fd/{fd}; echo rc=$?")
+            assert "Permission denied" in write.stderr_text, (fd, write)
+        listing = await s.exec(f"ls /proc/{guest}/fd; echo rc=$?")
+        assert "Permission denied" in listing.stderr_text, listing
+        memory = await s.exec(f"head -c 1 /proc/{guest}/mem; echo rc=$?")
+        assert "Permission denied" in memory.stderr_text, memory
+        # And the channel still carries whole frames afterwards.
+        assert (await s.exec("echo intact")).stdout == b"intact\n"
+
+
+async def test_no_command_can_trace_the_guest_and_none_holds_a_capability(
+    orch: Orchestrator,
+) -> None:
+    attach = (
+        "import ctypes, os, sys; libc = ctypes.CDLL(None, use_errno=True); "
+        "r = libc.ptrace(16, int(sys.argv[1]), 0, 0); "  # PTRACE_ATTACH
+        "print(r, ctypes.get_errno())"
+    )
+    async with orch.session(image=IMAGE, memories=False) as s:
+        guest = (await s.exec(f"echo {_GUEST_PID}")).stdout.decode().strip()
+        traced = await s.exec(["python3", "-c", attach, guest])
+        assert traced.stdout.split() == [b"-1", b"1"], traced  # EPERM
+        status = await s.exec(f"grep -E '^(Uid|Cap(Eff|Prm|Inh|Bnd|Amb))' /proc/{guest}/status")
+        fields = {line.split(":")[0]: line.split()[1:] for line in status.stdout_text.splitlines()}
+        assert fields["Uid"][0] not in ("0", "1000"), fields  # a uid of its own
+        mine = await s.exec("grep -E '^Cap(Eff|Prm|Inh|Bnd|Amb)' /proc/self/status")
+        assert [line.split()[1] for line in mine.stdout_text.splitlines()] == ["0" * 16] * 5
+        code = await s.run_code(
+            "import os, signal\ntry:\n    os.kill(os.getppid(), signal.SIGSTOP)\n"
+            "except PermissionError as e:\n    print('refused', e.errno)"
+        )
+        assert code.stdout_text.strip() == "refused 1", code
+
+
+async def test_a_hostile_command_through_sbx_run_ends_on_time_with_a_true_report() -> None:
+    started = time.monotonic()
+    result = await trio.run_process(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.cli",
+            "run",
+            "--image",
+            IMAGE,
+            "--timeout",
+            "5",
+            "--",
+            "sh",
+            "-c",
+            f"kill -STOP {_GUEST_PID}; cat /proc/{_GUEST_PID}/fd/0; sleep 60",
+        ],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 124, result.stderr  # timed out, as timeout(1) reports it
+    assert elapsed < 5 + 2 + 2 + 10, elapsed  # timeout + grace + 2 s, plus start-up
+    assert b"Traceback" not in result.stderr
+    assert b"Operation not permitted" in result.stderr
+    assert b"Permission denied" in result.stderr

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import docker
 import pytest
 
+from orchestrator.config import load_config, sandbox_memory_limit
 from orchestrator.testing.api_process import ApiProcess, start_api_process
 
 from .conftest import IMAGE
@@ -90,7 +91,10 @@ def test_env_workdir_stdin_and_limits_reach_the_sandbox(pool_server: ApiProcess)
         stdin=b"piped\n",
     )
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split(b"\n")[:4] == [b"piped", b"/tmp", b"hej", str(256 << 20).encode()]
+    # The cgroup holds the processes' 256 MiB and the mounts (tmpfs pages are memory).
+    sandbox = load_config().sandbox
+    limit = sandbox_memory_limit(256 << 20, sandbox.tmpfs_for(256 << 20), sandbox.shm_size)
+    assert r.stdout.split(b"\n")[:4] == [b"piped", b"/tmp", b"hej", str(limit).encode()]
 
 
 def test_runs_with_default_options_use_spares(pool_server: ApiProcess) -> None:

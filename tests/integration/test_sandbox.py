@@ -31,10 +31,12 @@ async def test_hardening_as_the_engine_reports_it(orch: Orchestrator, docker_cli
     async with orch.session(image=IMAGE) as s:
         attrs = docker_client.api.inspect_container(s.sandbox_id)
     host, cfg = attrs["HostConfig"], attrs["Config"]
-    assert cfg["User"] == "1000:1000"
+    # The guest starts as root with four capabilities and drops to a uid of its own;
+    # what it runs runs as the sandbox user with none (test_hardening_as_seen_from_inside).
+    assert cfg["User"] == "0:0"
     assert host["ReadonlyRootfs"] is True
     assert host["CapDrop"] == ["ALL"]
-    assert not host["CapAdd"]
+    assert sorted(host["CapAdd"]) == ["KILL", "SETGID", "SETPCAP", "SETUID"]
     assert host["SecurityOpt"] == ["no-new-privileges"]
     assert host["Privileged"] is False
     assert host["NetworkMode"] == "none"

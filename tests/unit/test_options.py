@@ -120,3 +120,9 @@ def test_text_that_is_not_unicode_is_refused_by_name() -> None:
         parse_options({"env": {"A": "\udcff"}}, Config())
     with pytest.raises(ConfigError, match="not valid Unicode"):
         parse_options({"labels": {"k\udcff": "v"}}, Config())
+
+
+def test_sbx_variables_are_reserved_for_sbx() -> None:
+    # The guest reads a few SBX_* variables; a session must not be able to set them.
+    with pytest.raises(ConfigError, match="SBX_PATH_MAP is reserved"):
+        parse_options({"env": {"SBX_PATH_MAP": '{"/memories": "/etc"}'}}, Config())

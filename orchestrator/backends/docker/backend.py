@@ -33,6 +33,11 @@ __all__ = ["DockerBackend", "docker_backend", "host_config_for"]
 log = structlog.get_logger("orchestrator.docker")
 
 
+GUEST_CAPABILITIES = ("KILL", "SETGID", "SETPCAP", "SETUID")
+"""What the guest keeps after dropping root: signal the user's processes, become the user
+in a child, and empty that child's bounding set."""
+
+
 def _owner(user: str) -> tuple[str, str]:
     uid, _, gid = user.partition(":")
     return uid, gid or uid
@@ -56,7 +61,11 @@ def host_config_for(spec: SandboxSpec) -> dict[str, Any]:
         "init": True,
         "read_only": True,
         "tmpfs": tmpfs,
+        # The guest starts as root with these four and drops to a uid of its own,
+        # keeping them (see sbx_guest/privileges.py); every command it starts runs as
+        # spec.user with no capability at all.
         "cap_drop": ["ALL"],
+        "cap_add": list(GUEST_CAPABILITIES),
         "security_opt": ["no-new-privileges"],
         "pids_limit": spec.pids_limit,
         # tmpfs pages count towards the memory cgroup: the limit covers them, so a
@@ -115,7 +124,7 @@ class DockerBackend:
                 image=spec.image,
                 command=command,
                 name=spec.name,
-                user=spec.user,
+                user="0:0",  # the guest's; it runs what it starts as spec.user
                 environment=dict(spec.env),
                 working_dir=spec.workdir,
                 labels=dict(spec.labels),

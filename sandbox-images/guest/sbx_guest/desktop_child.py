@@ -1,9 +1,9 @@
 """The desktop's own processes -- Xvfb, the window manager, x11vnc -- started and watched.
 
-They are the guest's own helpers, not the user's code, so they start here
-rather than through ``spawn``: what changes about how user code starts (its
-user, its limits) must not reach the servers whose framebuffer and lifetime
-the guest owns.  Their output goes to a log file under ``RUNTIME_DIR``,
+They run as the sandbox user, through ``spawn`` like any process of the
+sandbox: the user's programs talk to them (a compromised X server must gain
+nothing the user's own code does not have), and the guest reads their
+framebuffer as the user.  Their output goes to a log file under ``RUNTIME_DIR``,
 whose tail goes into error messages because it is what says why a server
 failed.  Each exit is watched on the loop and handed to the desktop, which
 decides what it means.  Must not: wait for a process, or decide what an exit
@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 from . import protocol
 from .errors import CallError
 from .proctree import ExitWatcher, signal_tree
-from .spawn import devnull
+from .spawn import devnull, spawn
 
 RUNTIME_DIR = "/tmp/sbx-desktop"
 """Framebuffers, logs and (where HOME is read-only) the window manager's settings."""
@@ -59,15 +59,13 @@ class Child:
         self.status: Optional[int] = None
         self._on_exit = on_exit
         program = shutil.which(argv[0], path=env.get("PATH")) or argv[0]
-        actions: List[Tuple[Any, ...]] = [
-            (os.POSIX_SPAWN_DUP2, devnull(), 0),
-            (os.POSIX_SPAWN_OPEN, 1, log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
-            (os.POSIX_SPAWN_DUP2, 1, 2),
-        ]
-        if extra_fd is not None:
-            actions.append((os.POSIX_SPAWN_DUP2, extra_fd, 3))
+        extra = ((extra_fd, 3),) if extra_fd is not None else ()
         try:
-            self.pid = os.posix_spawn(program, argv, env, file_actions=actions, setsid=True)
+            logfd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            try:
+                self.pid = spawn(program, argv, env, devnull(), logfd, logfd, dup_fds=extra)
+            finally:
+                os.close(logfd)
         except OSError as exc:
             raise CallError(
                 protocol.E_DESKTOP,

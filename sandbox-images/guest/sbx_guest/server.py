@@ -22,6 +22,7 @@ from .execcall import ExecCall
 from .files import FileService
 from .logs import log
 from .loop import Loop
+from .privileges import identity
 from .proctree import prime_oom_counter
 from .shells import ShellRegistry
 
@@ -178,6 +179,14 @@ class Guest:
             log("unknown frame kind ignored", kind=kind)
 
     def configure(self, config: dict) -> None:
+        if config.get("user"):
+            try:
+                identity.become(str(config["user"]))
+            except (OSError, ValueError, KeyError) as exc:
+                log("cannot take the sandbox user; exiting", user=config["user"], error=str(exc))
+                self.exit_code = 4
+                self.shutdown("bad sandbox user")
+                return
         if config.get("roots"):
             self.files.set_roots([str(r) for r in config["roots"]])
         if config.get("max_file"):
@@ -272,6 +281,7 @@ class Guest:
                     "python": sys.version.split()[0],
                     "uid": os.getuid(),
                     "gid": os.getgid(),
+                    "user": identity.describe(),
                     "pid": os.getpid(),
                     "hostname": os.uname().nodename,
                     "kernel": os.uname().release,
@@ -356,6 +366,16 @@ def main(argv: Optional[list] = None) -> int:
         except OSError:
             pass
     prime_oom_counter()
+    # Out of reach of everything it will run: its own uid, four capabilities, not
+    # dumpable.  A guest that started as root and cannot drop must not serve at all.
+    # (``--no-isolation``: a test running the guest as a plain local process; nothing
+    # a sandbox's user controls reaches the guest's command line.)
+    try:
+        if "--no-isolation" not in (argv or ()):
+            identity.drop()
+    except (OSError, ImportError) as exc:
+        log("cannot drop privileges; refusing to serve", error=str(exc))
+        return 4
     # The guest itself works from / (every path it handles is absolute); commands
     # get their working directory when they are spawned.
     os.chdir("/")

@@ -1,11 +1,11 @@
 """Starting the processes that run the user's code: the one ``spawn`` and what it needs.
 
-Every process that runs the user's code -- a command, a shell, an
-interpreter -- is started by ``spawn``, in a session of its own, with
-exactly the descriptors it is given (the guest's own are all close-on-exec),
-so whatever the guest changes about how user code starts -- its user, its
-limits -- changes here alone.  The desktop's servers are the guest's own
-helpers, not user code; ``desktop_child`` starts them.  Around ``spawn``:
+Every process that runs in the sandbox -- a command, a shell, an
+interpreter, the desktop's servers -- is started by ``spawn``, as the
+sandbox user, in a session of its own, with exactly the descriptors it is
+given (the guest's own are all close-on-exec), so whatever the guest
+changes about how processes start -- their user, their limits -- changes
+here alone.  Around ``spawn``:
 PATH lookups and working directories, both cached, because on a FUSE-backed
 root every path lookup is a round trip.  Must not: start user code any
 other way, or hand a child a descriptor it was not given.
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import signal
+
+from .privileges import identity
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~9 ms of a sandbox's start; annotations need none of it
@@ -33,30 +35,91 @@ def spawn(
     stdout: int,
     stderr: int,
     pass_fds: Tuple[int, ...] = (),
+    dup_fds: Tuple[Tuple[int, int], ...] = (),
 ) -> int:
-    """Start ``program`` in a new session with the given standard descriptors.
+    """Start ``program`` as the sandbox user, in a new session, with the given descriptors.
 
     ``pass_fds`` stay open in the child under their own numbers (an
-    interpreter's control pipes).  ``posix_spawn`` (clone+exec in glibc) costs
-    measurably less than Popen's fork/exec handshake on every command.  It
-    has no working-directory option in Python, so the guest -- single-threaded
-    -- steps into the command's directory around it (``enter_directory``);
-    for the same reason no other spawn can inherit ``pass_fds`` meanwhile.
+    interpreter's control pipes); ``dup_fds`` are ``(fd, number)`` pairs
+    placed at ``number``.  It has no working-directory option, so the guest
+    -- single-threaded -- steps into the command's directory around it
+    (``enter_directory``); for the same reason no other spawn can inherit
+    ``pass_fds`` meanwhile.
+
+    A guest out of the user's reach (``privileges``) forks, and the child
+    becomes the user before exec; otherwise ``posix_spawn`` (clone+exec in
+    glibc), which costs less, starts it as the guest itself.
     """
-    actions = [
-        (os.POSIX_SPAWN_DUP2, stdin, 0),
-        (os.POSIX_SPAWN_DUP2, stdout, 1),
-        (os.POSIX_SPAWN_DUP2, stderr, 2),
-    ]
     for fd in pass_fds:
         os.set_inheritable(fd, True)
     try:
+        if identity.privileged:
+            return _fork_as_user(program, argv, env, (stdin, stdout, stderr), dup_fds)
+        actions = [
+            (os.POSIX_SPAWN_DUP2, stdin, 0),
+            (os.POSIX_SPAWN_DUP2, stdout, 1),
+            (os.POSIX_SPAWN_DUP2, stderr, 2),
+        ]
+        actions += [(os.POSIX_SPAWN_DUP2, fd, number) for fd, number in dup_fds]
         return os.posix_spawn(
             program, argv, env, file_actions=actions, setsid=True, setsigdef=_RESET_SIGNALS
         )
     finally:
         for fd in pass_fds:
             os.set_inheritable(fd, False)
+
+
+def _fork_as_user(
+    program: str,
+    argv: List[str],
+    env: Dict[str, str],
+    standard: Tuple[int, int, int],
+    dup_fds: Tuple[Tuple[int, int], ...],
+) -> int:
+    """fork, become the user, exec; an exec failure comes back as the ``OSError`` it was.
+
+    The child runs only this function between fork and exec (the guest is
+    single-threaded, so that is safe) and never returns into the guest.
+    """
+    report_r, report_w = os.pipe()  # close-on-exec: EOF without data means exec succeeded
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child execs or exits
+            try:
+                signal.set_wakeup_fd(-1)
+                os.setsid()
+                targets = [(fd, number) for number, fd in enumerate(standard)] + list(dup_fds)
+                # Move every source out of the way first, so no dup2 clobbers a later source.
+                moved = [(os.dup(fd), number) for fd, number in targets]
+                for fd, number in moved:
+                    os.dup2(fd, number)
+                for sig in _RESET_SIGNALS:
+                    signal.signal(sig, signal.SIG_DFL)
+                identity.child()
+                os.execve(program, argv, env)
+            except OSError as exc:
+                os.write(report_w, b"%d" % (exc.errno or 0))
+            except BaseException:
+                os.write(report_w, b"0")
+            finally:
+                os._exit(127)
+        os.close(report_w)
+        report_w = -1
+        answer = b""
+        while True:
+            chunk = os.read(report_r, 64)
+            if not chunk:
+                break
+            answer += chunk
+        if answer:
+            os.waitpid(pid, 0)
+            errno = int(answer) if answer.isdigit() else 0
+            raise OSError(errno, os.strerror(errno) if errno else "the child failed before exec")
+        return pid
+    finally:
+        os.close(report_r)
+        if report_w >= 0:
+            os.close(report_w)
 
 
 _devnull: Optional[int] = None
