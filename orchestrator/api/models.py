@@ -133,6 +133,10 @@ class ExecResponse(BaseModel):
     stderr_bytes: int = 0
     duration: float = 0.0
 
+    def json_bytes(self) -> bytes:
+        """The response body: compact JSON, UTF-8."""
+        return self.__pydantic_serializer__.to_json(self)
+
     @classmethod
     def from_result(cls, result: ExecResult) -> ExecResponse:
         out, out_b64 = text_or_base64(result.stdout)
