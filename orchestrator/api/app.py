@@ -8,6 +8,7 @@ routes or checks itself: routes live in ``routes/``, the checks they share in
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from fastapi import FastAPI
@@ -27,12 +28,22 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+# FastAPI's OpenTelemetry hooks look up the global providers on every request; the
+# server reports through Prometheus (/metrics) instead.
+_NO_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI).parameters
+    else {}
+)
+
+
 def create_app(state: ApiState) -> FastAPI:
     app = FastAPI(
         title="sbx",
         version=__version__,
         description="Hardened sandboxes for Claude's tools and plain exec/file calls.",
         responses=_ERRORS,
+        **_NO_TELEMETRY,
     )
     app.state.api = state
     install_error_handlers(app)
