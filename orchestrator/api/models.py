@@ -2,7 +2,8 @@
 
 Requests forbid unknown fields, so a typo is a 422 naming the field rather
 than an option silently ignored.  Output bytes travel losslessly: as text
-where they are UTF-8 and as base64 where they are not.
+where they are UTF-8 and as base64 where they are not.  Models describe
+bodies; they must not run anything.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Shutdown (SIGINT/SIGTERM, or the caller's ``shutdown`` event) is graceful:
 the listener closes, requests in flight get ``api.graceful_timeout`` to
 finish, then whatever is left is cancelled and every sandbox is removed
-before the process exits.
+before the process exits.  It wires the pieces; it must not define routes or
+speak HTTP itself.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ When the client disconnects, the producer is cancelled, and with it the call
 in the sandbox.
 
 This is a plain ASGI app rather than a generator-driven response because a
-trio nursery cannot live inside an async generator.
+trio nursery cannot live inside an async generator.  It must not hold more
+than its bounded channel, nor drop the final event.
 """
 
 from __future__ import annotations

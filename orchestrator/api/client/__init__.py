@@ -9,7 +9,8 @@ server's message; ``api_error`` reads them from any transport's response,
 for clients built on another one (an async client extends this package).
 
 Exec streams are NDJSON events; ``orchestrator.exec_events`` turns them back
-into bytes and an exit status.
+into bytes and an exit status.  The package must not import anything beyond
+the standard library, ``orchestrator.errors`` and ``orchestrator.exec_events``.
 """
 
 from orchestrator.api.client._client import (

@@ -3,5 +3,5 @@
 Routes translate HTTP into calls on ``Orchestrator`` and ``Session`` and
 back; they never talk to the engine or the guest.  Every route under ``/v1``
 needs a bearer token (``dependencies.Caller``) and acts only on its owner's
-sessions and runs (``OwnedSession``, ``OwnedRun``).
+sessions and runs (``OwnedSession``, ``OwnedRun``).  Nothing is defined here.
 """
