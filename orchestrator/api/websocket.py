@@ -29,7 +29,10 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-__all__ = ["WebsocketWire", "serve_websocket"]
+__all__ = ["MAX_MESSAGE", "WebsocketWire", "serve_websocket"]
+
+MAX_MESSAGE = 16 << 20
+"""The largest message taken from a peer; a larger one closes the socket (1009)."""
 
 
 class WebsocketWire(Protocol):
@@ -73,6 +76,7 @@ class _Websocket:
         self.accepted = False
         self.closed = False
         self.parts: list[bytes | bytearray | str] = []
+        self.size = 0
 
     def handshake(self) -> Request | None:
         event = self.events.popleft() if self.events else None
@@ -103,9 +107,14 @@ class _Websocket:
     async def _handle(self, event: Event) -> Message | None:
         if isinstance(event, TextMessage | BytesMessage):
             self.parts.append(event.data)
+            self.size += len(event.data)
+            if self.size > MAX_MESSAGE:
+                await self._write(CloseConnection(code=1009, reason="message too big"))
+                self.closed = True
+                return {"type": "websocket.disconnect", "code": 1009}
             if not event.message_finished:
                 return None
-            parts, self.parts = self.parts, []
+            parts, self.parts, self.size = self.parts, [], 0
             if isinstance(event, TextMessage):
                 return {"type": "websocket.receive", "text": "".join(str(p) for p in parts)}
             return {"type": "websocket.receive", "bytes": b"".join(bytes(p) for p in parts)}  # type: ignore[arg-type]
