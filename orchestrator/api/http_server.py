@@ -162,6 +162,9 @@ class _Connection:
                 self.h11.start_next_cycle()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+        except Exception:
+            # One connection's failure must not take the server down with it.
+            log.exception("HTTP connection failed", client=self.client)
         finally:
             await self.stream.aclose()
 
