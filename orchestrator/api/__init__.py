@@ -1,6 +1,8 @@
 """The HTTP API (``sbx serve``): sessions, exec with streaming, tools, files, agent runs.
 
-``orchestrator.api.server.serve_api`` runs it; ``orchestrator.api.app.create_app``
-builds the ASGI app; ``orchestrator.api.client.SbxClient`` talks to it.  Nothing
-is imported here, so the command line does not pay for FastAPI unless it serves.
+``server.serve_api`` runs it on ``http_server.HttpServer``; ``app.create_app``
+assembles the ASGI app from ``routes/`` (one router per tag) and
+``dependencies`` (auth, ownership, body limit); ``client.SbxClient`` talks to
+it.  Nothing is imported here, so the command line does not pay for FastAPI
+unless it serves.
 """

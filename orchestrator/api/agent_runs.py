@@ -3,7 +3,8 @@
 Each run keeps a bounded log of its events (text deltas, tool calls, the end)
 for clients that follow it live; the complete record is the run directory's
 transcript, which is served as is.  Runs belong to the token owner who
-started them.
+started them.  It must not speak HTTP: the routes in
+``routes/agent_runs.py`` do.
 """
 
 from __future__ import annotations

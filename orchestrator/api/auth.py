@@ -5,6 +5,7 @@ the configuration file holds nothing that grants access; ``SBX_TOKEN`` adds
 one token for a single-user setup.  A token sees and touches only its
 owner's sessions; an admin token sees all.  Anonymous access exists only
 when explicitly enabled *and* the server is bound to a loopback address.
+It must not keep or log a token, only its digest.
 """
 
 from __future__ import annotations

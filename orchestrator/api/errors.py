@@ -3,7 +3,8 @@
 Bad input of any kind -- malformed JSON, unknown fields, wrong types,
 oversized bodies, unknown sessions or images, paths outside the allowed
 roots -- is a 4xx whose body names the field and the problem.  A 500 means
-a bug in sbx, never a bad request.
+a bug in sbx, never a bad request.  Error bodies are built here only; routes
+raise, they must not build error responses themselves.
 """
 
 from __future__ import annotations

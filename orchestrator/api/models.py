@@ -2,7 +2,8 @@
 
 Requests forbid unknown fields, so a typo is a 422 naming the field rather
 than an option silently ignored.  Output bytes travel losslessly: as text
-where they are UTF-8 and as base64 where they are not.
+where they are UTF-8 and as base64 where they are not.  Models describe
+bodies; they must not run anything.
 """
 
 from __future__ import annotations
@@ -132,6 +133,10 @@ class ExecResponse(BaseModel):
     stdout_bytes: int = 0
     stderr_bytes: int = 0
     duration: float = 0.0
+
+    def json_bytes(self) -> bytes:
+        """The response body: compact JSON, UTF-8."""
+        return self.__pydantic_serializer__.to_json(self)
 
     @classmethod
     def from_result(cls, result: ExecResult) -> ExecResponse:

@@ -3,7 +3,8 @@
 Shutdown (SIGINT/SIGTERM, or the caller's ``shutdown`` event) is graceful:
 the listener closes, requests in flight get ``api.graceful_timeout`` to
 finish, then whatever is left is cancelled and every sandbox is removed
-before the process exits.
+before the process exits.  It wires the pieces; it must not define routes or
+speak HTTP itself.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import signal
 
 import structlog
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
 from orchestrator.api.agent_runs import AgentRuns
-from orchestrator.api.app import ApiState, create_app
+from orchestrator.api.app import create_app
 from orchestrator.api.auth import Authenticator
+from orchestrator.api.http_server import HttpServer
+from orchestrator.api.state import ApiState
 from orchestrator.backends.base import SandboxBackend
 from orchestrator.config import Config
 from orchestrator.metrics import PrometheusObserver
@@ -47,18 +48,11 @@ async def serve_api(
     )
     orch = Orchestrator(config, backend=backend, observer=observer)
 
-    hyper = HypercornConfig()
-    hyper.bind = [bind]
-    hyper.graceful_timeout = config.api.graceful_timeout
-    hyper.accesslog = None
-    hyper.errorlog = None
-    hyper.keep_alive_timeout = 30
-    hyper.websocket_max_message_size = 16 * 1024 * 1024
-
     async with orch, trio.open_nursery() as nursery:
         runs = AgentRuns(orch, config.api.runs_dir)
         await nursery.start(runs.serve)
         app = create_app(ApiState(orch, config, auth, observer, runs))
+        server = HttpServer(app, graceful_timeout=config.api.graceful_timeout)
         if handle_signals:
             nursery.start_soon(_watch_signals, shutdown)
 
@@ -66,12 +60,7 @@ async def serve_api(
 
         async def run_server(*, task_status: trio.TaskStatus[list[str]]) -> None:
             try:
-                await hypercorn_serve(
-                    app,  # type: ignore[arg-type]
-                    hyper,
-                    shutdown_trigger=shutdown.wait,
-                    task_status=task_status,
-                )
+                await server.serve(bind, shutdown, task_status=task_status)
             finally:
                 server_done.set()
 
@@ -87,7 +76,7 @@ async def serve_api(
             "shutting down: new connections refused, calls in flight may finish",
             graceful_timeout=config.api.graceful_timeout,
         )
-        # hypercorn returns once in-flight requests finish or the grace period ends.
+        # The server returns once in-flight requests finish or the grace period ends.
         with trio.move_on_after(config.api.graceful_timeout + 5):
             await server_done.wait()
         nursery.cancel_scope.cancel()

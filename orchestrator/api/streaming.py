@@ -10,7 +10,8 @@ When the client disconnects, the producer is cancelled, and with it the call
 in the sandbox.
 
 This is a plain ASGI app rather than a generator-driven response because a
-trio nursery cannot live inside an async generator.
+trio nursery cannot live inside an async generator.  It must not hold more
+than its bounded channel, nor drop the final event.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from starlette.responses import Response
 
 from orchestrator.observe import Observer
 
-__all__ = ["Emit", "StreamFormat", "StreamingCall", "negotiate"]
+__all__ = ["STREAM_RESPONSES", "Emit", "StreamFormat", "StreamingCall", "negotiate"]
 
 log = structlog.get_logger("orchestrator.api")
 
@@ -36,6 +37,11 @@ MEDIA_TYPES: dict[StreamFormat, str] = {
     "ndjson": "application/x-ndjson",
 }
 _CHUNK_ESTIMATE = 64 * 1024
+
+STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}, "application/x-ndjson": {}}}
+}
+"""The OpenAPI ``responses`` of a route that can answer with a stream."""
 
 
 class Emit(Protocol):

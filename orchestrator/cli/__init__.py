@@ -72,7 +72,7 @@ def _load(args: argparse.Namespace) -> Config:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if run_remote.wants_remote(arguments):
-        return run_remote.main(arguments)
+        return run_remote.main(arguments, local=main_local)
     return main_local(arguments)
 
 

@@ -2,10 +2,12 @@
 
 The docker CLI answers ``docker run`` fast because it is a thin client of a
 daemon that is already up; this is the same arrangement.  It is reached
-before the rest of the CLI is imported and uses the standard library only,
-so a run costs the interpreter's start-up and a few loopback requests --
-and, with spare sandboxes configured on the server (``[pool]``), no wait for
-a container at all.
+before the rest of the CLI is imported and, like the client it drives
+(``orchestrator.api.client``), uses the standard library only, so a run
+costs the interpreter's start-up and a few loopback requests -- and, with
+spare sandboxes configured on the server (``[pool]``), no wait for a
+container at all.  Parsing and presentation are here; requests are the
+client's.
 
 The command's stdout and stderr bytes pass through unchanged as the server
 streams them (NDJSON); the exit status is the command's, 124 on timeout, as
@@ -16,23 +18,23 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.exec_events import StreamFailed, exit_status, relay
 
 if TYPE_CHECKING:
-    import http.client
+    from orchestrator.api.client import SbxClient
 
-__all__ = ["main", "wants_remote"]
+__all__ = ["main", "one_shot_options", "wants_remote"]
 
 _GLOBAL_OPTIONS_WITH_VALUE = ("--config", "--log-level", "--log-format")
+_LOCAL_HINT = ", or run locally with --local"
 
 
-class _ApiError(Exception):
+class _UsageError(Exception):
     pass
 
 
@@ -101,69 +103,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Api:
-    """Requests to the server over one keep-alive connection."""
-
-    def __init__(self, url: str, token: str | None) -> None:
-        import http.client  # here, not above: the local mode never needs it
-        import urllib.parse
-
-        self.url = url.rstrip("/")
-        parts = urllib.parse.urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise _ApiError(f"--url/SBX_URL must be an http(s) URL, got {url!r}")
-        connection = (
-            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        )
-        self._prefix = parts.path.rstrip("/")
-        self._conn = connection(parts.hostname, parts.port, timeout=600)
-        self._headers = {"Content-Type": "application/json"}
-        if token:
-            self._headers["Authorization"] = f"Bearer {token}"
-
-    def request(
-        self, method: str, path: str, body: Any = None, accept: str = "application/json"
-    ) -> http.client.HTTPResponse:
-        import http.client
-
-        data = json.dumps(body).encode() if body is not None else None
-        try:
-            self._conn.request(
-                method, self._prefix + path, body=data, headers={**self._headers, "Accept": accept}
-            )
-            response = self._conn.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
-            raise _ApiError(
-                f"cannot reach the sbx API at {self.url} ({exc}); start `sbx serve`, point "
-                "--url/SBX_URL at a running one, or run locally with --local"
-            ) from None
-        if response.status >= 400:
-            raw = response.read()
-            try:
-                error = json.loads(raw).get("error", {})
-                message = error.get("message") or raw.decode(errors="replace")
-            except (ValueError, AttributeError):
-                message = raw.decode(errors="replace") or response.reason
-            raise _ApiError(f"{message} (HTTP {response.status})")
-        return response
-
-    def json(self, method: str, path: str, body: Any = None) -> Any:
-        raw = self.request(method, path, body).read()
-        return json.loads(raw) if raw else None
-
-    def events(self, path: str, body: Any) -> Iterator[dict[str, Any]]:
-        response = self.request("POST", path, body, accept="application/x-ndjson")
-        while True:
-            line = response.readline()
-            if not line:
-                return
-            if line.strip():
-                yield json.loads(line)
-
-    def close(self) -> None:
-        self._conn.close()
-
-
 def one_shot_options(
     *,
     image: str | None,
@@ -196,7 +135,7 @@ def _session_body(args: argparse.Namespace) -> dict[str, Any]:
     for pair in args.env:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise _ApiError(f"--env needs NAME=VALUE, got {pair!r}")
+            raise _UsageError(f"--env needs NAME=VALUE, got {pair!r}")
         env[name] = value
     return one_shot_options(
         image=args.image,
@@ -208,12 +147,14 @@ def _session_body(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
-def _stream(api: _Api, session_id: str, request: dict[str, Any]) -> int:
-    events = api.events(f"/v1/sessions/{session_id}/exec", request)
+def _stream(client: SbxClient, session_id: str, command: list[str], options: dict[str, Any]) -> int:
+    from orchestrator.api.client import ApiClientError
+
+    events = client.exec_stream(session_id, command, **options)
     try:
         result = relay(events, sys.stdout.buffer, sys.stderr.buffer)
     except StreamFailed as exc:
-        raise _ApiError(exc.message) from None
+        raise ApiClientError(exc.status, exc.kind, exc.message) from None
     if result.get("truncated"):
         print("sbx: output was truncated (the server's session.output_limit)", file=sys.stderr)
     if result.get("oom_killed"):
@@ -221,47 +162,50 @@ def _stream(api: _Api, session_id: str, request: dict[str, Any]) -> int:
     return exit_status(result)
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str], local: Callable[[Sequence[str]], int]) -> int:
+    """Run on the server; ``local`` (the full command line) words any usage error."""
     _, rest = _split_global(argv)
     args, unknown = _parser().parse_known_args(rest)
     command = list(args.cmd)
     if command and command[0] == "--":
         command = command[1:]
     if unknown or not command:
-        # The full parser words the usage error exactly as the local mode does.
-        from orchestrator.cli import main_local
+        return local(argv)  # the full parser words the usage error exactly as the local mode
+    from orchestrator.api.client import ApiClientError, SbxClient
 
-        return main_local(argv)
     url = args.url or os.environ.get("SBX_URL", "")
     token = args.token if args.token is not None else os.environ.get("SBX_TOKEN")
-    request: dict[str, Any] = {"command": command}
+    options: dict[str, Any] = {}
     if args.timeout is not None:
-        request["timeout"] = args.timeout
+        options["timeout"] = args.timeout
     try:
         if args.interactive:
-            request["stdin_b64"] = base64.b64encode(sys.stdin.buffer.read()).decode()
-        api = _Api(url, token)
-    except _ApiError as exc:
+            options["stdin_b64"] = base64.b64encode(sys.stdin.buffer.read()).decode()
+        client = SbxClient(url, token)
+    except ApiClientError as exc:
         print(f"sbx: {exc}", file=sys.stderr)
         return 2
     session_id: str | None = None
     try:
-        session_id = str(api.json("POST", "/v1/sessions", _session_body(args))["id"])
-        return _stream(api, session_id, request)
-    except _ApiError as exc:
+        session_id = str(client.create_session(**_session_body(args))["id"])
+        return _stream(client, session_id, command, options)
+    except _UsageError as exc:
         print(f"sbx: {exc}", file=sys.stderr)
+        return 1
+    except ApiClientError as exc:
+        print(f"sbx: {exc}{_LOCAL_HINT if exc.kind == 'unreachable' else ''}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     finally:
         if session_id is not None:
             try:
-                api.close()  # a stream cut short leaves the connection unusable
-                api.request("DELETE", f"/v1/sessions/{session_id}").read()
-            except (_ApiError, KeyboardInterrupt):
+                client.close()  # a stream cut short leaves the connection unusable
+                client.delete_session(session_id)
+            except (ApiClientError, KeyboardInterrupt):
                 print(
                     f"sbx: could not remove session {session_id}; it expires on its own, "
                     f"or remove it with `sbx session rm {session_id}`",
                     file=sys.stderr,
                 )
-        api.close()
+        client.close()

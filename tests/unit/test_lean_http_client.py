@@ -1,4 +1,4 @@
-"""The bare HTTP/1.1 client ``sbx bench --http`` times exec with, against a real server."""
+"""The API client's keep-alive HTTP/1.1 connection, against a real server."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from orchestrator.api.bench import LeanHttpClient
+from orchestrator.api.client import HttpConnection
 
 
 async def _echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -45,16 +45,16 @@ async def test_requests_in_turn_share_one_connection() -> None:
     config.accesslog = config.errorlog = None
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(serve, _echo, config)
-        client = await LeanHttpClient.connect(binds[0], {"Authorization": "Bearer t"})
+        client = HttpConnection(binds[0], {"Authorization": "Bearer t"})
         try:
-            assert await client.request("POST", "/v1/x", b'{"a":1}') == (
+            assert await trio.to_thread.run_sync(client.request, "POST", "/v1/x", b'{"a":1}') == (
                 200,
                 b'POST /v1/x Bearer t {"a":1}',
             )
-            status, data = await client.request("GET", "/missing")
+            status, data = await trio.to_thread.run_sync(client.request, "GET", "/missing")
             assert (status, data) == (404, b"GET /missing Bearer t ")
         finally:
-            await client.aclose()
+            client.close()
         nursery.cancel_scope.cancel()
 
 
@@ -66,8 +66,8 @@ async def test_a_server_that_hangs_up_is_an_error() -> None:
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(trio.serve_tcp, hang_up, 0)
         port = listeners[0].socket.getsockname()[1]
-        client = await LeanHttpClient.connect(f"http://127.0.0.1:{port}", {})
+        client = HttpConnection(f"http://127.0.0.1:{port}", {})
         with pytest.raises(ConnectionError, match="closed the connection"):
-            await client.request("GET", "/")
-        await client.aclose()
+            await trio.to_thread.run_sync(client.request, "GET", "/")
+        client.close()
         nursery.cancel_scope.cancel()

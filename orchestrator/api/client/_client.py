@@ -1,0 +1,234 @@
+"""``SbxClient``: the HTTP API's operations as typed methods, over one ``HttpConnection``.
+
+It reads ``SBX_URL`` and ``SBX_TOKEN`` when not given them, turns API
+errors into ``ApiClientError`` carrying the server's message, and streams
+exec output as NDJSON events so a caller can pass bytes through as they
+come.  Each method builds its request and reads its answer in one place;
+a client with another transport (an async one) reuses the same paths and
+the same error reading, ``api_error``.
+
+It must not depend on anything beyond the standard library and
+``orchestrator.errors``: the thin ``sbx run`` imports it first thing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from orchestrator.api.client._connection import HttpConnection
+from orchestrator.errors import SbxError
+
+__all__ = ["DEFAULT_URL", "ApiClientError", "JsonObject", "SbxClient", "api_error"]
+
+DEFAULT_URL = "http://127.0.0.1:8765"
+
+JsonObject = dict[str, Any]
+"""A JSON object as the API returns it; its fields are in ``/openapi.json``."""
+
+_JSON = {"Content-Type": "application/json"}
+_NDJSON = {"Content-Type": "application/json", "Accept": "application/x-ndjson"}
+
+
+class ApiClientError(SbxError):
+    """An API error (``status`` and ``kind`` from its body), or ``status`` 0 when the
+    server could not be reached (``kind`` ``unreachable``) or the URL is not one."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+
+
+def api_error(status: int, body: bytes, reason: str = "") -> ApiClientError:
+    """The ``ApiClientError`` of an error response: the server's ``type`` and message."""
+    text = body.decode("utf-8", errors="replace")
+    try:
+        error = json.loads(body).get("error", {})
+        kind, message = str(error.get("type", "error")), str(error.get("message") or text)
+    except (ValueError, AttributeError):
+        kind, message = "error", text or reason or "no detail"
+    return ApiClientError(status, kind, f"{message} (HTTP {status})")
+
+
+def _path(*parts: str) -> str:
+    return "/" + "/".join(quote(part, safe="") for part in parts)
+
+
+class SbxClient:
+    """The API of one ``sbx serve``: sessions, exec (whole or streamed), tools, files.
+
+    One keep-alive connection, used by one thread at a time.  Use it as a
+    context manager, or ``close()`` it.
+    """
+
+    def __init__(
+        self, url: str | None = None, token: str | None = None, timeout: float = 600.0
+    ) -> None:
+        self.url = (url or os.environ.get("SBX_URL") or DEFAULT_URL).rstrip("/")
+        token = token if token is not None else os.environ.get("SBX_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            self._http = HttpConnection(self.url, headers, timeout=timeout)
+        except ValueError:
+            raise ApiClientError(
+                0, "invalid_url", f"--url/SBX_URL must be an http(s) URL, got {self.url!r}"
+            ) from None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> SbxClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- requests ----------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        content: bytes | None = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> bytes:
+        """One request; the response body, or ``ApiClientError`` for an error status."""
+        if params:
+            path += "?" + urlencode({k: _param(v) for k, v in params.items()})
+        body = content if content is not None else b""
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            headers = {**_JSON, **(headers or {})}
+        try:
+            status, data = self._http.request(method, path, body, headers)
+        except (OSError, ValueError) as exc:
+            raise self._unreachable(exc) from None
+        if status >= 400:
+            raise api_error(status, data)
+        return data
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        data = self.request(method, path, **kwargs)
+        return json.loads(data) if data else None
+
+    def _unreachable(self, exc: BaseException) -> ApiClientError:
+        return ApiClientError(
+            0,
+            "unreachable",
+            f"cannot reach the sbx API at {self.url} ({exc}); start `sbx serve` or point "
+            "--url/SBX_URL at a running one",
+        )
+
+    # -- sessions ------------------------------------------------------------------------
+
+    def create_session(self, **options: Any) -> JsonObject:
+        """Start a session (``image``, ``memory``, ``cpus``, ``network``, ``env``, ...)."""
+        session: JsonObject = self._json("POST", "/v1/sessions", json_body=options)
+        return session
+
+    def list_sessions(self) -> list[JsonObject]:
+        sessions: list[JsonObject] = self._json("GET", "/v1/sessions")["sessions"]
+        return sessions
+
+    def delete_session(self, session_id: str) -> None:
+        """Close a session: its calls are cancelled and its sandbox removed."""
+        self.request("DELETE", _path("v1", "sessions", session_id))
+
+    # -- exec, tools, files ----------------------------------------------------------------
+
+    def exec(self, session_id: str, command: str | list[str], **options: Any) -> JsonObject:
+        """Run a command to completion; the result's fields (``exit_code``, ``stdout``, ...)."""
+        result: JsonObject = self._json(
+            "POST",
+            _path("v1", "sessions", session_id, "exec"),
+            json_body={"command": command, **options},
+        )
+        return result
+
+    def exec_stream(
+        self, session_id: str, command: str | list[str], **options: Any
+    ) -> Iterator[JsonObject]:
+        """NDJSON events: ``stdout``/``stderr`` chunks, then ``result`` (or ``error``).
+
+        Leaving the loop early closes the connection, which cancels the command."""
+        body = json.dumps({"command": command, **options}).encode()
+        path = _path("v1", "sessions", session_id, "exec")
+        finished = False
+        try:
+            try:
+                status, lines = self._http.stream_lines("POST", path, body, _NDJSON)
+                if status >= 400:
+                    raise api_error(status, b"\n".join(lines))
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+            except (OSError, ValueError) as exc:
+                raise ApiClientError(
+                    0, "unreachable", f"lost the sbx API at {self.url} ({exc})"
+                ) from None
+            finished = True
+        finally:
+            if not finished:
+                self._http.close()  # a stream cut short leaves the connection unusable
+
+    def run_tools(
+        self,
+        session_id: str,
+        tool_uses: list[JsonObject],
+        tool_types: dict[str, str] | None = None,
+    ) -> list[JsonObject]:
+        """Run ``tool_use`` blocks; the ``tool_result`` blocks, in the same order."""
+        body: JsonObject = {"tool_uses": tool_uses}
+        if tool_types:
+            body["tool_types"] = tool_types
+        answer = self._json("POST", _path("v1", "sessions", session_id, "tools"), json_body=body)
+        results: list[JsonObject] = answer["tool_results"]
+        return results
+
+    def upload(self, session_id: str, path: str, data: bytes, mode: int | None = None) -> None:
+        """Write ``data`` to ``path`` in the sandbox, atomically (parents are created)."""
+        params: dict[str, Any] = {"path": path}
+        if mode is not None:
+            params["mode"] = mode
+        self.request(
+            "PUT",
+            _path("v1", "sessions", session_id, "files"),
+            params=params,
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+
+    def download(self, session_id: str, path: str) -> bytes:
+        return self.request(
+            "GET", _path("v1", "sessions", session_id, "files"), params={"path": path}
+        )
+
+    def view_url(self, session_id: str, *, interactive: bool = False) -> str:
+        """A URL that shows a desktop session live in a browser."""
+        answer = self._json(
+            "POST", _path("v1", "sessions", session_id, "view"), params={"interactive": interactive}
+        )
+        return str(answer["url"])
+
+    def screenshot(self, session_id: str, *, scaled: bool = False) -> bytes:
+        """A PNG of a desktop session's screen."""
+        return self.request(
+            "GET", _path("v1", "sessions", session_id, "screenshot"), params={"scaled": scaled}
+        )
+
+    def get(self, path: str) -> Any:
+        """``GET path`` (``/healthz``, ``/v1/agent-runs``, ...), its JSON answer."""
+        return self._json("GET", path)
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

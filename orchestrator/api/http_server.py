@@ -1,0 +1,407 @@
+"""The HTTP/1.1 server of ``sbx serve``: runs the API's ASGI app in the supervisor's trio run.
+
+Each connection is one task, and a request runs in that task: no task per
+request, no timer task re-armed per request, no channel between the parser
+and the app, and a response whose body is complete goes out in one write.
+hypercorn does all of those for every request, which costs about 0.45 ms
+here -- as much as running a command in the sandbox.  Parsing and framing
+are h11's (websockets: wsproto's), so the protocol logic is not ours.
+
+Shutdown is graceful: the listeners close at once, idle keep-alive
+connections are closed, requests in flight get ``graceful_timeout`` to
+finish, then whatever is left is cancelled.
+
+It must not know the routes, and it speaks plain HTTP/1.1 only (no TLS, no
+HTTP/2): put a proxy in front for those.  It must not buffer a request or
+response body beyond what the app hands it.
+"""
+
+from __future__ import annotations
+
+import time
+from email.utils import formatdate
+from functools import partial
+from typing import Any
+from urllib.parse import unquote
+
+import h11
+import structlog
+import trio
+from starlette.types import ASGIApp, Message
+
+from orchestrator.api.websocket import serve_websocket
+
+__all__ = ["HttpServer", "url_of"]
+
+log = structlog.get_logger("orchestrator.api")
+
+
+MAX_RECV = 64 * 1024
+_ONE_WRITE = 256 * 1024
+"""Bodies up to this size go out in one write with their head; larger ones after it."""
+_LINGER = 2.0
+"""How long a connection closed with request bytes unread drains them, so the peer
+reads the response instead of a reset."""
+_SKIP_LIMIT = 1 << 20
+"""A request body the app did not read is read past up to this size (the connection
+stays open); a larger one closes the connection."""
+_ASGI = {"version": "3.0", "spec_version": "2.1"}
+
+
+def url_of(listener: trio.SocketListener) -> str:
+    host, port = listener.socket.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _split_bind(bind: str) -> tuple[str, int]:
+    host, _, port = bind.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class _Date:
+    """The ``date`` header, formatted once a second."""
+
+    second = 0
+    header: tuple[bytes, bytes] = (b"date", b"")
+
+    @classmethod
+    def now(cls) -> tuple[bytes, bytes]:
+        second = int(time.time())
+        if second != cls.second:
+            cls.second = second
+            cls.header = (b"date", formatdate(second, usegmt=True).encode())
+        return cls.header
+
+
+class HttpServer:
+    """Serves one ASGI app on ``bind`` until ``shutdown`` is set."""
+
+    def __init__(
+        self, app: ASGIApp, *, graceful_timeout: float, keep_alive_timeout: float = 30.0
+    ) -> None:
+        self.app = app
+        self.graceful_timeout = graceful_timeout
+        self.keep_alive_timeout = keep_alive_timeout
+        self.closing = False
+        self._connections: set[_Connection] = set()
+        self._drained = trio.Event()
+
+    async def serve(
+        self,
+        bind: str,
+        shutdown: trio.Event,
+        *,
+        task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``bind`` (``host:port``; port 0 picks one); ``task_status`` gets the URLs."""
+        host, port = _split_bind(bind)
+        listeners = await trio.open_tcp_listeners(port, host=host or None)
+        async with trio.open_nursery() as connections:
+            async with trio.open_nursery() as accepting:
+                accepting.start_soon(
+                    partial(
+                        trio.serve_listeners,
+                        self._serve_connection,
+                        listeners,
+                        handler_nursery=connections,
+                    )
+                )
+                task_status.started([url_of(listener) for listener in listeners])
+                await shutdown.wait()
+                accepting.cancel_scope.cancel()  # the listeners close: new connections are refused
+            self.closing = True
+            for connection in list(self._connections):
+                connection.close_if_idle()
+            with trio.move_on_after(self.graceful_timeout):
+                if self._connections:
+                    await self._drained.wait()
+            connections.cancel_scope.cancel()
+
+    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+        connection = _Connection(self, stream)
+        self._connections.add(connection)
+        try:
+            await connection.serve()
+        finally:
+            self._connections.discard(connection)
+            if self.closing and not self._connections:
+                self._drained.set()
+
+
+class _Connection:
+    def __init__(self, server: HttpServer, stream: trio.SocketStream) -> None:
+        self.server = server
+        self.stream = stream
+        self.h11 = h11.Connection(h11.SERVER)
+        self.idle_scope: trio.CancelScope | None = None
+        self.broken = False
+        socket = stream.socket
+        self.client = tuple(socket.getpeername()[:2])
+        self.local = tuple(socket.getsockname()[:2])
+
+    def close_if_idle(self) -> None:
+        if self.idle_scope is not None:
+            self.idle_scope.cancel()
+
+    async def serve(self) -> None:
+        try:
+            while not self.server.closing:
+                request = await self._next_request()
+                if request is None:
+                    return
+                if _is_websocket(request):
+                    scope = request_scope(self, request, "websocket")
+                    await serve_websocket(self.server.app, self, request, scope)
+                    return
+                await _Exchange(self, request).run()
+                if self.broken or self.h11.our_state is not h11.DONE:
+                    return
+                if self.h11.their_state is not h11.DONE and not await self._skip_body():
+                    await self._linger()
+                    return
+                self.h11.start_next_cycle()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except Exception:
+            # One connection's failure must not take the server down with it.
+            log.exception("HTTP connection failed", client=self.client)
+        finally:
+            await self.stream.aclose()
+
+    async def _next_request(self) -> h11.Request | None:
+        """The next request's head, or ``None`` when the connection ends or idles out."""
+        while True:
+            try:
+                event = self.h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                await self._refuse(exc.error_status_hint)
+                return None
+            if isinstance(event, h11.Request):
+                return event
+            if event is not h11.NEED_DATA:
+                return None  # closed, or paused after a request we did not finish
+            with trio.move_on_after(self.server.keep_alive_timeout) as scope:
+                self.idle_scope = scope
+                data = await self.stream.receive_some(MAX_RECV)
+            self.idle_scope = None
+            if scope.cancelled_caught:
+                return None
+            self.h11.receive_data(data)
+
+    async def receive_raw(self) -> bytes:
+        """The next bytes from the peer; ``b""`` once it is gone."""
+        try:
+            data = await self.stream.receive_some(MAX_RECV)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        if not data:
+            self.broken = True
+        return bytes(data)
+
+    async def read_more(self) -> bool:
+        """Feed the parser what arrives next; ``False`` when the peer is gone."""
+        data = await self.receive_raw()
+        if data:
+            self.h11.receive_data(data)
+        return bool(data)
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Send ``data``; after the peer is gone, writes do nothing (ASGI's rule)."""
+        if self.broken or not data:
+            return
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.broken = True
+
+    async def _refuse(self, status: int) -> None:
+        if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            response = h11.Response(
+                status_code=status, headers=[(b"content-length", b"0"), (b"connection", b"close")]
+            )
+            await self.write(self.h11.send(response) + (self.h11.send(h11.EndOfMessage()) or b""))
+
+    async def _skip_body(self) -> bool:
+        """Read past a request body the app left unread, if it is small; ``False`` if not."""
+        skipped = 0
+        with trio.move_on_after(_LINGER):
+            while skipped <= _SKIP_LIMIT:
+                try:
+                    event = self.h11.next_event()
+                except h11.RemoteProtocolError:
+                    return False
+                if isinstance(event, h11.EndOfMessage):
+                    return True
+                if isinstance(event, h11.Data):
+                    skipped += len(event.data)
+                elif event is not h11.NEED_DATA or not await self.read_more():
+                    return False
+        return False
+
+    async def _linger(self) -> None:
+        """Close after a response sent before the request body was read: stop sending,
+        drain what the peer still sends for a moment, so it reads our answer."""
+        try:
+            await self.stream.send_eof()
+            with trio.move_on_after(_LINGER):
+                while await self.stream.receive_some(MAX_RECV):
+                    pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+
+def _is_websocket(request: h11.Request) -> bool:
+    for name, value in request.headers:
+        if name == b"upgrade" and value.lower() == b"websocket":
+            return request.method == b"GET"
+    return False
+
+
+def request_scope(connection: _Connection, request: h11.Request, kind: str) -> dict[str, Any]:
+    path, _, query = request.target.partition(b"?")
+    return {
+        "type": kind,
+        "asgi": _ASGI,
+        "http_version": request.http_version.decode(),
+        "method": request.method.decode("ascii"),
+        "scheme": "ws" if kind == "websocket" else "http",
+        "path": unquote(path.decode("latin-1")),
+        "raw_path": path,
+        "query_string": query,
+        "root_path": "",
+        "headers": list(request.headers),
+        "client": connection.client,
+        "server": connection.local,
+        "extensions": {},
+    }
+
+
+class _Exchange:
+    """One request and its response on a connection."""
+
+    def __init__(self, connection: _Connection, request: h11.Request) -> None:
+        self.connection = connection
+        self.h11 = connection.h11
+        self.scope = request_scope(connection, request, "http")
+        self.head_only = request.method == b"HEAD"
+        self.body_done = False
+        self.pending: h11.Data | None = None
+        self.start: Message | None = None
+        self.started = False
+        self.finished = False
+        self.suppress_body = False
+        self.disconnected = False
+        self.read_lock = trio.Lock()
+
+    async def run(self) -> None:
+        try:
+            await self.connection.server.app(self.scope, self.receive, self.send)
+        except Exception:
+            # Error handlers have answered already where they could; an app error after
+            # a complete response is the app's to log (its handlers do).
+            if not self.finished:
+                log.exception("unhandled error in the ASGI app", path=self.scope["path"])
+        if not self.started:
+            await self._send_status_only(500)
+        elif not self.finished:
+            self.connection.broken = True  # a response cut short: the connection cannot go on
+
+    # -- receive -----------------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        if not self.body_done:
+            return await self._receive_body()
+        # The body is read: what remains to report is the peer going away.
+        async with self.read_lock:
+            while not self.disconnected:
+                if not await self.connection.read_more():
+                    self.disconnected = True
+                else:  # a pipelined request: it waits in the parser, and so do we
+                    await trio.sleep_forever()
+        return {"type": "http.disconnect"}
+
+    async def _receive_body(self) -> Message:
+        if self.h11.they_are_waiting_for_100_continue:
+            await self.connection.write(
+                self.h11.send(h11.InformationalResponse(status_code=100, headers=[]))
+            )
+        event = self.pending or await self._next_body_event()
+        self.pending = None
+        if isinstance(event, h11.Data):
+            data = bytes(event.data)
+            following = self.h11.next_event()  # no read: only what is buffered already
+            if isinstance(following, h11.EndOfMessage):
+                self.body_done = True
+                return {"type": "http.request", "body": data, "more_body": False}
+            if isinstance(following, h11.Data):
+                self.pending = following
+            return {"type": "http.request", "body": data, "more_body": True}
+        if isinstance(event, h11.EndOfMessage):
+            self.body_done = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        self.body_done = self.disconnected = True
+        return {"type": "http.disconnect"}
+
+    async def _next_body_event(self) -> object:
+        while True:
+            try:
+                event = self.h11.next_event()
+            except h11.RemoteProtocolError:
+                return None
+            if event is not h11.NEED_DATA:
+                return event
+            if not await self.connection.read_more():
+                return None
+
+    # -- send ------------------------------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("http.response.start sent twice")
+            self.start = message
+            self.started = True
+            status = int(message["status"])
+            self.suppress_body = self.head_only or status in (204, 304) or status < 200
+            return
+        if kind != "http.response.body":
+            raise RuntimeError(f"unexpected ASGI message {kind!r}")
+        if self.finished:
+            raise RuntimeError("http.response.body sent after the response ended")
+        if self.start is None and not self.started:
+            raise RuntimeError("http.response.body before http.response.start")
+        body = b"" if self.suppress_body else message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        pieces: list[bytes | bytearray | memoryview] = []
+        if self.start is not None:
+            headers = [*self.start.get("headers", ()), _Date.now()]
+            pieces.append(
+                self.h11.send(h11.Response(status_code=int(self.start["status"]), headers=headers))
+                or b""
+            )
+            self.start = None
+        if body:
+            pieces.extend(self.h11.send_with_data_passthrough(h11.Data(data=body)) or ())
+        if not more:
+            pieces.append(self.h11.send(h11.EndOfMessage()) or b"")
+            self.finished = True
+        if len(body) <= _ONE_WRITE:
+            await self.connection.write(b"".join(pieces))
+        else:
+            for piece in pieces:
+                await self.connection.write(piece)
+
+    async def _send_status_only(self, status: int) -> None:
+        response = h11.Response(
+            status_code=status,
+            headers=[(b"content-length", b"0"), (b"connection", b"close"), _Date.now()],
+        )
+        try:
+            data = self.h11.send(response) or b""
+            data += self.h11.send(h11.EndOfMessage()) or b""
+        except h11.LocalProtocolError:
+            self.connection.broken = True
+            return
+        self.started = self.finished = True
+        await self.connection.write(data)

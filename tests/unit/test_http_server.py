@@ -1,0 +1,230 @@
+"""The API's HTTP/1.1 server with small ASGI apps: keep-alive, bodies, streams, websockets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Request
+
+from orchestrator.api.client import HttpConnection
+from orchestrator.api.http_server import HttpServer
+
+App = Callable[[Any, Any, Any], Awaitable[None]]
+
+
+@asynccontextmanager
+async def serving(app: App, graceful_timeout: float = 5) -> AsyncIterator[tuple[str, trio.Event]]:
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        urls = await nursery.start(
+            HttpServer(app, graceful_timeout=graceful_timeout).serve, "127.0.0.1:0", shutdown
+        )
+        yield urls[0], shutdown
+        shutdown.set()
+
+
+async def read_body(receive: Any) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
+async def echo(scope: Any, receive: Any, send: Any) -> None:
+    body = await read_body(receive)
+    data = b"%s %s %s" % (scope["method"].encode(), scope["path"].encode(), body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", str(len(data)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    return await trio.to_thread.run_sync(fn, *args)
+
+
+async def raw_exchange(url: str, request: bytes) -> bytes:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    await stream.send_all(request)
+    answer = b""
+    with trio.fail_after(5):
+        while chunk := await stream.receive_some(65536):
+            answer += chunk
+    await stream.aclose()
+    return answer
+
+
+async def test_requests_in_turn_share_one_connection() -> None:
+    async with serving(echo) as (url, _):
+        connection = HttpConnection(url)
+        first = await in_thread(connection.request, "POST", "/a", b"one")
+        sock = connection._sock
+        second = await in_thread(connection.request, "GET", "/b")
+        assert connection._sock is sock
+        connection.close()
+    assert first == (200, b"POST /a one")
+    assert second == (200, b"GET /b ")
+
+
+async def test_a_chunked_request_body_reaches_the_app_whole() -> None:
+    async with serving(echo) as (url, _):
+        answer = await raw_exchange(
+            url,
+            b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"
+            b"\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        )
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert answer.endswith(b"\r\n\r\nPOST /c abcde")
+
+
+async def test_a_body_the_app_left_unread_keeps_the_connection_usable() -> None:
+    async def ignore_body(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 401, "headers": []})
+        await send({"type": "http.response.body", "body": b"no"})
+
+    async with serving(ignore_body) as (url, _):
+        connection = HttpConnection(url)
+        first = await in_thread(connection.request, "POST", "/", b"x" * 1000)
+        second = await in_thread(connection.request, "POST", "/", b"y")
+        connection.close()
+    assert first == second == (401, b"no")
+
+
+async def test_a_response_without_length_streams_chunked_lines() -> None:
+    async def lines(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for n in range(3):
+            await send({"type": "http.response.body", "body": b"line %d\n" % n, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async with serving(lines) as (url, _):
+        connection = HttpConnection(url)
+
+        def read() -> tuple[int, list[bytes]]:
+            status, got = connection.stream_lines("GET", "/")
+            return status, list(got)
+
+        assert await in_thread(read) == (200, [b"line 0", b"line 1", b"line 2"])
+        assert await in_thread(connection.request, "GET", "/") == (200, b"line 0\nline 1\nline 2\n")
+        connection.close()
+
+
+async def test_a_client_that_goes_away_is_a_disconnect_for_the_app() -> None:
+    seen: list[str] = []
+    done = trio.Event()
+
+    async def waits(scope: Any, receive: Any, send: Any) -> None:
+        await read_body(receive)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"start\n", "more_body": True})
+        seen.append((await receive())["type"])
+        done.set()
+
+    async with serving(waits) as (url, _):
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        stream = await trio.open_tcp_stream(host, int(port))
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await stream.receive_some(65536)
+        await stream.aclose()
+        with trio.fail_after(5):
+            await done.wait()
+    assert seen == ["http.disconnect"]
+
+
+async def test_an_app_that_fails_before_answering_is_a_500() -> None:
+    async def fails(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("bug")
+
+    async with serving(fails) as (url, _):
+        answer = await raw_exchange(url, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 500 ")
+
+
+async def test_head_and_malformed_requests() -> None:
+    async with serving(echo) as (url, _):
+        head = await raw_exchange(url, b"HEAD /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        bad = await raw_exchange(url, b"NOT HTTP\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert head.endswith(b"\r\n\r\n")  # the head only
+    assert bad.startswith(b"HTTP/1.1 400 ")
+
+
+async def test_a_websocket_exchanges_messages_and_closes() -> None:
+    async def ws_echo(scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "websocket"
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept", "subprotocol": "binary"})
+        message = await receive()
+        await send({"type": "websocket.send", "bytes": message["bytes"] * 2})
+        assert (await receive())["type"] == "websocket.disconnect"
+
+    async with serving(ws_echo) as (url, _):
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        stream = await trio.open_tcp_stream(host, int(port))
+        ws = WSConnection(ConnectionType.CLIENT)
+        await stream.send_all(ws.send(Request(host="x", target="/ws", subprotocols=["binary"])))
+        events: list[Any] = []
+        with trio.fail_after(5):
+            while not any(isinstance(e, BytesMessage) for e in events):
+                ws.receive_data(await stream.receive_some(65536))
+                events.extend(ws.events())
+                if isinstance(events[-1], AcceptConnection):
+                    await stream.send_all(ws.send(BytesMessage(data=b"ab")))
+            await stream.send_all(ws.send(CloseConnection(code=1000)))
+            ws.receive_data(await stream.receive_some(65536))
+            events.extend(ws.events())
+        await stream.aclose()
+    accepted = events[0]
+    assert isinstance(accepted, AcceptConnection)
+    assert accepted.subprotocol == "binary"
+    assert [e.data for e in events if isinstance(e, BytesMessage)] == [b"abab"]
+    assert isinstance(events[-1], CloseConnection)
+
+
+async def test_a_websocket_the_app_refuses_is_a_403() -> None:
+    async def refuse(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.close", "code": 4403})
+
+    async with serving(refuse) as (url, _):
+        ws = WSConnection(ConnectionType.CLIENT)
+        answer = await raw_exchange(url, ws.send(Request(host="x", target="/ws")))
+    assert answer.startswith(b"HTTP/1.1 403 ")
+
+
+async def test_shutdown_refuses_new_connections_and_lets_a_call_finish() -> None:
+    async def slow(scope: Any, receive: Any, send: Any) -> None:
+        await read_body(receive)
+        await trio.sleep(0.5)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
+
+    outcome: list[Any] = []
+    async with serving(slow) as (url, shutdown):
+        connection = HttpConnection(url)
+
+        async def call() -> None:
+            outcome.append(await in_thread(connection.request, "GET", "/"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call)
+            await trio.sleep(0.2)
+            shutdown.set()
+            await trio.sleep(0.1)
+            host, port = url.removeprefix("http://").rsplit(":", 1)
+            with pytest.raises(OSError):
+                await trio.open_tcp_stream(host, int(port))
+        connection.close()
+    assert outcome == [(200, b"done")]
