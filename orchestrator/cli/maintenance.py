@@ -76,7 +76,7 @@ def _bench(args: argparse.Namespace, config: Config) -> int:
         print(json.dumps(tools) if args.json else format_tools(tools))
         return 0
     if args.http:
-        from orchestrator.api.bench import collect_http, format_http
+        from orchestrator.bench.http import collect_http, format_http
 
         report = trio.run(collect_http, config, max(10, args.iterations), args.image)
         print(json.dumps(report) if args.json else format_http(report))
