@@ -95,6 +95,11 @@ def _render(result: ExecResult, limit: int) -> str:
         )
     if result.exit_code != 0:
         parts.append(f"[exit code {result.exit_code}]")
+    if result.oom_killed:
+        parts.append(
+            "[out of memory: the sandbox's memory ran out and the kernel killed a process of "
+            "this command; use less memory, or work in smaller pieces]"
+        )
     if result.shell_exited and not result.timed_out:
         parts.append("(the command ended the shell; the next command starts a new one)")
     text = "\n".join(parts)

@@ -167,11 +167,17 @@ class CodeExecutionTool(Tool):
     def _problem(self, result: CodeResult) -> str | None:
         """What went wrong with the *execution* (not the code's own exceptions), if anything."""
         lost = "variables and imports from earlier calls are gone."
-        if result.oom_killed:
+        if result.oom_killed and result.restarted:
             return (
                 "error: out_of_memory — the code used more memory than the sandbox allows, so "
                 f"the interpreter was killed and restarted; {lost} Work in smaller pieces or free "
                 "memory (del, gc.collect())."
+            )
+        if result.oom_killed:
+            return (
+                "error: out_of_memory — a process the code started ran out of the sandbox's "
+                "memory and was killed; the interpreter and its variables are kept. Use less "
+                "memory in it, or work in smaller pieces."
             )
         if result.timed_out and result.restarted:
             return (

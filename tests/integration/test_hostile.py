@@ -144,3 +144,61 @@ async def test_a_hostile_command_through_sbx_run_ends_on_time_with_a_true_report
     assert b"Traceback" not in result.stderr
     assert b"Operation not permitted" in result.stderr
     assert b"Permission denied" in result.stderr
+
+
+# -- every out-of-memory kill is reported ----------------------------------------------------
+
+_GRANDCHILD_BOMB = "python3 -c \"x = [b'a' * (64 << 20) for _ in range(40)]\"; echo rc=$?"
+"""A grandchild of the call runs out of memory; the call's own process survives."""
+
+
+async def test_an_oom_kill_in_a_grandchild_is_reported_by_exec_shell_and_tools(
+    orch: Orchestrator,
+) -> None:
+    async with orch.session(image=IMAGE, memory="256m", memories=False) as s:
+        r = await s.exec(["bash", "-c", _GRANDCHILD_BOMB], timeout=60)
+        assert r.stdout_text.strip() == "rc=137", r
+        assert r.oom_killed, r
+        assert not (await s.exec("true")).oom_killed  # a later call starts afresh
+        shell = await s.shell(_GRANDCHILD_BOMB, timeout=60)
+        assert shell.stdout_text.strip() == "rc=137" and shell.oom_killed, shell
+        [bash] = await s.run_tools(
+            [
+                {
+                    "type": "tool_use",
+                    "id": "b1",
+                    "name": "bash",
+                    "input": {"command": _GRANDCHILD_BOMB},
+                }
+            ]
+        )
+        assert "[out of memory" in str(bash["content"]), bash
+        code = await s.run_code(
+            f"import subprocess\nsubprocess.run(['bash', '-c', {_GRANDCHILD_BOMB!r}])\nkept = 1"
+        )
+        assert code.oom_killed and not code.restarted, code
+        assert (await s.run_code("kept")).result == "1"
+
+
+async def test_an_oom_kill_in_a_grandchild_is_reported_by_sbx_run() -> None:
+    result = await trio.run_process(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.cli",
+            "run",
+            "--image",
+            IMAGE,
+            "--memory",
+            "256m",
+            "--",
+            "bash",
+            "-c",
+            _GRANDCHILD_BOMB,
+        ],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    assert result.stdout.strip() == b"rc=137"
+    assert b"ran out of memory" in result.stderr, result.stderr

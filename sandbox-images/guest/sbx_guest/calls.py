@@ -9,6 +9,8 @@ way, so each kind says only what is its own (through the ``_`` hooks):
 - state: when it started, why it was stopped (``reason``: ``"timeout"``,
   ``"cancel"`` or ``"shutdown"``), whether it has answered (``finished``),
   and its timers, all cancelled when it answers;
+- memory: the cgroup's OOM-kill counter at the start, so the answer can say
+  whether the OOM killer struck meanwhile (``oom_struck``);
 - stopping: ``stop`` interrupts the work at once and forces it after the
   grace period unless the work ended meanwhile (TERM then KILL; SIGINT then
   a new interpreter); ``kill_now``, at guest shutdown, forces it at once;
@@ -27,6 +29,7 @@ import time
 
 from . import protocol
 from .pipes import OutputSink
+from .proctree import oom_kill_count
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~9 ms of a sandbox's start; annotations need none of it
@@ -49,10 +52,18 @@ class RunningCall:
         self._send = send
         self._done = done
         self.started = time.monotonic()
+        self.oom_at_start = oom_kill_count()
         self.reason: Optional[str] = None  # "timeout" | "cancel" | "shutdown"
         self.finished = False
         self.timers: List[Timer] = []
         self.sink: Optional[OutputSink] = None
+
+    def oom_struck(self) -> bool:
+        """Whether the sandbox's OOM killer struck while this call ran, whichever process
+        it took (a grandchild's death is the call's business too).  Calls that overlap
+        may both report one kill: better told twice than not at all."""
+        now = oom_kill_count()
+        return self.oom_at_start is not None and now is not None and now > self.oom_at_start
 
     # -- set-up -------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from . import protocol
 from .calls import RunningCall
 from .errors import CallError
 from .pipes import PipeReader, PipeWriter
-from .proctree import ExitWatcher, descendants, oom_killed_since_last_check, signal_tree
+from .proctree import ExitWatcher, descendants, signal_tree
 from .spawn import (
     DEFAULT_PATH,
     devnull,
@@ -243,7 +243,7 @@ class ExecCall(RunningCall):
             return
         code = os.waitstatus_to_exitcode(self.status)
         sig = -code if code < 0 else None
-        oom_killed = sig == signal.SIGKILL and self.reason is None and oom_killed_since_last_check()
+        oom_killed = self.oom_struck()
         result = {
             "exit_code": 128 + sig if sig else code,
             "signal": sig,

@@ -32,7 +32,6 @@ from .files import walk_tree
 from .kernel_process import Kernel
 from .logs import log
 from .loop import Loop
-from .proctree import oom_killed_since_last_check
 
 Send = Callable[[bytes], None]
 
@@ -166,7 +165,7 @@ class KernelCall(RunningCall):
             "cancelled": self.reason in ("cancel", "shutdown") and stopped,
             "interrupted": self.reason is not None and header.get("status") == "interrupted",
             "restarted": False,
-            "oom_killed": False,
+            "oom_killed": self.oom_struck(),
             "signal": None,
             "duration": time.monotonic() - self.started,
         }
@@ -176,7 +175,7 @@ class KernelCall(RunningCall):
             status = self.died if self.died is not None else 0
             code = os.waitstatus_to_exitcode(status) if self.died is not None else -9
             sig = -code if code < 0 else None
-            oom = sig == signal.SIGKILL and not kernel.killed and oom_killed_since_last_check()
+            oom = sig == signal.SIGKILL and not kernel.killed and result["oom_killed"]
             result.update(
                 status="oom" if oom else _STOPPED.get(self.reason or "", "died"),
                 return_code=128 + sig if sig else code,

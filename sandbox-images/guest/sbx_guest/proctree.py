@@ -74,7 +74,6 @@ def signal_tree(pgid: Optional[int], pids: Set[int], sig: int) -> None:
 
 _OOM_SOURCES = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")
 _oom_path: Optional[str] = None
-_oom_seen: Optional[int] = None
 
 
 def oom_kill_count() -> Optional[int]:
@@ -91,26 +90,6 @@ def oom_kill_count() -> Optional[int]:
         except (OSError, ValueError):
             continue
     return None
-
-
-def oom_killed_since_last_check() -> bool:
-    """Whether the OOM killer struck since the previous check (or since start).
-
-    Read only when a process died of SIGKILL, so the common path pays nothing;
-    with two processes killed at once both may be reported, which errs on the
-    side of telling the user about memory.
-    """
-    global _oom_seen
-    now = oom_kill_count()
-    if now is None:
-        return False
-    before, _oom_seen = _oom_seen, now
-    return before is not None and now > before
-
-
-def prime_oom_counter() -> None:
-    global _oom_seen
-    _oom_seen = oom_kill_count()
 
 
 class ExitWatcher:

@@ -23,7 +23,6 @@ from .files import FileService
 from .logs import log
 from .loop import Loop
 from .privileges import identity
-from .proctree import prime_oom_counter
 from .shells import ShellRegistry
 
 TYPE_CHECKING = False
@@ -365,7 +364,6 @@ def main(argv: Optional[list] = None) -> int:
             os.chmod(path, mode)
         except OSError:
             pass
-    prime_oom_counter()
     # Out of reach of everything it will run: its own uid, four capabilities, not
     # dumpable.  A guest that started as root and cannot drop must not serve at all.
     # (``--no-isolation``: a test running the guest as a plain local process; nothing

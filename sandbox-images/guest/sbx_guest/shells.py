@@ -293,7 +293,7 @@ class ShellCommand(RunningCall):
             "signal": signal_number,
             "timed_out": self.reason == "timeout",
             "cancelled": self.reason == "cancel",
-            "oom_killed": False,
+            "oom_killed": self.oom_struck(),
             "duration": time.monotonic() - self.started,
             "shell_restarted": self.restarted,
             "shell_exited": self.shell_killed,
