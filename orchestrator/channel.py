@@ -22,7 +22,13 @@ import structlog
 import trio
 
 from orchestrator import protocol
-from orchestrator.errors import ProtocolError, SandboxGone, guest_error_from_wire
+from orchestrator.errors import (
+    InputTooLarge,
+    InvalidInput,
+    ProtocolError,
+    SandboxGone,
+    guest_error_from_wire,
+)
 
 __all__ = ["CallStream", "GuestChannel"]
 
@@ -335,12 +341,13 @@ class GuestChannel:
         if self._closed is not None:
             raise self._gone()
         call_id = next(self._ids)
-        call = CallStream(self, call_id, op, window)
-        self._calls[call_id] = call
         if op in (protocol.OP_EXEC, protocol.OP_SHELL_RUN):
             args = {**args, "window": window}
+        frame = _request_frame(call_id, op, args, payload)
+        call = CallStream(self, call_id, op, window)
+        self._calls[call_id] = call
         try:
-            await self._send(protocol.request(call_id, op, args, payload), until=deadline)
+            await self._send(frame, until=deadline)
             yield call
         finally:
             if not call.done.is_set() and self._closed is None:
@@ -385,15 +392,16 @@ class GuestChannel:
         if self._closed is not None:
             raise self._gone()
         call_id = next(self._ids)
+        frame = _request_frame(call_id, op, args or {}, payload)
         call = CallStream(self, call_id, op, protocol.DEFAULT_WINDOW)
         self._calls[call_id] = call
         try:
             if timeout is None:
-                await self._send(protocol.request(call_id, op, args or {}, payload))
+                await self._send(frame)
                 await call.done.wait()
             else:
                 with trio.fail_after(timeout):
-                    await self._send(protocol.request(call_id, op, args or {}, payload))
+                    await self._send(frame)
                     await call.done.wait()
         finally:
             if not call.done.is_set():
@@ -411,3 +419,21 @@ class GuestChannel:
         self._close_all(self._gone("closed by the orchestrator"))
         with trio.CancelScope(shield=True):
             await self._stream.aclose()
+
+
+def _request_frame(call_id: int, op: str, args: dict[str, Any], payload: bytes) -> bytes:
+    """The request's frame, or the caller's error at once: nothing is sent, nothing waited for."""
+    try:
+        return protocol.request(call_id, op, args, payload)
+    except protocol.UnsendableText as exc:
+        raise InvalidInput(
+            f"{op}: {exc}; send text that is valid Unicode (decode bytes with a real encoding, "
+            "or pass them as bytes where the call takes bytes)"
+        ) from None
+    except protocol.FrameError as exc:
+        raise InputTooLarge(
+            f"{op}: the request is larger than one frame can carry ({exc}); send less at once "
+            "(files in parts, large input as stdin)",
+            limit=protocol.MAX_PAYLOAD_BYTES,
+            key="protocol.MAX_PAYLOAD_BYTES",
+        ) from None

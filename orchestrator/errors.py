@@ -18,6 +18,8 @@ at the edge, into this tree::
     │   ├── ImageBuildError         building an image failed
     │   └── SandboxStartError       the sandbox did not come up
     ├── ProtocolError               the guest spoke something we do not
+    ├── InvalidInput                input that cannot be sent as it is (text that is not Unicode)
+    ├── InputTooLarge               input past a configured limit (command, stdin, file)
     ├── SessionError
     │   ├── SessionClosed           the session was closed (or expired)
     │   ├── SessionNotFound         no session has that id
@@ -54,6 +56,8 @@ __all__ = [
     "GuestPermissionDenied",
     "ImageBuildError",
     "ImageNotFound",
+    "InputTooLarge",
+    "InvalidInput",
     "OperationTimeout",
     "OptionNotAllowed",
     "OptionOverLimit",
@@ -127,6 +131,20 @@ class SandboxStartError(EngineError):
 
 class ProtocolError(SbxError):
     """The guest sent something this orchestrator does not understand."""
+
+
+class InvalidInput(SbxError, ValueError):
+    """Input that cannot be sent into a sandbox as it is (for example text with a lone
+    surrogate, which no UTF-8 program could read)."""
+
+
+class InputTooLarge(SbxError, ValueError):
+    """Input past a configured limit; the message names the limit and its key."""
+
+    def __init__(self, message: str, *, limit: int, key: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.key = key
 
 
 class SessionError(SbxError):

@@ -13,7 +13,9 @@ Messages (``k`` in the header):
 
 ``hello``   both sides, first frame: ``v`` (protocol version), ``caps``.
 ``req``     host → guest: ``id``, ``op``, ``a`` (arguments); payload is
-            stdin bytes or file contents.
+            stdin bytes or file contents.  Arguments too large for a header
+            (a long command, a big environment) travel at the start of the
+            payload instead: ``ap`` is their length in bytes, ``a`` absent.
 ``out``     guest → host: ``id``, ``s`` (1 stdout, 2 stderr); payload is data.
 ``res``     guest → host: ``id``, ``ok``; ``r`` (result) or ``e``
             (``code``, ``msg``, ``details``); payload optional.
@@ -168,9 +170,16 @@ class FrameError(ValueError):
     """A frame is malformed or over the size limits."""
 
 
+class UnsendableText(FrameError):
+    """Text that JSON over UTF-8 cannot carry (a lone surrogate)."""
+
+
 def encode(header: dict[str, Any], payload: bytes = b"") -> bytes:
-    """Serialise one frame."""
-    head = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Serialise one frame; ``FrameError`` if it cannot be (too large, not Unicode)."""
+    try:
+        head = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UnsendableText(f"the frame holds text that is not valid Unicode: {exc}") from None
     if len(head) > MAX_HEADER_BYTES:
         raise FrameError(f"frame header of {len(head)} bytes exceeds {MAX_HEADER_BYTES}")
     if len(payload) > MAX_PAYLOAD_BYTES:
@@ -242,8 +251,36 @@ def check_hello(header: dict[str, Any]) -> None:
         )
 
 
+ARGS_IN_HEADER = 64 << 10
+"""Arguments whose JSON is longer than this travel in the payload (``ap``)."""
+
+
 def request(call_id: int, op: str, args: dict[str, Any], payload: bytes = b"") -> bytes:
-    return encode({"k": REQUEST, "id": call_id, "op": op, "a": args}, payload)
+    """A request frame; large arguments go at the start of the payload (``ap``).
+
+    Raises ``FrameError`` for text that cannot be sent (a lone surrogate) or a
+    frame over the limits.
+    """
+    try:
+        text = json.dumps(args, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UnsendableText(f"the arguments hold text that is not valid Unicode: {exc}") from None
+    if len(text) <= ARGS_IN_HEADER:
+        return encode({"k": REQUEST, "id": call_id, "op": op, "a": args}, payload)
+    return encode({"k": REQUEST, "id": call_id, "op": op, "ap": len(text)}, text + payload)
+
+
+def request_args(header: dict[str, Any], payload: bytes) -> tuple[Any, bytes]:
+    """A request's arguments and its own payload, wherever the arguments travelled."""
+    size = header.get("ap")
+    if size is None:
+        return header.get("a") or {}, payload
+    if not isinstance(size, int) or not 0 <= size <= len(payload):
+        raise FrameError(f"request argument length {size!r} does not fit its payload")
+    try:
+        return json.loads(payload[:size]), payload[size:]
+    except ValueError as exc:
+        raise FrameError(f"request arguments in the payload are not JSON: {exc}") from None
 
 
 def output(call_id: int, stream: int, data: bytes) -> bytes:

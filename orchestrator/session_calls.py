@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from orchestrator import protocol
 from orchestrator.channel import CallStream
+from orchestrator.command_input import check_command_input
 from orchestrator.config import Config
-from orchestrator.errors import SbxError
+from orchestrator.errors import InputTooLarge, SbxError
 from orchestrator.guest_client import requests as rq
 from orchestrator.guest_client.client import GuestClient
 from orchestrator.guest_client.exec_stream import ExecStream, OutputCallback
@@ -64,6 +65,19 @@ class SessionCalls:
             if not argv or not all(isinstance(part, str) for part in argv):
                 raise SbxError("a command must be a string or a non-empty list of strings")
             cmd = None
+        check_command_input(
+            [command] if isinstance(command, str) else argv or [],
+            env or {},
+            cwd,
+            max_bytes=settings.max_command_bytes,
+        )
+        if stdin is not None and len(stdin) > settings.max_stdin:
+            raise InputTooLarge(
+                f"stdin of {len(stdin)} bytes is over session.max_stdin ({settings.max_stdin}); "
+                "send less, or write the data to a file in parts and read it from there",
+                limit=settings.max_stdin,
+                key="session.max_stdin",
+            )
         return rq.ExecRequest(
             cmd=cmd,
             argv=argv,
@@ -141,6 +155,7 @@ class SessionCalls:
         ``shell_restarted``.
         """
         settings = self._config.session
+        check_command_input([command], {}, None, max_bytes=settings.max_command_bytes)
         request = rq.ShellRunRequest(
             name=name,
             command=command,

@@ -214,6 +214,17 @@ class SessionConfig(_Section):
         default=16 << 20, ge=1, description="Bytes kept per stream of one exec."
     )
     file_size_limit: ByteSize = Field(default=32 << 20, ge=1, le=64 << 20)
+    max_command_bytes: ByteSize = Field(
+        default=2 << 20,
+        ge=4 << 10,
+        description="A command's text, argv, environment and working directory together (the "
+        "kernel's own limit for starting a program is about 2 MiB; one argument ~128 KiB).",
+    )
+    max_stdin: ByteSize = Field(
+        default=1 << 30,
+        ge=0,
+        description="stdin handed to one command (streamed in chunks past the first MiB).",
+    )
     kill_grace: float = Field(default=2.0, ge=0, description="TERM-to-KILL grace, s.")
     call_timeout: float = Field(default=60.0, gt=0, description="Deadline of a file/shell op, s.")
     heartbeat_interval: float = Field(

@@ -22,6 +22,7 @@ import trio
 from pydantic import BaseModel
 
 from orchestrator import protocol
+from orchestrator._exceptions import unwrap_single_exception
 from orchestrator.channel import CANCEL_SEND_BUDGET, CallStream, GuestChannel
 from orchestrator.errors import OperationTimeout, SandboxGone, SessionClosed
 from orchestrator.guest_client import requests as rq
@@ -31,7 +32,11 @@ from orchestrator.guest_client.exec_stream import ExecStream, OutputCallback
 from orchestrator.observe import NullObserver, Observer, Outcome
 from orchestrator.results import ExecResult, FileInfo
 
-__all__ = ["CallLimits", "GuestClient"]
+__all__ = ["STDIN_INLINE", "CallLimits", "GuestClient"]
+
+STDIN_INLINE = 1 << 20
+"""stdin up to this size rides in the request's frame; larger is streamed in chunks."""
+_INPUT_CHUNK = 256 << 10
 
 ResponseT = TypeVar("ResponseT", bound=BaseModel)
 
@@ -241,18 +246,31 @@ class GuestClient:
         running: ExecStream | None = None
         outcome: Outcome = "error"
         deadline = self._command_deadline(request.timeout)
+        streamed = stdin is not None and len(stdin) > STDIN_INLINE
+        if streamed:
+            request = request.model_copy(update={"stdin": "stream"})
         try:
             with self._scope(request.op) as channel, trio.fail_at(deadline):
                 async with channel.stream(
                     request.op,
                     request.wire(),
-                    stdin or b"",
+                    b"" if streamed else stdin or b"",
                     window=window,
                     cancel_grace=self.limits.kill_grace + 1,
                     deadline=deadline + CANCEL_SEND_BUDGET,
                 ) as call:
                     running = ExecStream(call, collect=collect)
-                    yield running
+                    if not streamed:
+                        yield running
+                    else:
+                        assert stdin is not None
+                        with unwrap_single_exception():
+                            async with trio.open_nursery() as nursery:
+                                nursery.start_soon(_feed_input, call, stdin)
+                                try:
+                                    yield running
+                                finally:
+                                    nursery.cancel_scope.cancel()
         except trio.TooSlowError:
             outcome = "timeout"
             raise self._overdue(request.op, request.timeout) from None
@@ -398,3 +416,18 @@ class GuestClient:
     async def info(self) -> dict[str, Any]:
         value, _ = await self.call(rq.InfoRequest())
         return value
+
+
+async def _feed_input(call: CallStream, data: bytes) -> None:
+    """Send ``data`` as the call's input, chunk by chunk within the guest's window, then EOF.
+
+    A command that ends (or closes its stdin) before taking all of it simply
+    stops the feed: what it did not read is its business, reported by its result.
+    """
+    view = memoryview(data)
+    try:
+        for start in range(0, len(view), _INPUT_CHUNK):
+            await call.send(bytes(view[start : start + _INPUT_CHUNK]))
+        await call.send_eof()
+    except (trio.BrokenResourceError, SandboxGone):
+        pass

@@ -89,8 +89,9 @@ class ExecRequest(GuestRequest):
     grace: float
     cwd: str | None = None
     env: dict[str, str] | None = None
-    stdin: bool | None = None
-    """The request's payload is the command's stdin."""
+    stdin: bool | Literal["stream"] | None = None
+    """``True``: the request's payload is the command's stdin; ``"stream"``: it follows as
+    ``data`` frames, flow-controlled (input too large for one frame)."""
     window: int | None = None
 
     def wire(self) -> dict[str, Any]:
@@ -109,7 +110,7 @@ class ExecRequest(GuestRequest):
         if self.env:
             args["env"] = self.env
         if self.stdin:
-            args["stdin"] = True
+            args["stdin"] = self.stdin
         if self.window is not None:
             args["window"] = self.window
         return args

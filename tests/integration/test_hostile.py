@@ -202,3 +202,20 @@ async def test_an_oom_kill_in_a_grandchild_is_reported_by_sbx_run() -> None:
     )
     assert result.stdout.strip() == b"rc=137"
     assert b"ran out of memory" in result.stderr, result.stderr
+
+
+# -- input of any size ---------------------------------------------------------------------
+
+
+async def test_a_hundred_megabytes_of_stdin_and_a_large_environment_arrive_whole(
+    orch: Orchestrator,
+) -> None:
+    import hashlib
+
+    data = bytes(range(251)) * ((100 << 20) // 251)
+    env = {f"BIG{i}": "e" * (100 << 10) for i in range(12)}  # 1.2 MiB in all
+    async with orch.session(image=IMAGE, memories=False) as s:
+        r = await s.exec("sha256sum | cut -c1-64", stdin=data, timeout=120)
+        e = await s.exec('echo "${#BIG0} ${#BIG11}"', env=env)
+    assert r.stdout.decode().strip() == hashlib.sha256(data).hexdigest(), r
+    assert e.stdout == b"102400 102400\n", e

@@ -157,8 +157,19 @@ class ExecCall(RunningCall):
         for reader in self.readers.values():
             reader.on_data = self._data_after_exit
         if want_stdin:
-            self.writer = PipeWriter(self.loop, in_w, payload)
+            streamed = args.get("stdin") == "stream"
+            self.writer = PipeWriter(
+                self.loop, in_w, payload, streamed=streamed, grant=self._grant_input
+            )
         return pid
+
+    def _grant_input(self, credit: int) -> None:
+        self._send(protocol.window(self.call_id, credit))
+
+    def feed(self, payload: bytes, eof: bool) -> None:
+        """stdin from the host's ``data`` frames (``"stdin": "stream"``)."""
+        if self.writer is not None and not self.finished:
+            self.writer.feed(payload, eof)
 
     def _spawn_failure(self, program: str, code: int, message: str) -> int:
         """Report a program that cannot be started the way a shell would: 127/126 and a message."""

@@ -158,16 +158,56 @@ class PipeReader:
 
 
 class PipeWriter:
-    """Feeds bytes to a process's stdin without blocking, then closes it."""
+    """Feeds bytes to a process's stdin without blocking, then closes it.
 
-    def __init__(self, loop: Loop, fd: int, data: bytes) -> None:
+    The bytes come whole with the request, or -- for input too large for one
+    frame -- as the host's ``data`` frames (``feed``), flow-controlled: the
+    host may send ``protocol.INPUT_WINDOW`` bytes ahead, and every
+    ``GRANT_BATCH`` bytes written to the pipe are granted back with a ``win``
+    frame, so the guest never holds more than a window of it.
+    """
+
+    GRANT_BATCH = 64 * 1024
+
+    def __init__(
+        self,
+        loop: Loop,
+        fd: int,
+        data: bytes,
+        *,
+        streamed: bool = False,
+        grant: Optional[Callable[[int], None]] = None,
+    ) -> None:
         self.loop = loop
         self.fd: Optional[int] = fd
-        self.data = memoryview(data)
+        self.data = bytearray(data)
+        self.streamed = streamed
+        self.eof = not streamed
+        self._grant = grant
+        self.owed = 0
+        self.overrun = False
+        """The host sent more than its window: a broken or hostile host; input stops."""
         set_nonblocking(fd)
+        self._arm()
+
+    def feed(self, payload: bytes, eof: bool) -> None:
+        """More input from the host (``data`` frames), or its end."""
+        if self.fd is None:
+            return
+        if len(self.data) + len(payload) > protocol.INPUT_WINDOW + self.GRANT_BATCH:
+            self.overrun = True
+            self.close()
+            return
+        self.data += payload
+        self.eof = self.eof or eof
+        self._arm()
+
+    def _arm(self) -> None:
+        if self.fd is None:
+            return
         if self.data:
-            loop.add_writer(fd, self._writable)
-        else:
+            self.loop.add_writer(self.fd, self._writable)
+        elif self.eof:
             self.close()
 
     def _writable(self) -> None:
@@ -180,9 +220,16 @@ class PipeWriter:
         except OSError:
             self.close()  # the process closed its stdin (EPIPE): it does not want more
             return
-        self.data = self.data[n:]
+        del self.data[:n]
+        if self.streamed and self._grant is not None:
+            self.owed += n
+            if self.owed >= self.GRANT_BATCH or not self.data:
+                self._grant(self.owed)
+                self.owed = 0
         if not self.data:
-            self.close()
+            self.loop.remove_writer(self.fd)
+            if self.eof:
+                self.close()
 
     def close(self) -> None:
         if self.fd is not None:
@@ -192,3 +239,4 @@ class PipeWriter:
             except OSError:
                 pass
             self.fd = None
+        self.data = bytearray()

@@ -220,7 +220,11 @@ class Guest:
                 )
             )
             return
-        args = header.get("a") or {}
+        try:
+            args, payload = protocol.request_args(header, payload)
+        except protocol.FrameError as exc:
+            self.send(protocol.error(call_id, protocol.E_BAD_REQUEST, str(exc)))
+            return
         if not isinstance(args, dict):
             self.send(
                 protocol.error(call_id, protocol.E_BAD_REQUEST, "arguments must be an object")
