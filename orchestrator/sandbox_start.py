@@ -20,6 +20,7 @@ from orchestrator.backends.base import BindMount, SandboxBackend, SandboxSpec, S
 from orchestrator.channel import GuestChannel
 from orchestrator.config import Config
 from orchestrator.errors import SandboxGone, SandboxStartError
+from orchestrator.host_network import local_ipv4_addresses
 from orchestrator.sandbox_spec import MemoryStoreMount
 
 __all__ = ["guest_config", "mount_memory_store", "start_sandbox"]
@@ -27,8 +28,8 @@ __all__ = ["guest_config", "mount_memory_store", "start_sandbox"]
 
 def guest_config(config: Config, spec: SandboxSpec) -> dict[str, Any]:
     """What the guest is told in the handshake: the user to run as, its roots, working
-    directory and limits."""
-    return {
+    directory and limits, and -- with network -- what the sandbox may not reach."""
+    settings: dict[str, Any] = {
         "user": spec.user,
         "roots": list(config.sandbox.allowed_roots),
         "workdir": spec.workdir,
@@ -36,6 +37,10 @@ def guest_config(config: Config, spec: SandboxSpec) -> dict[str, Any]:
         "max_output": config.session.output_limit,
         "kill_grace": config.session.kill_grace,
     }
+    if spec.network:
+        blocked = [*config.sandbox.egress_blocked, *(f"{a}/32" for a in local_ipv4_addresses())]
+        settings["egress"] = {"blocked": blocked, "allowed": list(config.sandbox.egress_allowed)}
+    return settings
 
 
 async def mount_memory_store(

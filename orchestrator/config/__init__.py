@@ -8,6 +8,12 @@ values passed in code, ``SBX_*`` variables, the TOML file, the defaults),
 
 from orchestrator.config.loading import NOT_CONFIG_VARIABLES, load_config
 from orchestrator.config.model import Config
+from orchestrator.config.sandbox import (
+    LimitsConfig,
+    SandboxConfig,
+    memory_arithmetic,
+    sandbox_memory_limit,
+)
 from orchestrator.config.sections import (
     ApiConfig,
     ApiToken,
@@ -16,15 +22,11 @@ from orchestrator.config.sections import (
     EditorConfig,
     EngineConfig,
     ImagesConfig,
-    LimitsConfig,
     LoggingConfig,
     MemoryConfig,
     PoolConfig,
-    SandboxConfig,
     SessionConfig,
     ToolsConfig,
-    memory_arithmetic,
-    sandbox_memory_limit,
 )
 from orchestrator.config.sizes import ByteSize, human_bytes, parse_bytes
 

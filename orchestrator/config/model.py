@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from orchestrator.config.sandbox import (
+    LimitsConfig,
+    SandboxConfig,
+    memory_arithmetic,
+)
 from orchestrator.config.sections import (
     ApiConfig,
     CodeExecutionConfig,
@@ -14,15 +19,12 @@ from orchestrator.config.sections import (
     EditorConfig,
     EngineConfig,
     ImagesConfig,
-    LimitsConfig,
     LoggingConfig,
     MemoryConfig,
     PoolConfig,
-    SandboxConfig,
     SessionConfig,
     ToolsConfig,
     _Section,
-    memory_arithmetic,
 )
 from orchestrator.config.sizes import human_bytes
 

@@ -7,9 +7,11 @@ sandbox (or a fresh one) still serves the next call.
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 
+import pytest
 import trio
 
 from orchestrator import Orchestrator
@@ -219,3 +221,82 @@ async def test_a_hundred_megabytes_of_stdin_and_a_large_environment_arrive_whole
         e = await s.exec('echo "${#BIG0} ${#BIG11}"', env=env)
     assert r.stdout.decode().strip() == hashlib.sha256(data).hexdigest(), r
     assert e.stdout == b"102400 102400\n", e
+
+
+# -- a networked sandbox reaches the world, not the host or its neighbours ----------------------
+
+_CONNECT = (
+    "import socket, sys\n"
+    "s = socket.socket()\n"
+    "s.settimeout(3)\n"
+    "try:\n"
+    "    s.connect((sys.argv[1], int(sys.argv[2])))\n"
+    "    print('connected')\n"
+    "except OSError as e:\n"
+    "    print('refused', e.errno)\n"
+)
+
+
+async def _connect(s: object, host: str, port: int) -> str:
+    r = await s.exec(["python3", "-c", _CONNECT, host, str(port)], timeout=20)  # type: ignore[attr-defined]
+    return r.stdout_text.strip()
+
+
+async def test_a_networked_sandbox_cannot_reach_the_host_or_link_local_addresses(
+    orch: Orchestrator,
+) -> None:
+    from orchestrator.host_network import local_ipv4_addresses
+
+    listener = socket.socket()
+    listener.bind(("0.0.0.0", 0))
+    listener.listen(8)
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    try:
+        async with orch.session(image=IMAGE, network=True, memories=False) as s:
+            egress = (await s.info())["egress"]
+            assert egress["restricted"] is True, egress
+            targets = [egress["gateway"], *local_ipv4_addresses()]
+            for address in targets:
+                assert await _connect(s, address, port) == "refused 13", address  # EACCES
+            assert await _connect(s, "169.254.169.254", 80) == "refused 13"
+            caps = await s.exec("grep -E '^Cap(Eff|Prm|Bnd)' /proc/self/status")
+            assert [line.split()[1] for line in caps.stdout_text.splitlines()] == ["0" * 16] * 3
+            routes = await s.exec("cat /proc/net/route > /dev/null; echo ok")
+            assert routes.stdout == b"ok\n"
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nothing ever arrived
+    finally:
+        listener.close()
+
+
+async def test_networked_sandboxes_cannot_reach_each_other_but_do_reach_the_world(
+    orch: Orchestrator,
+) -> None:
+    async with (
+        orch.session(image=IMAGE, network=True, memories=False) as server,
+        orch.session(image=IMAGE, network=True, memories=False) as client,
+    ):
+        await server.exec("nohup python3 -m http.server 8000 >/dev/null 2>&1 &")
+        address = (await server.exec("hostname -i")).stdout_text.split()[0]
+        with trio.fail_after(20):
+            while await _connect(server, "127.0.0.1", 8000) != "connected":
+                await trio.sleep(0.2)
+        assert await _connect(client, address, 8000) == "refused 13"
+        # The world, by name, stays reachable (the name servers are allowed).
+        world = await client.exec(
+            'python3 -c "import urllib.request as u; '
+            "print(u.urlopen('http://deb.debian.org/debian/', timeout=20).status)\"",
+            timeout=60,
+        )
+        assert world.stdout == b"200\n", world
+
+
+async def test_without_network_nothing_is_reachable_by_address_or_by_name(
+    orch: Orchestrator,
+) -> None:
+    async with orch.session(image=IMAGE, memories=False) as s:
+        by_address = await _connect(s, "203.0.113.80", 80)
+        by_name = await s.exec("getent hosts deb.debian.org; echo rc=$?")
+    assert by_address.startswith("refused"), by_address
+    assert by_name.stdout_text.strip().endswith("rc=2"), by_name

@@ -64,7 +64,7 @@ async def test_a_command_that_cannot_be_sent_is_refused_at_once(
 async def test_stdin_past_the_limit_names_the_key(fake_config: Config, fake_backend) -> None:
     fake_config.session.max_stdin = 1 << 20
     async with Orchestrator(fake_config, backend=fake_backend) as orch, orch.session() as s:
-        with pytest.raises(InputTooLarge, match="session.max_stdin") as info:
+        with pytest.raises(InputTooLarge, match=r"session\.max_stdin") as info:
             await s.exec("cat", stdin=b"z" * (2 << 20))
         assert info.value.key == "session.max_stdin" and info.value.limit == 1 << 20
 

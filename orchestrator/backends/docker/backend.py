@@ -65,7 +65,9 @@ def host_config_for(spec: SandboxSpec) -> dict[str, Any]:
         # keeping them (see sbx_guest/privileges.py); every command it starts runs as
         # spec.user with no capability at all.
         "cap_drop": ["ALL"],
-        "cap_add": list(GUEST_CAPABILITIES),
+        # NET_ADMIN only lets the guest, still root, restrict a networked sandbox's
+        # routes; it drops it before anything else runs.
+        "cap_add": [*GUEST_CAPABILITIES, *(["NET_ADMIN"] if spec.network else [])],
         "security_opt": ["no-new-privileges"],
         "pids_limit": spec.pids_limit,
         # tmpfs pages count towards the memory cgroup: the limit covers them, so a

@@ -63,6 +63,11 @@ class Identity:
 
         libc = ctypes.CDLL(None, use_errno=True)
         self._libc = libc
+        # Whatever else the container granted for the guest's set-up (CAP_NET_ADMIN for a
+        # networked sandbox's routes) leaves the bounding set, so nothing can regain it.
+        for cap in range(_last_cap() + 1):
+            if cap not in KEPT_CAPS:
+                _check(libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0), "prctl(PR_CAPBSET_DROP)")
         _check(libc.prctl(_PR_SET_KEEPCAPS, 1, 0, 0, 0), "prctl(PR_SET_KEEPCAPS)")
         os.setgroups([])
         os.setresgid(GUEST_UID, GUEST_UID, GUEST_UID)
@@ -111,6 +116,14 @@ class Identity:
             "user_gid": self.gid,
             "isolated": self.privileged,
         }
+
+
+def _last_cap() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 40
 
 
 def _check(result: int, what: str) -> None:

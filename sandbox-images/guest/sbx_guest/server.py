@@ -69,6 +69,9 @@ class Guest:
         self.files = FileService([r for r in roots if r], 32 << 20)
         self.shells = ShellRegistry(loop)
         self.exit_code = 0
+        self.isolate = False
+        """Drop root and keep away from user code (off only for a test's local guest)."""
+        self.egress: Dict[str, Any] = {"restricted": False}
         self.loaded_extensions: set = set()
         self.cleanups: list = []
         """Callables run at shutdown (extensions register theirs: stop an X server...)."""
@@ -178,14 +181,30 @@ class Guest:
             log("unknown frame kind ignored", kind=kind)
 
     def configure(self, config: dict) -> None:
-        if config.get("user"):
-            try:
+        """The host's settings, from its hello; then out of reach of everything it will run.
+
+        While still root: a networked sandbox's egress routes.  Then the guest's
+        own uid, four capabilities, not dumpable; then the sandbox user's file
+        identity.  A guest that cannot do all of it must not serve at all.
+        """
+        try:
+            egress = config.get("egress")
+            if self.isolate and egress is not None and os.geteuid() == 0:
+                from .netguard import restrict_egress
+
+                self.egress = restrict_egress(
+                    [str(n) for n in egress.get("blocked") or []],
+                    [str(n) for n in egress.get("allowed") or []],
+                )
+            if self.isolate:
+                identity.drop()
+            if config.get("user"):
                 identity.become(str(config["user"]))
-            except (OSError, ValueError, KeyError) as exc:
-                log("cannot take the sandbox user; exiting", user=config["user"], error=str(exc))
-                self.exit_code = 4
-                self.shutdown("bad sandbox user")
-                return
+        except (OSError, ValueError, KeyError, ImportError) as exc:
+            log("cannot isolate the sandbox; refusing to serve", error=str(exc))
+            self.exit_code = 4
+            self.shutdown("cannot isolate: %s" % exc)
+            return
         if config.get("roots"):
             self.files.set_roots([str(r) for r in config["roots"]])
         if config.get("max_file"):
@@ -285,6 +304,7 @@ class Guest:
                     "uid": os.getuid(),
                     "gid": os.getgid(),
                     "user": identity.describe(),
+                    "egress": self.egress,
                     "pid": os.getpid(),
                     "hostname": os.uname().nodename,
                     "kernel": os.uname().release,
@@ -368,16 +388,9 @@ def main(argv: Optional[list] = None) -> int:
             os.chmod(path, mode)
         except OSError:
             pass
-    # Out of reach of everything it will run: its own uid, four capabilities, not
-    # dumpable.  A guest that started as root and cannot drop must not serve at all.
-    # (``--no-isolation``: a test running the guest as a plain local process; nothing
-    # a sandbox's user controls reaches the guest's command line.)
-    try:
-        if "--no-isolation" not in (argv or ()):
-            identity.drop()
-    except (OSError, ImportError) as exc:
-        log("cannot drop privileges; refusing to serve", error=str(exc))
-        return 4
+    # ``--no-isolation``: a test running the guest as a plain local process (nothing a
+    # sandbox's user controls reaches the guest's command line).
+    guest.isolate = "--no-isolation" not in (argv or ())
     # The guest itself works from / (every path it handles is absolute); commands
     # get their working directory when they are spawned.
     os.chdir("/")
