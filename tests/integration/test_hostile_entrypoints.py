@@ -1,0 +1,197 @@
+"""The hostile-workload suite, through the two ways users reach a sandbox: ``sbx run`` and HTTP.
+
+Every workload must end within its bound, report the truth (exit status,
+timeout, truncation, out of memory), leave nothing behind (no container of
+its own, no server error, no traceback), and the next call -- in a fresh
+session -- must work.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+import httpx
+import pytest
+
+from orchestrator.testing.api_process import ApiProcess, start_api_process
+
+from .conftest import IMAGE
+
+TOKEN = "hostile-token"
+GRACE = 2.0  # session.kill_grace by default
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    command: str
+    timeout: float = 20.0
+    memory: str | None = None
+    exit_code: int | None = None
+    """The status the call must report (``None``: any)."""
+    stdout_has: bytes = b""
+    stderr_has: bytes = b""
+    timed_out: bool = False
+    truncated: bool = False
+    oom_killed: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+WORKLOADS = [
+    Workload(
+        "fork bomb",
+        "bomb() { bomb | bomb & }; bomb; sleep 30",
+        timeout=8,
+        timed_out=True,
+        exit_code=124,
+    ),
+    Workload(
+        "memory bomb in a grandchild",
+        "python3 -c \"x = [b'a' * (64 << 20) for _ in range(40)]\"; echo rc=$?",
+        memory="256m",
+        exit_code=0,
+        stdout_has=b"rc=137",
+        oom_killed=True,
+    ),
+    Workload(
+        "filling the workspace",
+        "head -c 3G /dev/zero > /workspace/fill; echo rc=$?",
+        memory="256m",
+        exit_code=0,
+        stdout_has=b"rc=1",
+        stderr_has=b"No space left on device",
+    ),
+    Workload("a stdout flood", "yes | head -c 200M; echo done", exit_code=0, truncated=True),
+    Workload(
+        "a single-line flood",
+        "head -c 100M /dev/zero | tr '\\0' x; echo",
+        exit_code=0,
+        truncated=True,
+    ),
+    Workload(
+        "a process that ignores TERM",
+        "trap '' TERM; while :; do sleep 1; done",
+        timeout=3,
+        timed_out=True,
+        exit_code=124,
+    ),
+    Workload(
+        "daemons that escape with setsid and a double fork",
+        "setsid sleep 300 & (sleep 301 &); echo started",
+        exit_code=0,
+        stdout_has=b"started",
+    ),
+    # kill(-1) reaches every process the caller may signal but itself: never the guest.
+    Workload(
+        "kill -9 -1", "kill -9 -1; sleep 1; echo survived", exit_code=0, stdout_has=b"survived"
+    ),
+    Workload(
+        "a closed stdout and stderr",
+        "exec >&- 2>&-; sleep 0.5; echo gone",
+        exit_code=1,
+    ),
+    Workload(
+        "tampering with the guest",
+        "p=$(cut -d' ' -f4 /proc/$$/stat); kill -STOP $p; cat /proc/$p/fd/0; echo rc=$?",
+        exit_code=0,
+        stdout_has=b"rc=1",
+        stderr_has=b"Operation not permitted",
+    ),
+]
+
+IDS = [w.name for w in WORKLOADS]
+
+
+def _bound(w: Workload) -> float:
+    """The wall-clock allowance: the command's timeout, the kill grace, 2 s, and start-up."""
+    return w.timeout + GRACE + 2 + 15
+
+
+def _our_containers(client: docker.DockerClient) -> set[str]:
+    return {c.id for c in client.containers.list(all=True, filters={"label": "io.sbx.managed"})}
+
+
+@pytest.mark.parametrize("w", WORKLOADS, ids=IDS)
+def test_through_sbx_run(w: Workload, docker_client: docker.DockerClient) -> None:
+    before = _our_containers(docker_client)
+    argv = [sys.executable, "-m", "orchestrator.cli", "run", "--image", IMAGE]
+    argv += ["--timeout", f"{w.timeout:g}"]
+    if w.memory:
+        argv += ["--memory", w.memory]
+    started = time.monotonic()
+    r = subprocess.run(
+        [*argv, "--", "bash", "-c", w.command],
+        capture_output=True,
+        timeout=_bound(w) + 30,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    assert elapsed < _bound(w), f"{w.name} took {elapsed:.1f} s"
+    assert b"Traceback" not in r.stderr, r.stderr[-2000:]
+    if w.exit_code is not None:
+        assert r.returncode == w.exit_code, (r.returncode, r.stderr[-2000:])
+    assert w.stdout_has in r.stdout[-100_000:]
+    assert w.stderr_has in r.stderr
+    if w.oom_killed:
+        assert b"ran out of memory" in r.stderr
+    deadline = time.monotonic() + 15
+    while _our_containers(docker_client) - before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _our_containers(docker_client) - before == set(), "the sandbox was left behind"
+    after = subprocess.run(
+        [*argv[:6], "--", "echo", "next"], capture_output=True, timeout=120, check=False
+    )
+    assert after.returncode == 0 and after.stdout == b"next\n", after.stderr
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ApiProcess]:
+    running = start_api_process({"SBX_TOKEN": TOKEN})
+    yield running
+    log = running.log_path.read_bytes()
+    running.stop()
+    assert b"Traceback" not in log and b'"internal_error"' not in log, log[-4000:]
+
+
+@pytest.mark.parametrize("w", WORKLOADS, ids=IDS)
+async def test_through_the_http_api(w: Workload, server: ApiProcess) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(base_url=server.url, timeout=120, headers=headers) as client:
+        options: dict[str, Any] = {"image": IMAGE, "memories": False}
+        if w.memory:
+            options["memory"] = w.memory
+        created = await client.post("/v1/sessions", json=options)
+        assert created.status_code == 201, created.text
+        session = created.json()["id"]
+        started = time.monotonic()
+        r = await client.post(
+            f"/v1/sessions/{session}/exec",
+            json={"command": w.command, "timeout": w.timeout},
+        )
+        elapsed = time.monotonic() - started
+        assert r.status_code == 200, r.text
+        assert elapsed < w.timeout + GRACE + 2 + 1, f"{w.name} took {elapsed:.1f} s"
+        body = r.json()
+        if w.exit_code is not None and not w.timed_out:  # 124 is the CLI's word for it
+            assert body["exit_code"] == w.exit_code, body.get("stderr", "")[-2000:]
+        assert body["timed_out"] is w.timed_out
+        assert body["truncated"] is w.truncated
+        assert body["oom_killed"] is w.oom_killed
+        assert w.stdout_has.decode() in (body.get("stdout") or "")[-100_000:]
+        assert w.stderr_has.decode() in (body.get("stderr") or "")
+        # The same session still answers; then it goes, and a fresh one works.
+        again = await client.post(f"/v1/sessions/{session}/exec", json={"command": "echo again"})
+        assert again.status_code == 200 and again.json()["stdout"] == "again\n", again.text
+        assert (await client.delete(f"/v1/sessions/{session}")).status_code == 204
+        fresh = await client.post("/v1/sessions", json={"image": IMAGE, "memories": False})
+        assert fresh.status_code == 201, fresh.text
+        next_id = fresh.json()["id"]
+        ok = await client.post(f"/v1/sessions/{next_id}/exec", json={"command": "echo next"})
+        assert ok.status_code == 200 and ok.json()["stdout"] == "next\n", ok.text
+        assert (await client.delete(f"/v1/sessions/{next_id}")).status_code == 204
