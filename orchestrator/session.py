@@ -13,8 +13,8 @@ What a session can *do* (exec, shells, files, code, connections) is
 observer, how to forget it, a tool runner and a live view) is handed to it
 as ``SessionHooks``: a session never reaches up to its supervisor.
 
-Must not: import the supervisor, the router or the live view; know how its
-container is made (that is the backend's business).
+Must not: import the supervisor, the router or the live view, or know how its
+container is made (the backend's business).
 """
 
 from __future__ import annotations
@@ -41,16 +41,16 @@ from orchestrator.options import SandboxOptions
 from orchestrator.sandbox_spec import SandboxShape, build_spec, resolve_shape
 from orchestrator.sandbox_start import mount_memory_store, start_sandbox
 from orchestrator.session_calls import SessionCalls
-from orchestrator.session_health import wait_until_lost
+from orchestrator.session_health import SandboxHealth
 
 __all__ = ["Session", "SessionHooks", "SessionState", "ToolRunner", "ViewLinker"]
 
 log = structlog.get_logger("orchestrator.session")
 
 SessionState = Literal["starting", "ready", "broken", "crashed", "closing", "closed"]
-"""``broken``: the guest stopped answering (heartbeat); ``crashed``: the sandbox's stream
-ended under a live session.  Either way the sandbox is removed at once, calls fail with
-``SandboxGone`` naming the cause, and the session stays listed until it is closed."""
+"""``broken``: the guest stopped answering, or was paused; ``crashed``: the sandbox died or
+was removed.  Either way it is removed, calls fail with ``SandboxGone`` and the cause, and
+the session stays listed until it is closed."""
 
 ToolRunner = Callable[
     ["Session", Sequence[Any], Mapping[str, str] | None], Awaitable[list[dict[str, Any]]]
@@ -104,6 +104,8 @@ class Session(SessionCalls):
         self.failure: str | None = None
         """Why the session is ``broken`` or ``crashed`` (``None`` while healthy)."""
         self._gone: SandboxGone | None = None
+        self.health = SandboxHealth()
+        """Its verdict on the sandbox; the supervisor hands it the engine's events."""
         self._client: GuestClient | None = None
         self._scope: trio.CancelScope | None = None
         self._wake = trio.Event()
@@ -113,8 +115,9 @@ class Session(SessionCalls):
         """Per-resource locks for tool calls (shell, display, files); never cross sessions."""
         self._tool_slots: trio.CapacityLimiter | None = None
         self._desktop: Desktop | None = None
-        self.memory_namespace: str | None = None
-        """The memory store's namespace mounted at /memories, once started (``None``: none)."""
+        store = self.shape.memory_store
+        self.memory_namespace = store.namespace if store is not None else None
+        """The memory store's namespace mounted at /memories (``None``: none)."""
         self.spare = False
         """A pool's spare: started ahead of demand, its TTL and idle clocks not yet running."""
         self.on_closed: Callable[[Session], None] | None = None
@@ -211,8 +214,6 @@ class Session(SessionCalls):
     async def _start_sandbox(self, nursery: trio.Nursery) -> None:
         t0 = trio.current_time()
         mounts = await mount_memory_store(self._config, self.shape.memory_store)
-        if self.shape.memory_store is not None:
-            self.memory_namespace = self.shape.memory_store.namespace
         channel = await start_sandbox(
             self._backend,
             self._spec(mounts),
@@ -283,9 +284,9 @@ class Session(SessionCalls):
             self._wake = trio.Event()
 
     async def _watch_health(self) -> None:
-        """Turn ``crashed`` or ``broken`` when the sandbox is lost (``session_health``)."""
+        """Turn ``crashed`` or ``broken`` once the sandbox is lost (``SandboxHealth``)."""
         settings = self._config.session
-        state, cause = await wait_until_lost(
+        state, cause = await self.health.wait(
             self.client.channel,
             interval=settings.heartbeat_interval,
             timeout=settings.heartbeat_timeout,

@@ -15,10 +15,14 @@ from typing import Literal
 import trio
 
 from orchestrator import protocol
+from orchestrator.backends.base import SandboxEvent
 from orchestrator.channel import GuestChannel
 from orchestrator.errors import SandboxGone, SbxError
 
-__all__ = ["LostSandbox", "wait_until_lost"]
+__all__ = ["LostSandbox", "SandboxHealth", "wait_until_lost"]
+
+ENGINE_GRACE = 0.5
+"""After the stream ends, how long to wait for the engine's word on why."""
 
 LostSandbox = tuple[Literal["broken", "crashed"], str]
 """The state a session turns to, and the cause in words."""
@@ -42,3 +46,58 @@ async def wait_until_lost(channel: GuestChannel, *, interval: float, timeout: fl
                 pass  # an answer, even an error, is a sign of life
         if scope.cancelled_caught:
             return "broken", f"its guest has not answered for {timeout:g} s (stopped, or stuck)"
+
+
+class SandboxHealth:
+    """One session's verdict on its sandbox, from engine events and from its channel."""
+
+    def __init__(self) -> None:
+        self._news = trio.Event()
+        self._verdict: LostSandbox | None = None
+        self._whole_oom = False
+
+    def notice(self, event: SandboxEvent) -> None:
+        """An engine event about this sandbox (an ``oom`` is followed by its ``died``)."""
+        if self._verdict is not None:
+            return
+        if event.kind == "oom":
+            self._whole_oom = True
+            return
+        if event.kind == "died":
+            self._verdict = (
+                "crashed",
+                "its sandbox ran out of memory as a whole and was killed"
+                if self._whole_oom
+                else f"its sandbox stopped ({event.detail or 'it exited'})",
+            )
+        elif event.kind == "paused":
+            self._verdict = ("broken", "its sandbox was paused from outside")
+        else:
+            self._verdict = ("crashed", "its sandbox was removed from outside")
+        self._news.set()
+
+    async def wait(self, channel: GuestChannel, *, interval: float, timeout: float) -> LostSandbox:
+        """Return once the sandbox is lost, by whichever sign comes first."""
+        verdicts: list[LostSandbox] = []
+        async with trio.open_nursery() as nursery:
+
+            async def from_channel() -> None:
+                verdict = await wait_until_lost(channel, interval=interval, timeout=timeout)
+                if verdict[0] == "crashed":
+                    # The stream ended: the engine usually says why a moment later.
+                    with trio.move_on_after(ENGINE_GRACE):
+                        await self._news.wait()
+                    if self._verdict is not None:
+                        verdict = self._verdict
+                verdicts.append(verdict)
+                nursery.cancel_scope.cancel()
+
+            async def from_engine() -> None:
+                await self._news.wait()
+                assert self._verdict is not None
+                verdicts.append(self._verdict)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(from_channel)
+            nursery.start_soon(from_engine)
+        return verdicts[0]

@@ -24,6 +24,7 @@ from orchestrator.backends.base import (
     LABEL_OWNER,
     LABEL_SUPERVISOR,
     SandboxBackend,
+    SandboxEvent,
     SandboxInfo,
 )
 from orchestrator.config import Config
@@ -113,6 +114,7 @@ class Supervisor:
         """
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self._watch_engine)
             if self.config.reap_orphans:
                 nursery.start_soon(self._reap_at_start)
             else:
@@ -120,6 +122,27 @@ class Supervisor:
             await nursery.start(self.pool.run)
             task_status.started()
             await trio.sleep_forever()
+
+    async def _watch_engine(self) -> None:
+        """Hand the engine's events on our sandboxes to their sessions; reconnect when the
+        stream ends (the heartbeat covers the gap)."""
+        labels = {LABEL_MANAGED: "true", LABEL_SUPERVISOR: self.identity}
+        backoff = 0.5
+        while True:
+            try:
+                await self.backend.watch(labels, self._on_engine_event)
+                backoff = 0.5
+            except (SbxError, OSError) as exc:
+                log.debug("engine event stream lost; reconnecting", error=str(exc))
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+    def _on_engine_event(self, event: SandboxEvent) -> None:
+        for session in list(self.sessions.values()) + self.pool.spares():
+            if session.sandbox_id == event.sandbox_id:
+                if not session.closed:
+                    session.health.notice(event)
+                return
 
     async def _reap_at_start(self) -> None:
         try:

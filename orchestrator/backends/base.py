@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import trio
 
@@ -24,7 +24,9 @@ __all__ = [
     "LABEL_SESSION",
     "LABEL_SUPERVISOR",
     "BindMount",
+    "EventSink",
     "SandboxBackend",
+    "SandboxEvent",
     "SandboxInfo",
     "SandboxSpec",
     "StderrSink",
@@ -104,6 +106,19 @@ class SandboxInfo:
     """Hardening facts as applied: user, read_only, cap_drop, network_mode, ..."""
 
 
+@dataclass(frozen=True)
+class SandboxEvent:
+    """What the engine says happened to a sandbox, outside any call of ours."""
+
+    sandbox_id: str
+    kind: Literal["died", "oom", "paused", "removed"]
+    detail: str = ""
+    """E.g. ``exit code 137`` for a sandbox that died."""
+
+
+EventSink = Callable[[SandboxEvent], None]
+
+
 @runtime_checkable
 class SandboxBackend(Protocol):
     """One container engine."""
@@ -135,6 +150,20 @@ class SandboxBackend(Protocol):
         ...
 
     async def image_exists(self, image: str) -> bool: ...
+
+    async def watch(
+        self,
+        labels: Mapping[str, str],
+        on_event: EventSink,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Report what happens to sandboxes carrying ``labels`` until cancelled.
+
+        ``task_status.started()`` once watching; returns or raises ``EngineError``
+        when the engine ends the stream (the caller reconnects).
+        """
+        ...
 
     async def describe_engine(self) -> dict[str, Any]:
         """Version, storage driver, runtimes: for ``sbx doctor``. Raises if unreachable."""

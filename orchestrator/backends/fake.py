@@ -24,7 +24,13 @@ from typing import Any
 
 import trio
 
-from orchestrator.backends.base import SandboxInfo, SandboxSpec, StderrSink
+from orchestrator.backends.base import (
+    EventSink,
+    SandboxEvent,
+    SandboxInfo,
+    SandboxSpec,
+    StderrSink,
+)
 from orchestrator.errors import EngineError, ImageNotFound, SandboxStartError
 from orchestrator.images.assets import guest_files
 
@@ -88,6 +94,7 @@ class FakeBackend:
         self.fail_next_start: str | None = None
         self._ids = itertools.count(1)
         self._guest_dir: Path | None = None
+        self._watchers: list[EventSink] = []
 
     def _guest_main(self) -> Path:
         if self._guest_dir is None:
@@ -205,6 +212,25 @@ class FakeBackend:
 
     async def image_exists(self, image: str) -> bool:
         return image in self.images
+
+    async def watch(
+        self,
+        labels: Mapping[str, str],
+        on_event: EventSink,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        self._watchers.append(on_event)
+        try:
+            task_status.started()
+            await trio.sleep_forever()
+        finally:
+            self._watchers.remove(on_event)
+
+    def emit(self, event: SandboxEvent) -> None:
+        """Tell the watchers what "the engine" saw (tests inject engine events this way)."""
+        for watcher in list(self._watchers):
+            watcher(event)
 
     async def describe_engine(self) -> dict[str, Any]:
         return {

@@ -13,8 +13,8 @@ engine.  It is handed a channel and the limits it needs, nothing more.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -28,15 +28,20 @@ from orchestrator.errors import OperationTimeout, SandboxGone, SessionClosed
 from orchestrator.guest_client import requests as rq
 from orchestrator.guest_client import responses as rs
 from orchestrator.guest_client.connection import SandboxConnection
-from orchestrator.guest_client.exec_stream import ExecStream, OutputCallback
+from orchestrator.guest_client.exec_stream import (
+    STDIN_INLINE,
+    ExecStream,
+    OutputCallback,
+    feed_input,
+)
 from orchestrator.observe import NullObserver, Observer, Outcome
 from orchestrator.results import ExecResult, FileInfo
 
-__all__ = ["STDIN_INLINE", "CallLimits", "GuestClient"]
+__all__ = ["CallLimits", "GuestClient"]
 
-STDIN_INLINE = 1 << 20
-"""stdin up to this size rides in the request's frame; larger is streamed in chunks."""
-_INPUT_CHUNK = 256 << 10
+EXPLAIN_WAIT = 1.0
+"""How long a call that lost its channel waits for the session to say why."""
+
 
 ResponseT = TypeVar("ResponseT", bound=BaseModel)
 
@@ -78,6 +83,7 @@ class GuestClient:
         self._scopes: set[trio.CancelScope] = set()
         self._closed_reason: str | None = None
         self._gone: SandboxGone | None = None
+        self._closed = trio.Event()
 
     def __repr__(self) -> str:
         return f"<GuestClient {self.label}>"
@@ -97,6 +103,7 @@ class GuestClient:
         if self._closed_reason is None:
             self._closed_reason = reason
             self._gone = gone
+            self._closed.set()
         for scope in list(self._scopes):
             scope.cancel()
 
@@ -112,9 +119,10 @@ class GuestClient:
             return SessionClosed(f"{self.label} is closed ({reason}); open a new session")
         return SessionClosed(f"{what} was cancelled because {self.label} closed ({reason})")
 
-    @contextmanager
-    def _scope(self, what: str) -> Iterator[GuestChannel]:
-        """Run one call: cancellable by ``close`` and counted for idle expiry.
+    @asynccontextmanager
+    async def _scope(self, what: str) -> AsyncIterator[GuestChannel]:
+        """Run one call: cancellable by ``close`` and counted for idle expiry; a sandbox
+        lost under it is reported with its cause (``_explain``).
 
         Calls run in the caller's task, so log lines about them name the
         sandbox explicitly rather than through context variables (binding
@@ -129,12 +137,22 @@ class GuestClient:
         try:
             with scope:
                 yield self.channel
+        except SandboxGone as exc:
+            raise await self._explain(exc) from None
         finally:
             self._scopes.discard(scope)
             self.active_calls -= 1
             self.last_active = trio.current_time()
         if scope.cancelled_caught:
             raise self._closed_error(what)
+
+    async def _explain(self, exc: SandboxGone) -> SandboxGone:
+        """The channel closed under a call: wait a moment for whoever watches the sandbox
+        to say why (``close(gone=...)``), and report that rather than the bare closing."""
+        if self._gone is None:
+            with trio.move_on_after(EXPLAIN_WAIT), trio.CancelScope(shield=True):
+                await self._closed.wait()
+        return self._gone or exc
 
     async def call(
         self, request: rq.GuestRequest, payload: bytes = b"", *, timeout: float | None = None
@@ -155,6 +173,8 @@ class GuestClient:
         try:
             with scope:
                 return await self.channel.call(request.op, request.wire(), payload)
+        except SandboxGone as exc:
+            raise await self._explain(exc) from None
         finally:
             self._scopes.discard(scope)
             self.active_calls -= 1
@@ -198,16 +218,17 @@ class GuestClient:
         args.setdefault("window", window)
         deadline = trio.current_time() + timeout - CANCEL_SEND_BUDGET
         try:
-            with self._scope(request.op) as channel, trio.fail_at(deadline):
-                async with channel.stream(
-                    request.op,
-                    args,
-                    payload,
-                    window=window,
-                    cancel_grace=self.limits.kill_grace + 1,
-                    deadline=deadline + CANCEL_SEND_BUDGET,
-                ) as call:
-                    yield call
+            async with self._scope(request.op) as channel:
+                with trio.fail_at(deadline):
+                    async with channel.stream(
+                        request.op,
+                        args,
+                        payload,
+                        window=window,
+                        cancel_grace=self.limits.kill_grace + 1,
+                        deadline=deadline + CANCEL_SEND_BUDGET,
+                    ) as call:
+                        yield call
         except trio.TooSlowError:
             raise OperationTimeout(
                 f"{request.op} in {self.label} got no answer within {timeout:g} s; the sandbox "
@@ -250,27 +271,28 @@ class GuestClient:
         if streamed:
             request = request.model_copy(update={"stdin": "stream"})
         try:
-            with self._scope(request.op) as channel, trio.fail_at(deadline):
-                async with channel.stream(
-                    request.op,
-                    request.wire(),
-                    b"" if streamed else stdin or b"",
-                    window=window,
-                    cancel_grace=self.limits.kill_grace + 1,
-                    deadline=deadline + CANCEL_SEND_BUDGET,
-                ) as call:
-                    running = ExecStream(call, collect=collect)
-                    if not streamed:
-                        yield running
-                    else:
-                        assert stdin is not None
-                        with unwrap_single_exception():
-                            async with trio.open_nursery() as nursery:
-                                nursery.start_soon(_feed_input, call, stdin)
-                                try:
-                                    yield running
-                                finally:
-                                    nursery.cancel_scope.cancel()
+            async with self._scope(request.op) as channel:
+                with trio.fail_at(deadline):
+                    async with channel.stream(
+                        request.op,
+                        request.wire(),
+                        b"" if streamed else stdin or b"",
+                        window=window,
+                        cancel_grace=self.limits.kill_grace + 1,
+                        deadline=deadline + CANCEL_SEND_BUDGET,
+                    ) as call:
+                        running = ExecStream(call, collect=collect)
+                        if not streamed:
+                            yield running
+                        else:
+                            assert stdin is not None
+                            with unwrap_single_exception():
+                                async with trio.open_nursery() as nursery:
+                                    nursery.start_soon(feed_input, call, stdin)
+                                    try:
+                                        yield running
+                                    finally:
+                                        nursery.cancel_scope.cancel()
         except trio.TooSlowError:
             outcome = "timeout"
             raise self._overdue(request.op, request.timeout) from None
@@ -288,16 +310,17 @@ class GuestClient:
         """A command in a named persistent shell, to its end."""
         deadline = self._command_deadline(request.timeout)
         try:
-            with self._scope("shell") as channel, trio.fail_at(deadline):
-                async with channel.stream(
-                    request.op,
-                    request.wire(),
-                    cancel_grace=self.limits.kill_grace + 1,
-                    deadline=deadline + CANCEL_SEND_BUDGET,
-                ) as call:
-                    running = ExecStream(call)
-                    await running.forward(on_output)
-                    return await running.result()
+            async with self._scope("shell") as channel:
+                with trio.fail_at(deadline):
+                    async with channel.stream(
+                        request.op,
+                        request.wire(),
+                        cancel_grace=self.limits.kill_grace + 1,
+                        deadline=deadline + CANCEL_SEND_BUDGET,
+                    ) as call:
+                        running = ExecStream(call)
+                        await running.forward(on_output)
+                        return await running.result()
         except trio.TooSlowError:
             raise self._overdue(request.op, request.timeout) from None
         raise AssertionError("unreachable")  # pragma: no cover
@@ -399,14 +422,16 @@ class GuestClient:
     @asynccontextmanager
     async def connect(self, request: rq.ConnectRequest) -> AsyncIterator[SandboxConnection]:
         """A TCP connection inside the sandbox, carried by the channel; closed on leaving."""
-        with self._scope("connect") as channel:
-            async with channel.stream(
+        async with (
+            self._scope("connect") as channel,
+            channel.stream(
                 request.op, request.wire(), window=request.window, cancel_grace=3
-            ) as call:
-                connection = SandboxConnection(call, request.host, request.port)
-                with trio.fail_after(request.timeout + 5):
-                    await connection._wait_connected()
-                yield connection
+            ) as call,
+        ):
+            connection = SandboxConnection(call, request.host, request.port)
+            with trio.fail_after(request.timeout + 5):
+                await connection._wait_connected()
+            yield connection
 
     # -- misc ------------------------------------------------------------------------
 
@@ -416,18 +441,3 @@ class GuestClient:
     async def info(self) -> dict[str, Any]:
         value, _ = await self.call(rq.InfoRequest())
         return value
-
-
-async def _feed_input(call: CallStream, data: bytes) -> None:
-    """Send ``data`` as the call's input, chunk by chunk within the guest's window, then EOF.
-
-    A command that ends (or closes its stdin) before taking all of it simply
-    stops the feed: what it did not read is its business, reported by its result.
-    """
-    view = memoryview(data)
-    try:
-        for start in range(0, len(view), _INPUT_CHUNK):
-            await call.send(bytes(view[start : start + _INPUT_CHUNK]))
-        await call.send_eof()
-    except (trio.BrokenResourceError, SandboxGone):
-        pass

@@ -9,14 +9,26 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Literal
 
+import trio
 from pydantic import ValidationError
 
 from orchestrator import protocol
 from orchestrator.channel import CallStream
-from orchestrator.errors import ProtocolError
+from orchestrator.errors import ProtocolError, SandboxGone
 from orchestrator.results import ExecResult, OutputChunk
 
-__all__ = ["STREAM_NAMES", "ExecStream", "OutputCallback", "forward_output"]
+__all__ = [
+    "STDIN_INLINE",
+    "STREAM_NAMES",
+    "ExecStream",
+    "OutputCallback",
+    "feed_input",
+    "forward_output",
+]
+
+STDIN_INLINE = 1 << 20
+"""stdin up to this size rides in the request's frame; larger is streamed in chunks."""
+_INPUT_CHUNK = 256 << 10
 
 OutputCallback = Callable[[OutputChunk], Awaitable[None] | None]
 """Sees each chunk of output as it arrives; may be sync or async."""
@@ -86,3 +98,18 @@ class ExecStream:
                 "close the session and rebuild the images with `sbx images build`"
             ) from None
         return self.final
+
+
+async def feed_input(call: CallStream, data: bytes) -> None:
+    """Send ``data`` as the call's input, chunk by chunk within the guest's window, then EOF.
+
+    A command that ends (or closes its stdin) before taking all of it simply
+    stops the feed: what it did not read is its business, reported by its result.
+    """
+    view = memoryview(data)
+    try:
+        for start in range(0, len(view), _INPUT_CHUNK):
+            await call.send(bytes(view[start : start + _INPUT_CHUNK]))
+        await call.send_eof()
+    except (trio.BrokenResourceError, SandboxGone):
+        pass

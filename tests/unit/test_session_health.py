@@ -7,6 +7,7 @@ so stopping it with SIGSTOP is exactly a guest that stops answering.
 from __future__ import annotations
 
 import contextlib
+import re
 import os
 import signal
 
@@ -135,3 +136,48 @@ async def test_the_heartbeat_does_not_keep_a_session_from_idling_out(
             while session.state != "closed":
                 await trio.sleep(0.05)
         assert session.close_reason == "idle timeout"
+
+
+@pytest.mark.parametrize(
+    ("events", "state", "cause"),
+    [
+        ([("died", "exit code 137")], "crashed", "its sandbox stopped (exit code 137)"),
+        ([("oom", ""), ("died", "exit code 137")], "crashed", "ran out of memory as a whole"),
+        ([("paused", "")], "broken", "paused from outside"),
+        ([("removed", "")], "crashed", "removed from outside"),
+    ],
+)
+async def test_the_engines_word_turns_the_session_at_once(
+    fake_config: Config,
+    fake_backend: FakeBackend,
+    events: list[tuple[str, str]],
+    state: str,
+    cause: str,
+) -> None:
+    from orchestrator.backends.base import SandboxEvent
+
+    fake_config.session.heartbeat_timeout = 60  # only the engine's word can be quick here
+    async with Orchestrator(fake_config, backend=fake_backend) as orch:
+        session = await orch.open_session()
+        assert session.sandbox_id is not None
+        with trio.fail_after(5):
+            while not fake_backend._watchers:
+                await trio.sleep(0.01)
+        started = trio.current_time()
+        async with trio.open_nursery() as nursery:
+
+            async def call() -> None:
+                with pytest.raises(SandboxGone, match=re.escape(cause)):
+                    await session.exec("sleep 30", timeout=30)
+
+            nursery.start_soon(call)
+            await trio.sleep(0.2)
+            for kind, detail in events:
+                fake_backend.emit(SandboxEvent(session.sandbox_id, kind, detail))  # type: ignore[arg-type]
+        assert trio.current_time() - started < 1.5
+        assert session.state == state and cause in (session.failure or "")
+        # Another sandbox's events change nothing here.
+        other = await orch.open_session()
+        fake_backend.emit(SandboxEvent("someone-else", "died", "exit code 1"))
+        assert (await other.exec("echo fine")).stdout == b"fine\n"
+        await session.close()

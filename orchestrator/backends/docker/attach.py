@@ -27,10 +27,10 @@ import trio
 from orchestrator.backends.base import StderrSink
 from orchestrator.errors import EngineError, EngineUnavailable
 
-__all__ = ["AttachedStream", "attach", "docker_host"]
+__all__ = ["API_VERSION", "AttachedStream", "attach", "connect_engine", "docker_host"]
 
 _FRAME = struct.Struct(">BxxxL")
-_API_VERSION = "v1.41"
+API_VERSION = "v1.41"
 _MAX_HEAD = 64 * 1024
 
 
@@ -47,7 +47,7 @@ def _tls_context() -> ssl.SSLContext | None:
     return context
 
 
-async def _connect(url: str) -> tuple[trio.abc.Stream, str]:
+async def connect_engine(url: str) -> tuple[trio.abc.Stream, str]:
     parsed = urlparse(url)
     try:
         if parsed.scheme in ("unix", "http+unix"):
@@ -150,10 +150,10 @@ async def attach(
     """Attach to a created (not yet started) container's stdio."""
     url = docker_host(host)
     with trio.fail_after(timeout):
-        raw, host_header = await _connect(url)
+        raw, host_header = await connect_engine(url)
         try:
             request = (
-                f"POST /{_API_VERSION}/containers/{container_id}/attach"
+                f"POST /{API_VERSION}/containers/{container_id}/attach"
                 "?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\n"
                 f"Host: {host_header}\r\n"
                 "Content-Type: text/plain\r\n"

@@ -22,9 +22,10 @@ import docker.types
 import structlog
 import trio
 
-from orchestrator.backends.base import SandboxInfo, SandboxSpec, StderrSink
+from orchestrator.backends.base import EventSink, SandboxInfo, SandboxSpec, StderrSink
 from orchestrator.backends.docker.attach import attach
 from orchestrator.backends.docker.engine import DockerEngine
+from orchestrator.backends.docker.events import watch_events
 from orchestrator.config import Config
 from orchestrator.errors import EngineError, ImageNotFound
 
@@ -147,6 +148,15 @@ class DockerBackend:
             status="created",
             labels=dict(spec.labels),
         )
+
+    async def watch(
+        self,
+        labels: Mapping[str, str],
+        on_event: EventSink,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        await watch_events(self.engine.base_url, labels, on_event, task_status=task_status)
 
     async def attach(self, sandbox_id: str, on_stderr: StderrSink) -> trio.abc.Stream:
         return await attach(
