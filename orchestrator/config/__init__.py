@@ -1,16 +1,16 @@
 """Configuration: pydantic models loaded from TOML, overridden by ``SBX_*``.
 
-``sections`` holds one model per ``[table]``, ``model`` the whole ``Config``,
+``sections`` holds one model per ``[table]`` (``api_sections`` those of
+``sbx serve``), ``model`` the whole ``Config``,
 ``loading`` reads the file and the environment (precedence, highest first:
 values passed in code, ``SBX_*`` variables, the TOML file, the defaults),
 ``sizes`` parses ``"512m"``-style sizes.
 """
 
+from orchestrator.config.api_sections import ApiConfig, ApiToken
 from orchestrator.config.loading import NOT_CONFIG_VARIABLES, load_config
 from orchestrator.config.model import Config
 from orchestrator.config.sections import (
-    ApiConfig,
-    ApiToken,
     CodeExecutionConfig,
     DesktopConfig,
     EditorConfig,

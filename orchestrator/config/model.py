@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from orchestrator.config.api_sections import ApiConfig
 from orchestrator.config.sections import (
-    ApiConfig,
     CodeExecutionConfig,
     DesktopConfig,
     EditorConfig,
