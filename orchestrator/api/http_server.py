@@ -1,8 +1,9 @@
 """The HTTP/1.1 server of ``sbx serve``: runs the API's ASGI app in the supervisor's trio run.
 
-Each connection is one task, and a request runs in that task: no task per
-request, no timer task re-armed per request, no channel between the parser
-and the app, and a response whose body is complete goes out in one write.
+Each connection is one task, and a request runs in that task (an
+``http_exchange.Exchange``): no task per request, no timer task re-armed per
+request, no channel between the parser and the app, and a response whose
+body is complete goes out in one write.
 hypercorn does all of those for every request, which costs about 0.45 ms
 here -- as much as running a command in the sandbox.  Parsing and framing
 are h11's (websockets: wsproto's), so the protocol logic is not ours.
@@ -18,17 +19,14 @@ response body beyond what the app hands it.
 
 from __future__ import annotations
 
-import time
-from email.utils import formatdate
 from functools import partial
-from typing import Any
-from urllib.parse import unquote
 
 import h11
 import structlog
 import trio
-from starlette.types import ASGIApp, Message
+from starlette.types import ASGIApp
 
+from orchestrator.api.http_exchange import Exchange, request_scope
 from orchestrator.api.websocket import serve_websocket
 
 __all__ = ["HttpServer", "url_of"]
@@ -37,15 +35,12 @@ log = structlog.get_logger("orchestrator.api")
 
 
 MAX_RECV = 64 * 1024
-_ONE_WRITE = 256 * 1024
-"""Bodies up to this size go out in one write with their head; larger ones after it."""
 _LINGER = 2.0
 """How long a connection closed with request bytes unread drains them, so the peer
 reads the response instead of a reset."""
 _SKIP_LIMIT = 1 << 20
 """A request body the app did not read is read past up to this size (the connection
 stays open); a larger one closes the connection."""
-_ASGI = {"version": "3.0", "spec_version": "2.1"}
 
 
 def url_of(listener: trio.SocketListener) -> str:
@@ -56,21 +51,6 @@ def url_of(listener: trio.SocketListener) -> str:
 def _split_bind(bind: str) -> tuple[str, int]:
     host, _, port = bind.rpartition(":")
     return host.strip("[]"), int(port)
-
-
-class _Date:
-    """The ``date`` header, formatted once a second."""
-
-    second = 0
-    header: tuple[bytes, bytes] = (b"date", b"")
-
-    @classmethod
-    def now(cls) -> tuple[bytes, bytes]:
-        second = int(time.time())
-        if second != cls.second:
-            cls.second = second
-            cls.header = (b"date", formatdate(second, usegmt=True).encode())
-        return cls.header
 
 
 class HttpServer:
@@ -153,7 +133,7 @@ class _Connection:
                     scope = request_scope(self, request, "websocket")
                     await serve_websocket(self.server.app, self, request, scope)
                     return
-                await _Exchange(self, request).run()
+                await Exchange(self.server.app, self, request).run()
                 if self.broken or self.h11.our_state is not h11.DONE:
                     return
                 if self.h11.their_state is not h11.DONE and not await self._skip_body():
@@ -255,153 +235,3 @@ def _is_websocket(request: h11.Request) -> bool:
         if name == b"upgrade" and value.lower() == b"websocket":
             return request.method == b"GET"
     return False
-
-
-def request_scope(connection: _Connection, request: h11.Request, kind: str) -> dict[str, Any]:
-    path, _, query = request.target.partition(b"?")
-    return {
-        "type": kind,
-        "asgi": _ASGI,
-        "http_version": request.http_version.decode(),
-        "method": request.method.decode("ascii"),
-        "scheme": "ws" if kind == "websocket" else "http",
-        "path": unquote(path.decode("latin-1")),
-        "raw_path": path,
-        "query_string": query,
-        "root_path": "",
-        "headers": list(request.headers),
-        "client": connection.client,
-        "server": connection.local,
-        "extensions": {},
-    }
-
-
-class _Exchange:
-    """One request and its response on a connection."""
-
-    def __init__(self, connection: _Connection, request: h11.Request) -> None:
-        self.connection = connection
-        self.h11 = connection.h11
-        self.scope = request_scope(connection, request, "http")
-        self.head_only = request.method == b"HEAD"
-        self.body_done = False
-        self.pending: h11.Data | None = None
-        self.start: Message | None = None
-        self.started = False
-        self.finished = False
-        self.suppress_body = False
-        self.disconnected = False
-        self.read_lock = trio.Lock()
-
-    async def run(self) -> None:
-        try:
-            await self.connection.server.app(self.scope, self.receive, self.send)
-        except Exception:
-            # Error handlers have answered already where they could; an app error after
-            # a complete response is the app's to log (its handlers do).
-            if not self.finished:
-                log.exception("unhandled error in the ASGI app", path=self.scope["path"])
-        if not self.started:
-            await self._send_status_only(500)
-        elif not self.finished:
-            self.connection.broken = True  # a response cut short: the connection cannot go on
-
-    # -- receive -----------------------------------------------------------------------
-
-    async def receive(self) -> Message:
-        if not self.body_done:
-            return await self._receive_body()
-        # The body is read: what remains to report is the peer going away.
-        async with self.read_lock:
-            while not self.disconnected:
-                if not await self.connection.read_more():
-                    self.disconnected = True
-                else:  # a pipelined request: it waits in the parser, and so do we
-                    await trio.sleep_forever()
-        return {"type": "http.disconnect"}
-
-    async def _receive_body(self) -> Message:
-        if self.h11.they_are_waiting_for_100_continue:
-            await self.connection.write(
-                self.h11.send(h11.InformationalResponse(status_code=100, headers=[]))
-            )
-        event = self.pending or await self._next_body_event()
-        self.pending = None
-        if isinstance(event, h11.Data):
-            data = bytes(event.data)
-            following = self.h11.next_event()  # no read: only what is buffered already
-            if isinstance(following, h11.EndOfMessage):
-                self.body_done = True
-                return {"type": "http.request", "body": data, "more_body": False}
-            if isinstance(following, h11.Data):
-                self.pending = following
-            return {"type": "http.request", "body": data, "more_body": True}
-        if isinstance(event, h11.EndOfMessage):
-            self.body_done = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        self.body_done = self.disconnected = True
-        return {"type": "http.disconnect"}
-
-    async def _next_body_event(self) -> object:
-        while True:
-            try:
-                event = self.h11.next_event()
-            except h11.RemoteProtocolError:
-                return None
-            if event is not h11.NEED_DATA:
-                return event
-            if not await self.connection.read_more():
-                return None
-
-    # -- send ------------------------------------------------------------------------------
-
-    async def send(self, message: Message) -> None:
-        kind = message["type"]
-        if kind == "http.response.start":
-            if self.started:
-                raise RuntimeError("http.response.start sent twice")
-            self.start = message
-            self.started = True
-            status = int(message["status"])
-            self.suppress_body = self.head_only or status in (204, 304) or status < 200
-            return
-        if kind != "http.response.body":
-            raise RuntimeError(f"unexpected ASGI message {kind!r}")
-        if self.finished:
-            raise RuntimeError("http.response.body sent after the response ended")
-        if self.start is None and not self.started:
-            raise RuntimeError("http.response.body before http.response.start")
-        body = b"" if self.suppress_body else message.get("body", b"")
-        more = bool(message.get("more_body", False))
-        pieces: list[bytes | bytearray | memoryview] = []
-        if self.start is not None:
-            headers = [*self.start.get("headers", ()), _Date.now()]
-            pieces.append(
-                self.h11.send(h11.Response(status_code=int(self.start["status"]), headers=headers))
-                or b""
-            )
-            self.start = None
-        if body:
-            pieces.extend(self.h11.send_with_data_passthrough(h11.Data(data=body)) or ())
-        if not more:
-            pieces.append(self.h11.send(h11.EndOfMessage()) or b"")
-            self.finished = True
-        if len(body) <= _ONE_WRITE:
-            await self.connection.write(b"".join(pieces))
-        else:
-            for piece in pieces:
-                await self.connection.write(piece)
-
-    async def _send_status_only(self, status: int) -> None:
-        response = h11.Response(
-            status_code=status,
-            headers=[(b"content-length", b"0"), (b"connection", b"close"), _Date.now()],
-        )
-        try:
-            data = self.h11.send(response) or b""
-            data += self.h11.send(h11.EndOfMessage()) or b""
-        except h11.LocalProtocolError:
-            self.connection.broken = True
-            return
-        self.started = self.finished = True
-        await self.connection.write(data)
