@@ -45,6 +45,8 @@ def is_loopback(bind: str) -> bool:
 class Principal:
     owner: str
     admin: bool = False
+    api_key_env: str | None = None
+    """The server's environment variable holding this owner's own Messages API key."""
 
     def may_use(self, session_owner: str | None) -> bool:
         return self.admin or session_owner == self.owner
@@ -53,7 +55,8 @@ class Principal:
 class Authenticator:
     def __init__(self, config: ApiConfig, bind: str, env_token: str | None = None) -> None:
         self._tokens: list[tuple[str, Principal]] = [
-            (entry.sha256, Principal(entry.owner, entry.admin)) for entry in config.tokens
+            (entry.sha256, Principal(entry.owner, entry.admin, entry.anthropic_api_key_env))
+            for entry in config.tokens
         ]
         env_token = env_token if env_token is not None else os.environ.get("SBX_TOKEN")
         if env_token:

@@ -7,7 +7,12 @@ values passed in code, ``SBX_*`` variables, the TOML file, the defaults),
 ``sizes`` parses ``"512m"``-style sizes.
 """
 
-from orchestrator.config.api_sections import ApiConfig, ApiToken
+from orchestrator.config.api_sections import (
+    AgentConfig,
+    ApiConfig,
+    ApiToken,
+    normalize_base_url,
+)
 from orchestrator.config.loading import NOT_CONFIG_VARIABLES, load_config
 from orchestrator.config.model import Config
 from orchestrator.config.sections import (
@@ -30,6 +35,7 @@ from orchestrator.config.sizes import ByteSize, human_bytes, parse_bytes
 
 __all__ = [
     "NOT_CONFIG_VARIABLES",
+    "AgentConfig",
     "ApiConfig",
     "ApiToken",
     "ByteSize",
@@ -49,6 +55,7 @@ __all__ = [
     "human_bytes",
     "load_config",
     "memory_arithmetic",
+    "normalize_base_url",
     "parse_bytes",
     "sandbox_memory_limit",
 ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from orchestrator.config.api_sections import ApiConfig
+from orchestrator.config.api_sections import AgentConfig, ApiConfig
 from orchestrator.config.sections import (
     CodeExecutionConfig,
     DesktopConfig,
@@ -48,6 +48,7 @@ class Config(_Section):
     code_execution: CodeExecutionConfig = Field(default_factory=CodeExecutionConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     owner: str = Field(
         default="local",

@@ -259,6 +259,8 @@ async def test_agent_run_streams_events_and_serves_its_transcript(
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(fake_claude.serve)
+        api.config.agent.allowed_base_urls = [fake_claude.url]
+        api.config.agent.share_server_key = ["alice"]
         async with api.client() as c, api.client(BOB) as bob:
             started = await c.post(
                 "/v1/agent-runs", json={"task": "say hi", "base_url": fake_claude.url}
