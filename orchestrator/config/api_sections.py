@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from orchestrator.config.sections import _Section
 from orchestrator.config.sizes import ByteSize
@@ -104,6 +104,21 @@ class ApiConfig(_Section):
         description="A client that takes no output for this long loses output (with a marker).",
     )
     runs_dir: Path = Field(default=Path("runs"), description="Where agent runs are written.")
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="The bearer token /metrics takes besides admin tokens, or 'sha256:<hex>' of "
+        "it; unset, /metrics is open on a loopback bind and needs an admin token otherwise.",
+    )
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _digest_is_hex(cls, value: SecretStr | None) -> SecretStr | None:
+        secret = value.get_secret_value() if value is not None else ""
+        if secret.startswith("sha256:") and not re.fullmatch(r"sha256:[0-9a-f]{64}", secret):
+            raise ValueError("a 'sha256:' metrics_token is followed by 64 lowercase hex digits")
+        if value is not None and not secret.strip():
+            raise ValueError("metrics_token is empty; unset it or give a token")
+        return value
 
 
 class AgentConfig(_Section):

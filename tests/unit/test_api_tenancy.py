@@ -1,4 +1,4 @@
-"""Tenants of one server: a token learns nothing of other owners' sessions and runs."""
+"""Tenants of one server: a token learns nothing of other owners' sessions, runs or metrics."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from pydantic import SecretStr
 
-from tests.api_harness import ADMIN, ALICE, BOB, Api, new_session
+from orchestrator import Config, FakeBackend
+from tests.api_harness import ADMIN, ALICE, BOB, Api, new_session, running_api
 
 # Every route that names a session: method, path after the id, JSON body, extra headers.
 SESSION_ROUTES: list[tuple[str, str, Any, dict[str, str]]] = [
@@ -87,3 +89,62 @@ async def test_another_owners_agent_run_answers_exactly_like_a_missing_one(
             assert foreign.json()["error"]["type"] == "run_not_found"
         assert (await bob.get("/v1/agent-runs")).json() == []
         assert (await admin.get(f"/v1/agent-runs/{run_id}")).json()["status"] == "failed"
+
+
+# -- /metrics ------------------------------------------------------------------------------
+
+SCRAPE = "scrape-secret-2222"
+
+
+async def test_a_metrics_token_guards_metrics_and_opens_nothing_else(
+    api_config: Config, fake_backend: FakeBackend
+) -> None:
+    api_config.api.metrics_token = SecretStr(SCRAPE)
+    async with running_api(api_config, fake_backend) as api:
+        answers = {}
+        for name, token in [
+            ("none", None),
+            ("wrong", "nope"),
+            ("tenant", ALICE),
+            ("metrics", SCRAPE),
+            ("admin", ADMIN),
+        ]:
+            async with api.client(token) as client:
+                answers[name] = await client.get("/metrics")
+        async with api.client(SCRAPE) as scraper:
+            sessions = await scraper.get("/v1/sessions")
+    for name in ("none", "wrong", "tenant"):
+        assert answers[name].status_code == 401, name
+        assert answers[name].headers["www-authenticate"] == "Bearer"
+        error = answers[name].json()["error"]
+        assert error["type"] == "unauthorized"
+        assert "api.metrics_token" in error["message"]
+    assert answers["metrics"].status_code == answers["admin"].status_code == 200
+    assert "sbx_sessions" in answers["metrics"].text
+    assert sessions.status_code == 401  # the metrics token is not an API token
+    assert SCRAPE not in repr(api_config)
+    assert SCRAPE not in str(api_config.model_dump())
+
+
+def test_metrics_need_a_token_off_loopback_unless_one_is_configured() -> None:
+    from orchestrator.api.auth import Authenticator, hash_token
+    from orchestrator.api.errors import ApiError
+    from orchestrator.config import ApiConfig, ApiToken
+
+    tokens = [
+        ApiToken(owner="alice", sha256=hash_token(ALICE)),
+        ApiToken(owner="ops", sha256=hash_token(ADMIN), admin=True),
+    ]
+    config = ApiConfig(tokens=tokens)
+    assert Authenticator(config, "127.0.0.1:8765", env_token="").metrics_open
+    public = Authenticator(config, "0.0.0.0:8765", env_token="")
+    assert not public.metrics_open
+    for header in ("", f"Bearer {ALICE}", "Bearer nope", f"Basic {ADMIN}"):
+        with pytest.raises(ApiError) as refused:
+            public.authorize_metrics(header)
+        assert refused.value.status == 401
+    public.authorize_metrics(f"Bearer {ADMIN}")
+    digest = ApiConfig(tokens=tokens, metrics_token=SecretStr(f"sha256:{hash_token(SCRAPE)}"))
+    Authenticator(digest, "0.0.0.0:8765", env_token="").authorize_metrics(f"Bearer {SCRAPE}")
+    with pytest.raises(ValueError, match="64 lowercase hex"):
+        ApiConfig(metrics_token=SecretStr("sha256:abc"))
