@@ -80,7 +80,10 @@ class SessionCreate(BaseModel):
 class SessionInfo(BaseModel):
     id: str
     image: str
-    state: str
+    state: str = Field(description="starting, ready, broken, crashed, closing or closed.")
+    failure: str | None = Field(
+        default=None, description="Why the session is broken or crashed (null while healthy)."
+    )
     owner: str | None = None
     created_at: float
     expires_at: float
