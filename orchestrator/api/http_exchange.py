@@ -5,12 +5,20 @@ receives and its messages back into h11's; the connection it runs on is an
 ``ExchangeWire`` (``http_server``'s connection is one).  A response whose
 body is complete goes out in one write with its head.
 
+A request body that sends nothing for ``body_timeout`` seconds ends the
+exchange: the app is cancelled where it waits for the body, and the peer
+gets a 408 and a closed connection.  What the server answers by itself
+(``error_response``) has the API's error shape, ``{"error": {"type",
+"message"}}``.
+
 It must not know the routes, nor read from the connection beyond the
 request it serves (a pipelined request waits in the parser).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from email.utils import formatdate
 from typing import Any, Protocol
@@ -21,7 +29,7 @@ import structlog
 import trio
 from starlette.types import ASGIApp, Message
 
-__all__ = ["Exchange", "ExchangeWire", "HttpDate", "request_scope"]
+__all__ = ["Exchange", "ExchangeWire", "HttpDate", "error_response", "request_scope"]
 
 log = structlog.get_logger("orchestrator.api")
 
@@ -62,6 +70,33 @@ class HttpDate:
         return cls.header
 
 
+def error_response(
+    connection: h11.Connection,
+    status: int,
+    kind: str,
+    message: str,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> bytes:
+    """A complete response the server gives by itself, in the API's error shape, that
+    closes the connection (``h11.LocalProtocolError`` if ``connection`` cannot send one)."""
+    body = json.dumps({"error": {"type": kind, "message": message}}).encode()
+    head = h11.Response(
+        status_code=status,
+        headers=[
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+            *headers,
+            HttpDate.now(),
+        ],
+    )
+    return (
+        (connection.send(head) or b"")
+        + (connection.send(h11.Data(data=body)) or b"")
+        + (connection.send(h11.EndOfMessage()) or b"")
+    )
+
+
 def request_scope(wire: ExchangeWire, request: h11.Request, kind: str) -> dict[str, Any]:
     """The ASGI scope of a request (``http``) or a websocket upgrade (``websocket``)."""
     path, _, query = request.target.partition(b"?")
@@ -85,9 +120,19 @@ def request_scope(wire: ExchangeWire, request: h11.Request, kind: str) -> dict[s
 class Exchange:
     """One request and its response on a connection."""
 
-    def __init__(self, app: ASGIApp, connection: ExchangeWire, request: h11.Request) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        connection: ExchangeWire,
+        request: h11.Request,
+        *,
+        body_timeout: float = math.inf,
+    ) -> None:
         self.app = app
         self.connection = connection
+        self.body_timeout = body_timeout
+        self.body_timed_out = False
+        self.app_scope = trio.CancelScope()
         self.h11 = connection.h11
         self.scope = request_scope(connection, request, "http")
         self.head_only = request.method == b"HEAD"
@@ -101,15 +146,28 @@ class Exchange:
         self.read_lock = trio.Lock()
 
     async def run(self) -> None:
-        try:
-            await self.app(self.scope, self.receive, self.send)
-        except Exception:
-            # Error handlers have answered already where they could; an app error after
-            # a complete response is the app's to log (its handlers do).
-            if not self.finished:
-                log.exception("unhandled error in the ASGI app", path=self.scope["path"])
-        if not self.started:
-            await self._send_status_only(500)
+        with self.app_scope:
+            try:
+                await self.app(self.scope, self.receive, self.send)
+            except Exception:
+                # Error handlers have answered already where they could; an app error after
+                # a complete response is the app's to log (its handlers do).
+                if not self.finished:
+                    log.exception("unhandled error in the ASGI app", path=self.scope["path"])
+        if self.body_timed_out and not self.started:
+            await self._send_error(
+                408,
+                "request_timeout",
+                f"the request body sent nothing for {self.body_timeout:g} s (api.body_timeout) "
+                "and was cut off; send the whole body without pausing",
+            )
+            self.connection.broken = True  # the rest of the body may still come: close
+        elif not self.started:
+            await self._send_error(
+                500,
+                "internal_error",
+                "sbx failed on this request before answering; the server log has the details",
+            )
         elif not self.finished:
             self.connection.broken = True  # a response cut short: the connection cannot go on
 
@@ -157,7 +215,14 @@ class Exchange:
                 return None
             if event is not h11.NEED_DATA:
                 return event
-            if not await self.connection.read_more():
+            more = False
+            with trio.move_on_after(self.body_timeout) as waiting:
+                more = await self.connection.read_more()
+            if waiting.cancelled_caught:  # a stalled body: the app waits no longer either
+                self.body_timed_out = True
+                self.app_scope.cancel()
+                await trio.lowlevel.checkpoint()
+            if not more:
                 return None
 
     # -- send ------------------------------------------------------------------------------
@@ -199,14 +264,9 @@ class Exchange:
             for piece in pieces:
                 await self.connection.write(piece)
 
-    async def _send_status_only(self, status: int) -> None:
-        response = h11.Response(
-            status_code=status,
-            headers=[(b"content-length", b"0"), (b"connection", b"close"), HttpDate.now()],
-        )
+    async def _send_error(self, status: int, kind: str, message: str) -> None:
         try:
-            data = self.h11.send(response) or b""
-            data += self.h11.send(h11.EndOfMessage()) or b""
+            data = error_response(self.h11, status, kind, message)
         except h11.LocalProtocolError:
             self.connection.broken = True
             return

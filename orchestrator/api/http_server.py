@@ -12,6 +12,12 @@ Shutdown is graceful: the listeners close at once, idle keep-alive
 connections are closed, requests in flight get ``graceful_timeout`` to
 finish, then whatever is left is cancelled.
 
+No peer holds a connection for nothing: a request's head must arrive whole
+within ``head_timeout`` of its first byte (else 408), a request body that
+sends nothing for ``body_timeout`` is cut off (408, see ``http_exchange``),
+an idle keep-alive connection closes after ``keep_alive_timeout``, and past
+``max_connections`` a new connection is answered 503 at once and closed.
+
 It must not know the routes, and it speaks plain HTTP/1.1 only (no TLS, no
 HTTP/2): put a proxy in front for those.  It must not buffer a request or
 response body beyond what the app hands it.
@@ -19,6 +25,7 @@ response body beyond what the app hands it.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import h11
@@ -26,7 +33,7 @@ import structlog
 import trio
 from starlette.types import ASGIApp
 
-from orchestrator.api.http_exchange import Exchange, request_scope
+from orchestrator.api.http_exchange import Exchange, error_response, request_scope
 from orchestrator.api.websocket import serve_websocket
 
 __all__ = ["HttpServer", "url_of"]
@@ -41,6 +48,8 @@ reads the response instead of a reset."""
 _SKIP_LIMIT = 1 << 20
 """A request body the app did not read is read past up to this size (the connection
 stays open); a larger one closes the connection."""
+_TURN_AWAY_LINGER = 0.5
+"""How long a connection over the cap is drained after its 503."""
 
 
 def url_of(listener: trio.SocketListener) -> str:
@@ -57,13 +66,24 @@ class HttpServer:
     """Serves one ASGI app on ``bind`` until ``shutdown`` is set."""
 
     def __init__(
-        self, app: ASGIApp, *, graceful_timeout: float, keep_alive_timeout: float = 30.0
+        self,
+        app: ASGIApp,
+        *,
+        graceful_timeout: float,
+        keep_alive_timeout: float = 30.0,
+        head_timeout: float = 10.0,
+        body_timeout: float = 30.0,
+        max_connections: int = 1024,
     ) -> None:
         self.app = app
         self.graceful_timeout = graceful_timeout
         self.keep_alive_timeout = keep_alive_timeout
+        self.head_timeout = head_timeout
+        self.body_timeout = body_timeout
+        self.max_connections = max_connections
         self.closing = False
         self._connections: set[_Connection] = set()
+        self._turning_away = 0
         self._drained = trio.Event()
 
     async def serve(
@@ -98,6 +118,9 @@ class HttpServer:
             connections.cancel_scope.cancel()
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
+        if len(self._connections) >= self.max_connections:
+            await self._turn_away(stream)
+            return
         connection = _Connection(self, stream)
         self._connections.add(connection)
         try:
@@ -106,6 +129,33 @@ class HttpServer:
             self._connections.discard(connection)
             if self.closing and not self._connections:
                 self._drained.set()
+
+    async def _turn_away(self, stream: trio.SocketStream) -> None:
+        """A 503 at once for a connection over ``max_connections``, then close it; in a flood
+        (as many being turned away as served) close it without a word."""
+        if self._turning_away >= self.max_connections:
+            await stream.aclose()
+            return
+        self._turning_away += 1
+        try:
+            busy = error_response(
+                h11.Connection(h11.SERVER),
+                503,
+                "server_busy",
+                f"the server has its maximum of {self.max_connections} connections open "
+                "(api.max_connections); retry shortly",
+                headers=((b"retry-after", b"1"),),
+            )
+            with trio.move_on_after(_TURN_AWAY_LINGER):
+                await stream.send_all(busy)
+                await stream.send_eof()  # then read what the peer sent, so it is not reset
+                while await stream.receive_some(MAX_RECV):
+                    pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            self._turning_away -= 1
+            await stream.aclose()
 
 
 class _Connection:
@@ -133,7 +183,9 @@ class _Connection:
                     scope = request_scope(self, request, "websocket")
                     await serve_websocket(self.server.app, self, request, scope)
                     return
-                await Exchange(self.server.app, self, request).run()
+                await Exchange(
+                    self.server.app, self, request, body_timeout=self.server.body_timeout
+                ).run()
                 if self.broken or self.h11.our_state is not h11.DONE:
                     return
                 if self.h11.their_state is not h11.DONE and not await self._skip_body():
@@ -149,23 +201,40 @@ class _Connection:
             await self.stream.aclose()
 
     async def _next_request(self) -> h11.Request | None:
-        """The next request's head, or ``None`` when the connection ends or idles out."""
+        """The next request's head, or ``None`` when the connection ends, idles out, or
+        the head does not arrive whole within ``head_timeout`` of its first byte (408)."""
+        head_deadline = math.inf
+        if self.h11.trailing_data[0]:  # a pipelined request has begun already
+            head_deadline = trio.current_time() + self.server.head_timeout
         while True:
             try:
                 event = self.h11.next_event()
             except h11.RemoteProtocolError as exc:
-                await self._refuse(exc.error_status_hint)
+                await self._refuse_malformed(exc)
                 return None
             if isinstance(event, h11.Request):
                 return event
             if event is not h11.NEED_DATA:
                 return None  # closed, or paused after a request we did not finish
-            with trio.move_on_after(self.server.keep_alive_timeout) as scope:
-                self.idle_scope = scope
-                data = await self.stream.receive_some(MAX_RECV)
-            self.idle_scope = None
-            if scope.cancelled_caught:
-                return None
+            if head_deadline == math.inf:  # idle: waiting for a request's first byte
+                with trio.move_on_after(self.server.keep_alive_timeout) as scope:
+                    self.idle_scope = scope
+                    data = await self.stream.receive_some(MAX_RECV)
+                self.idle_scope = None
+                if scope.cancelled_caught:
+                    return None
+                head_deadline = trio.current_time() + self.server.head_timeout
+            else:
+                with trio.move_on_at(head_deadline) as scope:
+                    data = await self.stream.receive_some(MAX_RECV)
+                if scope.cancelled_caught:
+                    await self._refuse(
+                        408,
+                        "request_timeout",
+                        f"the request head did not arrive whole within {self.server.head_timeout:g}"
+                        " s of its first byte (api.head_timeout); send it without pausing",
+                    )
+                    return None
             self.h11.receive_data(data)
 
     async def receive_raw(self) -> bytes:
@@ -194,12 +263,29 @@ class _Connection:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.broken = True
 
-    async def _refuse(self, status: int) -> None:
-        if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            response = h11.Response(
-                status_code=status, headers=[(b"content-length", b"0"), (b"connection", b"close")]
+    async def _refuse_malformed(self, exc: h11.RemoteProtocolError) -> None:
+        if exc.error_status_hint == 431:
+            await self._refuse(
+                431,
+                "request_head_too_large",
+                "the request head is too large; send fewer or shorter header fields",
             )
-            await self.write(self.h11.send(response) + (self.h11.send(h11.EndOfMessage()) or b""))
+        else:
+            await self._refuse(
+                exc.error_status_hint,
+                "malformed_request",
+                f"the request is not valid HTTP/1.1 ({exc}); fix the client or the proxy",
+            )
+
+    async def _refuse(self, status: int, kind: str, message: str) -> None:
+        """Answer ``status`` by the server itself; the connection closes after it."""
+        if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            try:
+                data = error_response(self.h11, status, kind, message)
+            except h11.LocalProtocolError:
+                return
+            await self.write(data)
+            await self._linger()
 
     async def _skip_body(self) -> bool:
         """Read past a request body the app left unread, if it is small; ``False`` if not."""

@@ -104,6 +104,23 @@ class ApiConfig(_Section):
         description="A client that takes no output for this long loses output (with a marker).",
     )
     runs_dir: Path = Field(default=Path("runs"), description="Where agent runs are written.")
+    head_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="A request's head must arrive whole this long after its first byte, s; "
+        "else 408 and the connection closes.",
+    )
+    body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="A request body that sends nothing for this long is cut off, s (408).",
+    )
+    max_connections: int = Field(
+        default=1024,
+        ge=1,
+        description="Connections served at once (websockets too); one more is answered 503 "
+        "at once and closed.",
+    )
     metrics_token: SecretStr | None = Field(
         default=None,
         description="The bearer token /metrics takes besides admin tokens, or 'sha256:<hex>' of "

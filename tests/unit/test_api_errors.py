@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import trio
+from structlog.testing import capture_logs
 
 from orchestrator import Config, FakeBackend
 from tests.api_harness import ALICE, BOB, Api, live, new_session, running_api
@@ -97,3 +98,43 @@ async def test_a_lost_sandbox_is_a_503_and_the_session_shows_its_failure(
         assert f"is {state}: {info['failure']}" in error["message"]
         assert "open a new session" in error["message"]
     assert closed.status_code == 204
+
+
+async def test_a_stalled_request_body_is_a_408_from_every_route_never_a_500(
+    api_config: Config, fake_backend: FakeBackend
+) -> None:
+    api_config.api.body_timeout = 0.5
+    with capture_logs() as logs:
+        answers = await stalled_bodies(api_config, fake_backend)
+    for answer in answers[:-1]:
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert b'"type": "request_timeout"' in answer
+    assert answers[-1] == b"ok\n"
+    assert any(entry["event"] == "serving the HTTP API" for entry in logs)  # logs are seen
+    assert [entry for entry in logs if entry["log_level"] in ("error", "critical")] == []
+
+
+async def stalled_bodies(api_config: Config, fake_backend: FakeBackend) -> list[bytes]:
+    """Three requests whose bodies stall after one byte, then a command on the session."""
+    async with running_api(api_config, fake_backend) as api, api.client() as alice:
+        sid = await new_session(alice)
+        host, port = api.url.removeprefix("http://").rsplit(":", 1)
+        answers = []
+        for method, target, content_type in [
+            ("POST", "/v1/sessions", "application/json"),
+            ("POST", f"/v1/sessions/{sid}/exec", "application/json"),
+            ("PUT", f"/v1/sessions/{sid}/files?path=/workspace/x", "application/octet-stream"),
+        ]:
+            stream = await trio.open_tcp_stream(host, int(port))
+            await stream.send_all(
+                f"{method} {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ALICE}\r\n"
+                f"Content-Type: {content_type}\r\nContent-Length: 100\r\n\r\n{{".encode()
+            )
+            answer = b""
+            with trio.fail_after(5):
+                while chunk := await stream.receive_some(65536):
+                    answer += chunk
+            await stream.aclose()
+            answers.append(answer)
+        still = await alice.post(f"/v1/sessions/{sid}/exec", json={"command": "echo ok"})
+    return [*answers, still.json()["stdout"].encode()]
