@@ -191,7 +191,10 @@ class AgentRunCreate(BaseModel):
     token_budget: int | None = Field(default=None, ge=1)
     system: str | None = Field(default=None, max_length=100_000)
     base_url: str | None = Field(
-        default=None, max_length=2048, description="Messages API base URL (default: the server's)."
+        default=None,
+        max_length=2048,
+        description="Messages API base URL (default: the server's); admin tokens only, or one "
+        "of the server's agent.allowed_base_urls.",
     )
 
 
