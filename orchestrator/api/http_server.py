@@ -121,7 +121,11 @@ class HttpServer:
         if len(self._connections) >= self.max_connections:
             await self._turn_away(stream)
             return
-        connection = _Connection(self, stream)
+        try:
+            connection = _Connection(self, stream)
+        except OSError:  # reset before it was served (getpeername: not connected)
+            await stream.aclose()
+            return
         self._connections.add(connection)
         try:
             await connection.serve()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -376,3 +378,16 @@ async def test_malformed_requests_are_typed_4xx_answers() -> None:
     assert error_of(bad)["type"] == "malformed_request"
     assert huge.startswith(b"HTTP/1.1 431 ")
     assert error_of(huge)["type"] == "request_head_too_large"
+
+
+async def test_connections_reset_as_soon_as_they_open_leave_the_server_serving() -> None:
+    async with serving(echo) as (url, _):
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        for _ in range(200):  # connect, then reset at once (SO_LINGER 0)
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.connect((host, int(port)))
+            sock.close()
+        await trio.sleep(0.3)
+        answer = await raw_exchange(url, b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.endswith(b"GET /x ")
