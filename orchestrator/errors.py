@@ -25,6 +25,7 @@ at the edge, into this tree::
     │   ├── SessionNotFound         no session has that id
     │   ├── SessionLimitReached     session.max_sessions are open
     │   ├── SandboxGone             the sandbox died under a live session
+    │   │   └── SandboxLost         ...and the session is broken or crashed for good
     │   └── OperationTimeout        the sandbox did not answer in time
     └── GuestError                  an operation failed inside the sandbox
         ├── PathNotAllowed          outside the allowed roots / escapes
@@ -64,6 +65,7 @@ __all__ = [
     "PathNotAllowed",
     "ProtocolError",
     "SandboxGone",
+    "SandboxLost",
     "SandboxStartError",
     "SbxError",
     "SessionClosed",
@@ -165,6 +167,19 @@ class SessionNotFound(SessionError):
 
 class SandboxGone(SessionError):
     """The sandbox behind a live session stopped answering."""
+
+
+class SandboxLost(SandboxGone):
+    """The session lost its sandbox: ``broken`` (its guest stopped answering) or ``crashed``
+    (the sandbox died).  The session stays listed with the cause until it is closed;
+    every call on it raises this."""
+
+    def __init__(self, subject: str, state: str, cause: str) -> None:
+        super().__init__(
+            f"{subject} is {state}: {cause}; its sandbox was removed — open a new session"
+        )
+        self.state = state
+        self.cause = cause
 
 
 class OperationTimeout(SessionError):

@@ -33,7 +33,7 @@ from orchestrator.backends.base import BindMount, SandboxBackend, SandboxSpec
 from orchestrator.channel import GuestChannel
 from orchestrator.config import Config
 from orchestrator.desktop.desktop import Desktop, start_session_desktop
-from orchestrator.errors import SandboxGone, SbxError, SessionClosed, SessionError
+from orchestrator.errors import SandboxGone, SandboxLost, SbxError, SessionClosed, SessionError
 from orchestrator.guest_client.client import CallLimits, GuestClient
 from orchestrator.locks import ResourceLocks
 from orchestrator.observe import NullObserver, Observer
@@ -299,9 +299,7 @@ class Session(SessionCalls):
             return
         self.state = state
         self.failure = cause
-        self._gone = SandboxGone(
-            f"session {self.id} is {state}: {cause}; its sandbox was removed — open a new session"
-        )
+        self._gone = SandboxLost(f"session {self.id}", state, cause)
         self._log.warning("sandbox lost", state=state, cause=cause)
         self._hooks.observer.session_failed(self.image, state)
         with trio.CancelScope(shield=True) as scope:

@@ -3,7 +3,8 @@
 Each run keeps a bounded log of its events (text deltas, tool calls, the end)
 for clients that follow it live; the complete record is the run directory's
 transcript, which is served as is.  Runs belong to the token owner who
-started them.  It must not speak HTTP: the routes in
+started them, and call the Messages API their ``MessagesTarget`` names (see
+``agent_access``).  It must not speak HTTP: the routes in
 ``routes/agent_runs.py`` do.
 """
 
@@ -21,6 +22,7 @@ import trio
 from orchestrator.api.models import AgentRunCreate, AgentRunInfo
 
 if TYPE_CHECKING:
+    from orchestrator.api.agent_access import MessagesTarget
     from orchestrator.router import ToolCallEvent
     from orchestrator.runtime import Orchestrator
 
@@ -95,7 +97,7 @@ class AgentRuns:
             task_status.started()
             await trio.sleep_forever()
 
-    def start(self, owner: str, request: AgentRunCreate) -> AgentRun:
+    def start(self, owner: str, request: AgentRunCreate, target: MessagesTarget) -> AgentRun:
         if self._nursery is None:
             raise RuntimeError("agent runs are not being served")
         run_id = f"run_{secrets.token_hex(6)}"
@@ -103,10 +105,10 @@ class AgentRuns:
             id=run_id, owner=owner, request=request, run_root=self.runs_dir / owner / run_id
         )
         self.runs[run.id] = run
-        self._nursery.start_soon(self._execute, run)
+        self._nursery.start_soon(self._execute, run, target)
         return run
 
-    async def _execute(self, run: AgentRun) -> None:
+    async def _execute(self, run: AgentRun, target: MessagesTarget) -> None:
         from orchestrator.agent.loop import AgentError, run_agent
         from orchestrator.tools.versions import DEFAULT_MODEL
 
@@ -126,21 +128,23 @@ class AgentRuns:
         run.add("started", task=request.task)
         try:
             with run.scope:
-                result = await run_agent(
-                    self.orch,
-                    request.task,
-                    image=request.image,
-                    model=request.model or DEFAULT_MODEL,
-                    tools=request.tools,
-                    max_turns=request.max_turns,
-                    max_tokens=request.max_tokens,
-                    token_budget=request.token_budget,
-                    system=request.system,
-                    base_url=request.base_url,
-                    run_root=run.run_root,
-                    on_text=on_text,
-                    on_tool=on_tool,
-                )
+                client = target.client()
+                async with client:
+                    result = await run_agent(
+                        self.orch,
+                        request.task,
+                        image=request.image,
+                        model=request.model or DEFAULT_MODEL,
+                        tools=request.tools,
+                        max_turns=request.max_turns,
+                        max_tokens=request.max_tokens,
+                        token_budget=request.token_budget,
+                        system=request.system,
+                        client=client,
+                        run_root=run.run_root,
+                        on_text=on_text,
+                        on_tool=on_tool,
+                    )
                 run.status = "finished"
                 run.run_dir = result.run_dir
                 run.info = {

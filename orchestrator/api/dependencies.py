@@ -1,7 +1,7 @@
 """The checks every route shares, in one place: who calls, whose session or run, how big a body.
 
 ``Caller`` (bearer token → ``Principal``), ``OwnedSession`` and ``OwnedRun``
-(the caller's own, else 404/403) are FastAPI dependencies; ``BodyLimit`` is
+(the caller's own, else 404) are FastAPI dependencies; ``BodyLimit`` is
 the ASGI layer that refuses an oversized body (413) before it is read, which
 no dependency can do because FastAPI reads a JSON body before solving them.
 All are ``async``: FastAPI runs a plain ``def`` dependency in a worker
@@ -64,22 +64,23 @@ Caller = Annotated[Principal, Depends(caller)]
 
 
 async def owned_session(session_id: str, request: Request) -> Session:
-    """The caller's open session ``session_id``; 404 if there is none, 403 if another's."""
+    """The caller's open session ``session_id``; 404 if there is none *or it is another's*.
+
+    Another owner's session answers exactly as a missing one (status, type and
+    message), so a token learns nothing of other owners' sessions, not even
+    that an id exists.  Admin tokens may use every session.
+    """
     state = state_of(request)
     who = await caller(request)
     try:
         session = state.orch.get_session(session_id)
     except SessionNotFound:
+        session = None
+    if session is None or not who.may_use(session.owner):
         raise ApiError(
             404,
             "session_not_found",
             f"no open session {session_id!r}; list yours with GET /v1/sessions",
-        ) from None
-    if not who.may_use(session.owner):
-        raise ApiError(
-            403,
-            "forbidden",
-            f"session {session_id} belongs to another owner; use your own sessions",
         )
     return session
 
@@ -88,14 +89,14 @@ OwnedSession = Annotated[Session, Depends(owned_session)]
 
 
 async def owned_run(run_id: str, request: Request) -> AgentRun:
-    """The caller's agent run ``run_id``; 404 if there is none, 403 if another's."""
+    """The caller's agent run ``run_id``; 404 if there is none or it is another's (as above)."""
     state = state_of(request)
     who = await caller(request)
     run = state.runs.runs.get(run_id)
-    if run is None:
-        raise ApiError(404, "run_not_found", f"no agent run {run_id!r}")
-    if not who.may_use(run.owner):
-        raise ApiError(403, "forbidden", f"agent run {run_id} belongs to another owner")
+    if run is None or not who.may_use(run.owner):
+        raise ApiError(
+            404, "run_not_found", f"no agent run {run_id!r}; list yours with GET /v1/agent-runs"
+        )
     return run
 
 

@@ -36,11 +36,16 @@ class ApiError(Exception):
         self.field = field
 
 
-# Most specific first: the first matching class wins.
+# Most specific first: the first matching class wins.  A lost sandbox is two kinds:
+# ``sandbox_lost`` (503) once the session is recorded ``broken`` or ``crashed`` -- every
+# later call fails the same way and GET /v1/sessions/{id} shows the ``failure`` -- and
+# ``sandbox_gone`` (502) for a call whose channel closed under it before that (the
+# upstream, the sandbox, failed mid-call).  Keyed on the class, not on the message.
 _STATUS: tuple[tuple[type[Exception], int, str], ...] = (
     (errors.SessionNotFound, 404, "session_not_found"),
     (errors.SessionClosed, 410, "session_closed"),
     (errors.ImageNotFound, 422, "image_not_found"),
+    (errors.OptionOverLimit, 422, "option_over_limit"),
     (errors.OptionNotAllowed, 422, "option_not_allowed"),
     (errors.ConfigError, 422, "invalid_option"),
     (errors.PathNotAllowed, 403, "path_not_allowed"),
@@ -53,8 +58,11 @@ _STATUS: tuple[tuple[type[Exception], int, str], ...] = (
     (errors.ShellBusy, 409, "shell_busy"),
     (errors.DesktopError, 409, "desktop_unavailable"),
     (errors.GuestError, 400, "sandbox_error"),
+    (errors.InputTooLarge, 413, "input_too_large"),
+    (errors.InvalidInput, 422, "invalid_input"),
     (ToolBatchError, 400, "invalid_tool_batch"),
     (errors.OperationTimeout, 504, "sandbox_timeout"),
+    (errors.SandboxLost, 503, "sandbox_lost"),
     (errors.SandboxGone, 502, "sandbox_gone"),
     (errors.EngineUnavailable, 503, "engine_unavailable"),
     (errors.SandboxStartError, 502, "sandbox_start_failed"),
@@ -131,7 +139,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.SbxError)
     async def _sbx(request: Request, exc: errors.SbxError) -> JSONResponse:
         status, kind = status_for(exc)
-        return error_response(status, kind, str(exc))
+        field = exc.field if isinstance(exc, errors.OptionOverLimit) else None
+        return error_response(status, kind, str(exc), field)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:

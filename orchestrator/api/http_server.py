@@ -1,8 +1,9 @@
 """The HTTP/1.1 server of ``sbx serve``: runs the API's ASGI app in the supervisor's trio run.
 
-Each connection is one task, and a request runs in that task: no task per
-request, no timer task re-armed per request, no channel between the parser
-and the app, and a response whose body is complete goes out in one write.
+Each connection is one task, and a request runs in that task (an
+``http_exchange.Exchange``): no task per request, no timer task re-armed per
+request, no channel between the parser and the app, and a response whose
+body is complete goes out in one write.
 hypercorn does all of those for every request, which costs about 0.45 ms
 here -- as much as running a command in the sandbox.  Parsing and framing
 are h11's (websockets: wsproto's), so the protocol logic is not ours.
@@ -11,6 +12,12 @@ Shutdown is graceful: the listeners close at once, idle keep-alive
 connections are closed, requests in flight get ``graceful_timeout`` to
 finish, then whatever is left is cancelled.
 
+No peer holds a connection for nothing: a request's head must arrive whole
+within ``head_timeout`` of its first byte (else 408), a request body that
+sends nothing for ``body_timeout`` is cut off (408, see ``http_exchange``),
+an idle keep-alive connection closes after ``keep_alive_timeout``, and past
+``max_connections`` a new connection is answered 503 at once and closed.
+
 It must not know the routes, and it speaks plain HTTP/1.1 only (no TLS, no
 HTTP/2): put a proxy in front for those.  It must not buffer a request or
 response body beyond what the app hands it.
@@ -18,17 +25,15 @@ response body beyond what the app hands it.
 
 from __future__ import annotations
 
-import time
-from email.utils import formatdate
+import math
 from functools import partial
-from typing import Any
-from urllib.parse import unquote
 
 import h11
 import structlog
 import trio
-from starlette.types import ASGIApp, Message
+from starlette.types import ASGIApp
 
+from orchestrator.api.http_exchange import Exchange, error_response, request_scope
 from orchestrator.api.websocket import serve_websocket
 
 __all__ = ["HttpServer", "url_of"]
@@ -37,15 +42,14 @@ log = structlog.get_logger("orchestrator.api")
 
 
 MAX_RECV = 64 * 1024
-_ONE_WRITE = 256 * 1024
-"""Bodies up to this size go out in one write with their head; larger ones after it."""
 _LINGER = 2.0
 """How long a connection closed with request bytes unread drains them, so the peer
 reads the response instead of a reset."""
 _SKIP_LIMIT = 1 << 20
 """A request body the app did not read is read past up to this size (the connection
 stays open); a larger one closes the connection."""
-_ASGI = {"version": "3.0", "spec_version": "2.1"}
+_TURN_AWAY_LINGER = 0.5
+"""How long a connection over the cap is drained after its 503."""
 
 
 def url_of(listener: trio.SocketListener) -> str:
@@ -58,32 +62,28 @@ def _split_bind(bind: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-class _Date:
-    """The ``date`` header, formatted once a second."""
-
-    second = 0
-    header: tuple[bytes, bytes] = (b"date", b"")
-
-    @classmethod
-    def now(cls) -> tuple[bytes, bytes]:
-        second = int(time.time())
-        if second != cls.second:
-            cls.second = second
-            cls.header = (b"date", formatdate(second, usegmt=True).encode())
-        return cls.header
-
-
 class HttpServer:
     """Serves one ASGI app on ``bind`` until ``shutdown`` is set."""
 
     def __init__(
-        self, app: ASGIApp, *, graceful_timeout: float, keep_alive_timeout: float = 30.0
+        self,
+        app: ASGIApp,
+        *,
+        graceful_timeout: float,
+        keep_alive_timeout: float = 30.0,
+        head_timeout: float = 10.0,
+        body_timeout: float = 30.0,
+        max_connections: int = 1024,
     ) -> None:
         self.app = app
         self.graceful_timeout = graceful_timeout
         self.keep_alive_timeout = keep_alive_timeout
+        self.head_timeout = head_timeout
+        self.body_timeout = body_timeout
+        self.max_connections = max_connections
         self.closing = False
         self._connections: set[_Connection] = set()
+        self._turning_away = 0
         self._drained = trio.Event()
 
     async def serve(
@@ -118,7 +118,14 @@ class HttpServer:
             connections.cancel_scope.cancel()
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
-        connection = _Connection(self, stream)
+        if len(self._connections) >= self.max_connections:
+            await self._turn_away(stream)
+            return
+        try:
+            connection = _Connection(self, stream)
+        except OSError:  # reset before it was served (getpeername: not connected)
+            await stream.aclose()
+            return
         self._connections.add(connection)
         try:
             await connection.serve()
@@ -126,6 +133,33 @@ class HttpServer:
             self._connections.discard(connection)
             if self.closing and not self._connections:
                 self._drained.set()
+
+    async def _turn_away(self, stream: trio.SocketStream) -> None:
+        """A 503 at once for a connection over ``max_connections``, then close it; in a flood
+        (as many being turned away as served) close it without a word."""
+        if self._turning_away >= self.max_connections:
+            await stream.aclose()
+            return
+        self._turning_away += 1
+        try:
+            busy = error_response(
+                h11.Connection(h11.SERVER),
+                503,
+                "server_busy",
+                f"the server has its maximum of {self.max_connections} connections open "
+                "(api.max_connections); retry shortly",
+                headers=((b"retry-after", b"1"),),
+            )
+            with trio.move_on_after(_TURN_AWAY_LINGER):
+                await stream.send_all(busy)
+                await stream.send_eof()  # then read what the peer sent, so it is not reset
+                while await stream.receive_some(MAX_RECV):
+                    pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            self._turning_away -= 1
+            await stream.aclose()
 
 
 class _Connection:
@@ -153,7 +187,9 @@ class _Connection:
                     scope = request_scope(self, request, "websocket")
                     await serve_websocket(self.server.app, self, request, scope)
                     return
-                await _Exchange(self, request).run()
+                await Exchange(
+                    self.server.app, self, request, body_timeout=self.server.body_timeout
+                ).run()
                 if self.broken or self.h11.our_state is not h11.DONE:
                     return
                 if self.h11.their_state is not h11.DONE and not await self._skip_body():
@@ -169,23 +205,40 @@ class _Connection:
             await self.stream.aclose()
 
     async def _next_request(self) -> h11.Request | None:
-        """The next request's head, or ``None`` when the connection ends or idles out."""
+        """The next request's head, or ``None`` when the connection ends, idles out, or
+        the head does not arrive whole within ``head_timeout`` of its first byte (408)."""
+        head_deadline = math.inf
+        if self.h11.trailing_data[0]:  # a pipelined request has begun already
+            head_deadline = trio.current_time() + self.server.head_timeout
         while True:
             try:
                 event = self.h11.next_event()
             except h11.RemoteProtocolError as exc:
-                await self._refuse(exc.error_status_hint)
+                await self._refuse_malformed(exc)
                 return None
             if isinstance(event, h11.Request):
                 return event
             if event is not h11.NEED_DATA:
                 return None  # closed, or paused after a request we did not finish
-            with trio.move_on_after(self.server.keep_alive_timeout) as scope:
-                self.idle_scope = scope
-                data = await self.stream.receive_some(MAX_RECV)
-            self.idle_scope = None
-            if scope.cancelled_caught:
-                return None
+            if head_deadline == math.inf:  # idle: waiting for a request's first byte
+                with trio.move_on_after(self.server.keep_alive_timeout) as scope:
+                    self.idle_scope = scope
+                    data = await self.stream.receive_some(MAX_RECV)
+                self.idle_scope = None
+                if scope.cancelled_caught:
+                    return None
+                head_deadline = trio.current_time() + self.server.head_timeout
+            else:
+                with trio.move_on_at(head_deadline) as scope:
+                    data = await self.stream.receive_some(MAX_RECV)
+                if scope.cancelled_caught:
+                    await self._refuse(
+                        408,
+                        "request_timeout",
+                        f"the request head did not arrive whole within {self.server.head_timeout:g}"
+                        " s of its first byte (api.head_timeout); send it without pausing",
+                    )
+                    return None
             self.h11.receive_data(data)
 
     async def receive_raw(self) -> bytes:
@@ -214,12 +267,29 @@ class _Connection:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.broken = True
 
-    async def _refuse(self, status: int) -> None:
-        if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            response = h11.Response(
-                status_code=status, headers=[(b"content-length", b"0"), (b"connection", b"close")]
+    async def _refuse_malformed(self, exc: h11.RemoteProtocolError) -> None:
+        if exc.error_status_hint == 431:
+            await self._refuse(
+                431,
+                "request_head_too_large",
+                "the request head is too large; send fewer or shorter header fields",
             )
-            await self.write(self.h11.send(response) + (self.h11.send(h11.EndOfMessage()) or b""))
+        else:
+            await self._refuse(
+                exc.error_status_hint,
+                "malformed_request",
+                f"the request is not valid HTTP/1.1 ({exc}); fix the client or the proxy",
+            )
+
+    async def _refuse(self, status: int, kind: str, message: str) -> None:
+        """Answer ``status`` by the server itself; the connection closes after it."""
+        if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            try:
+                data = error_response(self.h11, status, kind, message)
+            except h11.LocalProtocolError:
+                return
+            await self.write(data)
+            await self._linger()
 
     async def _skip_body(self) -> bool:
         """Read past a request body the app left unread, if it is small; ``False`` if not."""
@@ -255,153 +325,3 @@ def _is_websocket(request: h11.Request) -> bool:
         if name == b"upgrade" and value.lower() == b"websocket":
             return request.method == b"GET"
     return False
-
-
-def request_scope(connection: _Connection, request: h11.Request, kind: str) -> dict[str, Any]:
-    path, _, query = request.target.partition(b"?")
-    return {
-        "type": kind,
-        "asgi": _ASGI,
-        "http_version": request.http_version.decode(),
-        "method": request.method.decode("ascii"),
-        "scheme": "ws" if kind == "websocket" else "http",
-        "path": unquote(path.decode("latin-1")),
-        "raw_path": path,
-        "query_string": query,
-        "root_path": "",
-        "headers": list(request.headers),
-        "client": connection.client,
-        "server": connection.local,
-        "extensions": {},
-    }
-
-
-class _Exchange:
-    """One request and its response on a connection."""
-
-    def __init__(self, connection: _Connection, request: h11.Request) -> None:
-        self.connection = connection
-        self.h11 = connection.h11
-        self.scope = request_scope(connection, request, "http")
-        self.head_only = request.method == b"HEAD"
-        self.body_done = False
-        self.pending: h11.Data | None = None
-        self.start: Message | None = None
-        self.started = False
-        self.finished = False
-        self.suppress_body = False
-        self.disconnected = False
-        self.read_lock = trio.Lock()
-
-    async def run(self) -> None:
-        try:
-            await self.connection.server.app(self.scope, self.receive, self.send)
-        except Exception:
-            # Error handlers have answered already where they could; an app error after
-            # a complete response is the app's to log (its handlers do).
-            if not self.finished:
-                log.exception("unhandled error in the ASGI app", path=self.scope["path"])
-        if not self.started:
-            await self._send_status_only(500)
-        elif not self.finished:
-            self.connection.broken = True  # a response cut short: the connection cannot go on
-
-    # -- receive -----------------------------------------------------------------------
-
-    async def receive(self) -> Message:
-        if not self.body_done:
-            return await self._receive_body()
-        # The body is read: what remains to report is the peer going away.
-        async with self.read_lock:
-            while not self.disconnected:
-                if not await self.connection.read_more():
-                    self.disconnected = True
-                else:  # a pipelined request: it waits in the parser, and so do we
-                    await trio.sleep_forever()
-        return {"type": "http.disconnect"}
-
-    async def _receive_body(self) -> Message:
-        if self.h11.they_are_waiting_for_100_continue:
-            await self.connection.write(
-                self.h11.send(h11.InformationalResponse(status_code=100, headers=[]))
-            )
-        event = self.pending or await self._next_body_event()
-        self.pending = None
-        if isinstance(event, h11.Data):
-            data = bytes(event.data)
-            following = self.h11.next_event()  # no read: only what is buffered already
-            if isinstance(following, h11.EndOfMessage):
-                self.body_done = True
-                return {"type": "http.request", "body": data, "more_body": False}
-            if isinstance(following, h11.Data):
-                self.pending = following
-            return {"type": "http.request", "body": data, "more_body": True}
-        if isinstance(event, h11.EndOfMessage):
-            self.body_done = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        self.body_done = self.disconnected = True
-        return {"type": "http.disconnect"}
-
-    async def _next_body_event(self) -> object:
-        while True:
-            try:
-                event = self.h11.next_event()
-            except h11.RemoteProtocolError:
-                return None
-            if event is not h11.NEED_DATA:
-                return event
-            if not await self.connection.read_more():
-                return None
-
-    # -- send ------------------------------------------------------------------------------
-
-    async def send(self, message: Message) -> None:
-        kind = message["type"]
-        if kind == "http.response.start":
-            if self.started:
-                raise RuntimeError("http.response.start sent twice")
-            self.start = message
-            self.started = True
-            status = int(message["status"])
-            self.suppress_body = self.head_only or status in (204, 304) or status < 200
-            return
-        if kind != "http.response.body":
-            raise RuntimeError(f"unexpected ASGI message {kind!r}")
-        if self.finished:
-            raise RuntimeError("http.response.body sent after the response ended")
-        if self.start is None and not self.started:
-            raise RuntimeError("http.response.body before http.response.start")
-        body = b"" if self.suppress_body else message.get("body", b"")
-        more = bool(message.get("more_body", False))
-        pieces: list[bytes | bytearray | memoryview] = []
-        if self.start is not None:
-            headers = [*self.start.get("headers", ()), _Date.now()]
-            pieces.append(
-                self.h11.send(h11.Response(status_code=int(self.start["status"]), headers=headers))
-                or b""
-            )
-            self.start = None
-        if body:
-            pieces.extend(self.h11.send_with_data_passthrough(h11.Data(data=body)) or ())
-        if not more:
-            pieces.append(self.h11.send(h11.EndOfMessage()) or b"")
-            self.finished = True
-        if len(body) <= _ONE_WRITE:
-            await self.connection.write(b"".join(pieces))
-        else:
-            for piece in pieces:
-                await self.connection.write(piece)
-
-    async def _send_status_only(self, status: int) -> None:
-        response = h11.Response(
-            status_code=status,
-            headers=[(b"content-length", b"0"), (b"connection", b"close"), _Date.now()],
-        )
-        try:
-            data = self.h11.send(response) or b""
-            data += self.h11.send(h11.EndOfMessage()) or b""
-        except h11.LocalProtocolError:
-            self.connection.broken = True
-            return
-        self.started = self.finished = True
-        await self.connection.write(data)

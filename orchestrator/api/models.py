@@ -80,7 +80,10 @@ class SessionCreate(BaseModel):
 class SessionInfo(BaseModel):
     id: str
     image: str
-    state: str
+    state: str = Field(description="starting, ready, broken, crashed, closing or closed.")
+    failure: str | None = Field(
+        default=None, description="Why the session is broken or crashed (null while healthy)."
+    )
     owner: str | None = None
     created_at: float
     expires_at: float
@@ -188,7 +191,10 @@ class AgentRunCreate(BaseModel):
     token_budget: int | None = Field(default=None, ge=1)
     system: str | None = Field(default=None, max_length=100_000)
     base_url: str | None = Field(
-        default=None, max_length=2048, description="Messages API base URL (default: the server's)."
+        default=None,
+        max_length=2048,
+        description="Messages API base URL (default: the server's); admin tokens only, or one "
+        "of the server's agent.allowed_base_urls.",
     )
 
 

@@ -52,7 +52,13 @@ async def serve_api(
         runs = AgentRuns(orch, config.api.runs_dir)
         await nursery.start(runs.serve)
         app = create_app(ApiState(orch, config, auth, observer, runs))
-        server = HttpServer(app, graceful_timeout=config.api.graceful_timeout)
+        server = HttpServer(
+            app,
+            graceful_timeout=config.api.graceful_timeout,
+            head_timeout=config.api.head_timeout,
+            body_timeout=config.api.body_timeout,
+            max_connections=config.api.max_connections,
+        )
         if handle_signals:
             nursery.start_soon(_watch_signals, shutdown)
 

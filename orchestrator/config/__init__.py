@@ -1,11 +1,18 @@
 """Configuration: pydantic models loaded from TOML, overridden by ``SBX_*``.
 
-``sections`` holds one model per ``[table]``, ``model`` the whole ``Config``,
+``sections`` holds one model per ``[table]`` (``api_sections`` those of
+``sbx serve``), ``model`` the whole ``Config``,
 ``loading`` reads the file and the environment (precedence, highest first:
 values passed in code, ``SBX_*`` variables, the TOML file, the defaults),
 ``sizes`` parses ``"512m"``-style sizes.
 """
 
+from orchestrator.config.api_sections import (
+    AgentConfig,
+    ApiConfig,
+    ApiToken,
+    normalize_base_url,
+)
 from orchestrator.config.loading import NOT_CONFIG_VARIABLES, load_config
 from orchestrator.config.model import Config
 from orchestrator.config.sandbox import (
@@ -15,8 +22,6 @@ from orchestrator.config.sandbox import (
     sandbox_memory_limit,
 )
 from orchestrator.config.sections import (
-    ApiConfig,
-    ApiToken,
     CodeExecutionConfig,
     DesktopConfig,
     EditorConfig,
@@ -32,6 +37,7 @@ from orchestrator.config.sizes import ByteSize, human_bytes, parse_bytes
 
 __all__ = [
     "NOT_CONFIG_VARIABLES",
+    "AgentConfig",
     "ApiConfig",
     "ApiToken",
     "ByteSize",
@@ -51,6 +57,7 @@ __all__ = [
     "human_bytes",
     "load_config",
     "memory_arithmetic",
+    "normalize_base_url",
     "parse_bytes",
     "sandbox_memory_limit",
 ]

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from orchestrator.config.api_sections import AgentConfig, ApiConfig
 from orchestrator.config.sandbox import (
     LimitsConfig,
     SandboxConfig,
     memory_arithmetic,
 )
 from orchestrator.config.sections import (
-    ApiConfig,
     CodeExecutionConfig,
     DesktopConfig,
     EditorConfig,
@@ -50,6 +50,7 @@ class Config(_Section):
     code_execution: CodeExecutionConfig = Field(default_factory=CodeExecutionConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     owner: str = Field(
         default="local",

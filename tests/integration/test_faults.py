@@ -43,9 +43,9 @@ async def test_a_sandbox_killed_removed_or_paused_from_outside_is_noticed_within
         await trio.sleep(0.5)
         injected = trio.current_time()
         action = {
-            "kill": lambda: container.kill(),
+            "kill": container.kill,
             "remove": lambda: container.remove(force=True),
-            "pause": lambda: container.pause(),
+            "pause": container.pause,
         }[fault]
         await trio.to_thread.run_sync(action)
     assert trio.current_time() - injected < 1.5, "not noticed within a second"

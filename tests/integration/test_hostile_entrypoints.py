@@ -195,3 +195,21 @@ async def test_through_the_http_api(w: Workload, server: ApiProcess) -> None:
         ok = await client.post(f"/v1/sessions/{next_id}/exec", json={"command": "echo next"})
         assert ok.status_code == 200 and ok.json()["stdout"] == "next\n", ok.text
         assert (await client.delete(f"/v1/sessions/{next_id}")).status_code == 204
+
+
+async def test_input_that_cannot_be_sent_is_a_typed_4xx_over_http(server: ApiProcess) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    async with httpx.AsyncClient(base_url=server.url, timeout=120, headers=headers) as client:
+        created = await client.post("/v1/sessions", json={"image": IMAGE, "memories": False})
+        session = created.json()["id"]
+        # JSON may carry a lone surrogate as an escape; no program could read it.
+        lone = await client.post(
+            f"/v1/sessions/{session}/exec", content=b'{"command": "echo \\udcff"}'
+        )
+        assert lone.status_code == 422, lone.text
+        assert lone.json()["error"]["type"] == "invalid_input"
+        big = await client.post(f"/v1/sessions/{session}/exec", json={"command": "x" * (3 << 20)})
+        assert big.status_code == 413, big.text
+        assert big.json()["error"]["type"] == "input_too_large"
+        assert "session.max_command_bytes" in big.json()["error"]["message"]
+        assert (await client.delete(f"/v1/sessions/{session}")).status_code == 204

@@ -25,8 +25,13 @@ def _children(pid: int) -> set[int]:
 
 
 async def test_a_busy_session_leaves_nothing_behind(
-    config: Config, docker_client: docker.DockerClient
+    config: Config, docker_client: docker.DockerClient, tmp_path: Path, monkeypatch
 ) -> None:
+    # A temporary directory of this test's own: other programs on the machine write to /tmp.
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    monkeypatch.setenv("TMPDIR", str(private))
     temp_before = set(os.listdir(tempfile.gettempdir()))
     threads_before = {thread.ident for thread in threading.enumerate()}
     children_before = _children(os.getpid())

@@ -6,10 +6,6 @@ import base64
 import json
 import secrets
 import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import httpx
@@ -17,73 +13,8 @@ import pytest
 import trio
 
 from orchestrator import Config, FakeBackend
-from orchestrator.api.auth import hash_token
-from orchestrator.api.server import serve_api
-from orchestrator.config import ApiToken
 from orchestrator.errors import ConfigError
-
-ALICE, BOB, ADMIN = "alice-token", "bob-token", "admin-token"
-
-
-@dataclass
-class Api:
-    url: str
-    backend: FakeBackend
-    config: Config
-    shutdown: trio.Event
-
-    def client(self, token: str | None = ALICE, **kw: Any) -> httpx.AsyncClient:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30, **kw)
-
-
-@pytest.fixture
-def api_config(fake_config: Config, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Config:
-    monkeypatch.delenv("SBX_TOKEN", raising=False)
-    fake_config.api.tokens = [
-        ApiToken(owner="alice", sha256=hash_token(ALICE)),
-        ApiToken(owner="bob", sha256=hash_token(BOB)),
-        ApiToken(owner="ops", sha256=hash_token(ADMIN), admin=True),
-    ]
-    fake_config.api.runs_dir = tmp_path / "runs"
-    fake_config.api.graceful_timeout = 3
-    return fake_config
-
-
-@asynccontextmanager
-async def running_api(config: Config, backend: FakeBackend) -> AsyncIterator[Api]:
-    """The API served in-process on a free port, shut down when the block ends."""
-    shutdown = trio.Event()
-    async with trio.open_nursery() as nursery:
-        url = await nursery.start(
-            partial(
-                serve_api,
-                config,
-                bind="127.0.0.1:0",
-                backend=backend,
-                shutdown=shutdown,
-                handle_signals=False,
-            )
-        )
-        yield Api(url, backend, config, shutdown)
-        shutdown.set()
-
-
-@pytest.fixture
-async def api(api_config: Config, fake_backend: FakeBackend) -> AsyncIterator[Api]:
-    async with running_api(api_config, fake_backend) as running:
-        yield running
-
-
-def live(backend: FakeBackend) -> list[str]:
-    return [i for i, box in backend.sandboxes.items() if not backend._gone(box)]
-
-
-async def new_session(client: httpx.AsyncClient, **body: Any) -> str:
-    response = await client.post("/v1/sessions", json=body)
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
-
+from tests.api_harness import ADMIN, ALICE, BOB, Api, live, new_session, running_api
 
 # -- auth -------------------------------------------------------------------------------
 
@@ -111,8 +42,8 @@ async def test_a_token_only_sees_and_touches_its_owners_sessions(api: Api) -> No
             ("DELETE", f"/v1/sessions/{mine}", None),
         ]:
             response = await bob.request(method, path, json=body)
-            assert response.status_code == 403, (method, path)
-            assert "another owner" in response.json()["error"]["message"]
+            assert response.status_code == 404, (method, path)
+            assert response.json()["error"]["type"] == "session_not_found"
         listed = (await admin.get("/v1/sessions")).json()["sessions"]
         assert [(s["id"], s["owner"]) for s in listed] == [(mine, "alice")]
         assert (await alice.delete(f"/v1/sessions/{mine}")).status_code == 204
@@ -328,6 +259,8 @@ async def test_agent_run_streams_events_and_serves_its_transcript(
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(fake_claude.serve)
+        api.config.agent.allowed_base_urls = [fake_claude.url]
+        api.config.agent.share_server_key = ["alice"]
         async with api.client() as c, api.client(BOB) as bob:
             started = await c.post(
                 "/v1/agent-runs", json={"task": "say hi", "base_url": fake_claude.url}
@@ -352,7 +285,7 @@ async def test_agent_run_streams_events_and_serves_its_transcript(
     lines = [json.loads(x) for x in transcript.text.splitlines()]
     assert lines[0]["type"] == "start"
     assert lines[-1]["type"] == "end"
-    assert foreign.status_code == 403
+    assert foreign.status_code == 404
 
 
 async def test_unknown_tool_family_for_a_run_is_422(api: Api) -> None:
@@ -469,7 +402,7 @@ async def test_desktop_routes_need_a_desktop_and_an_owner(api: Api) -> None:
         page = await c.get(f"/desktop/{sid}/not-a-token/")
     assert shot.status_code in {409, 400}
     assert "desktop" in shot.json()["error"]["message"].lower()
-    assert foreign.status_code == 403
+    assert foreign.status_code == 404
     assert page.status_code in {403, 404}
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,11 +21,15 @@ App = Callable[[Any, Any, Any], Awaitable[None]]
 
 
 @asynccontextmanager
-async def serving(app: App, graceful_timeout: float = 5) -> AsyncIterator[tuple[str, trio.Event]]:
+async def serving(
+    app: App, graceful_timeout: float = 5, **limits: Any
+) -> AsyncIterator[tuple[str, trio.Event]]:
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
         urls = await nursery.start(
-            HttpServer(app, graceful_timeout=graceful_timeout).serve, "127.0.0.1:0", shutdown
+            HttpServer(app, graceful_timeout=graceful_timeout, **limits).serve,
+            "127.0.0.1:0",
+            shutdown,
         )
         yield urls[0], shutdown
         shutdown.set()
@@ -54,9 +61,30 @@ async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
     return await trio.to_thread.run_sync(fn, *args)
 
 
-async def raw_exchange(url: str, request: bytes) -> bytes:
+async def connect(url: str) -> trio.SocketStream:
     host, port = url.removeprefix("http://").rsplit(":", 1)
-    stream = await trio.open_tcp_stream(host, int(port))
+    return await trio.open_tcp_stream(host, int(port))
+
+
+async def read_to_end(stream: trio.abc.Stream, limit: float = 5) -> bytes:
+    """What the server sends until it closes the connection (within ``limit`` seconds)."""
+    answer = b""
+    with trio.fail_after(limit):
+        try:
+            while chunk := await stream.receive_some(65536):
+                answer += chunk
+        except trio.BrokenResourceError:  # reset after the answer
+            pass
+    return answer
+
+
+def error_of(answer: bytes) -> dict[str, Any]:
+    error: dict[str, Any] = json.loads(answer.partition(b"\r\n\r\n")[2])["error"]
+    return error
+
+
+async def raw_exchange(url: str, request: bytes) -> bytes:
+    stream = await connect(url)
     await stream.send_all(request)
     answer = b""
     with trio.fail_after(5):
@@ -228,3 +256,138 @@ async def test_shutdown_refuses_new_connections_and_lets_a_call_finish() -> None
                 await trio.open_tcp_stream(host, int(port))
         connection.close()
     assert outcome == [(200, b"done")]
+
+
+# -- no peer holds a connection for nothing ---------------------------------------------------
+
+
+async def test_a_request_head_that_trickles_in_is_cut_off_with_a_408() -> None:
+    async with serving(echo, head_timeout=0.5) as (url, _):
+        stream = await connect(url)
+        started = trio.current_time()
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+
+        async def trickle() -> None:  # a header line every 0.1 s: never a whole head
+            try:
+                for n in range(100):
+                    await trio.sleep(0.1)
+                    await stream.send_all(b"X-%d: y\r\n" % n)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trickle)
+            answer = await read_to_end(stream)
+            elapsed = trio.current_time() - started
+            nursery.cancel_scope.cancel()
+        await stream.aclose()
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert error_of(answer)["type"] == "request_timeout"
+    assert "api.head_timeout" in error_of(answer)["message"]
+    assert 0.5 <= elapsed < 2.5
+
+
+async def test_the_head_timeout_starts_at_a_requests_first_byte_not_between_requests() -> None:
+    async with serving(echo, head_timeout=0.3) as (url, _):
+        connection = HttpConnection(url)
+        first = await in_thread(connection.request, "GET", "/a")
+        await trio.sleep(0.8)  # idle on a keep-alive connection: longer than head_timeout
+        second = await in_thread(connection.request, "GET", "/b")
+        connection.close()
+    assert (first, second) == ((200, b"GET /a "), (200, b"GET /b "))
+
+
+async def test_a_request_body_that_stalls_is_cut_off_with_a_408_and_the_app_stops_waiting() -> None:
+    outcome: list[str] = []
+
+    async def reads_the_body(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await read_body(receive)
+            outcome.append("read")
+        except trio.Cancelled:
+            outcome.append("cancelled")
+            raise
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async with serving(reads_the_body, body_timeout=0.5) as (url, _):
+        stream = await connect(url)
+        started = trio.current_time()
+        await stream.send_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        await stream.send_all(b"x" * 10)
+        answer = await read_to_end(stream)  # the other 90 bytes never come
+        elapsed = trio.current_time() - started
+        await stream.aclose()
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert error_of(answer)["type"] == "request_timeout"
+    assert "api.body_timeout" in error_of(answer)["message"]
+    assert 0.5 <= elapsed < 2.5
+    assert outcome == ["cancelled"]
+
+
+async def test_a_slow_body_that_keeps_coming_is_read_whole() -> None:
+    async with serving(echo, body_timeout=0.5) as (url, _):
+        stream = await connect(url)
+        await stream.send_all(
+            b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
+        )
+        for byte in b"abcde":  # 1 s in all, no gap as long as body_timeout
+            await trio.sleep(0.2)
+            await stream.send_all(bytes([byte]))
+        answer = await read_to_end(stream)
+        await stream.aclose()
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert answer.endswith(b"POST /slow abcde")
+
+
+async def test_a_connection_over_the_cap_gets_a_503_at_once_and_a_freed_slot_is_used() -> None:
+    async with serving(echo, max_connections=2) as (url, _):
+        held = []
+        for _ in range(2):  # two keep-alive connections, each known served
+            stream = await connect(url)
+            await stream.send_all(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+            with trio.fail_after(5):
+                assert (await stream.receive_some(65536)).startswith(b"HTTP/1.1 200 ")
+            held.append(stream)
+        started = trio.current_time()
+        over = await raw_exchange(url, b"GET /over HTTP/1.1\r\nHost: x\r\n\r\n")
+        elapsed = trio.current_time() - started
+        await held.pop().aclose()
+        with trio.fail_after(5):
+            while True:  # the server sees the close, and the slot is free again
+                again = await raw_exchange(
+                    url, b"GET /again HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                )
+                if again.startswith(b"HTTP/1.1 200 "):
+                    break
+                await trio.sleep(0.05)
+        for stream in held:
+            await stream.aclose()
+    assert over.startswith(b"HTTP/1.1 503 ")
+    assert b"\r\nretry-after: 1\r\n" in over
+    assert error_of(over)["type"] == "server_busy"
+    assert "api.max_connections" in error_of(over)["message"]
+    assert elapsed < 1.5
+
+
+async def test_malformed_requests_are_typed_4xx_answers() -> None:
+    async with serving(echo) as (url, _):
+        bad = await raw_exchange(url, b"NOT HTTP\r\n\r\n")
+        huge = await raw_exchange(url, b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"y" * 70000)
+    assert bad.startswith(b"HTTP/1.1 400 ")
+    assert error_of(bad)["type"] == "malformed_request"
+    assert huge.startswith(b"HTTP/1.1 431 ")
+    assert error_of(huge)["type"] == "request_head_too_large"
+
+
+async def test_connections_reset_as_soon_as_they_open_leave_the_server_serving() -> None:
+    async with serving(echo) as (url, _):
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        for _ in range(200):  # connect, then reset at once (SO_LINGER 0)
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.connect((host, int(port)))
+            sock.close()
+        await trio.sleep(0.3)
+        answer = await raw_exchange(url, b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.endswith(b"GET /x ")

@@ -7,8 +7,8 @@ so stopping it with SIGSTOP is exactly a guest that stops answering.
 from __future__ import annotations
 
 import contextlib
-import re
 import os
+import re
 import signal
 
 import pytest

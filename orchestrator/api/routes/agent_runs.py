@@ -1,7 +1,8 @@
 """``/v1/agent-runs``: start Claude on a task, follow its events, fetch its transcript.
 
-The runs themselves live in ``orchestrator.api.agent_runs``; this module must
-not run the agent loop, only start, describe, cancel and stream runs.
+The runs themselves live in ``orchestrator.api.agent_runs``, and where a run
+may send which key is ``orchestrator.api.agent_access``'s to say; this module
+must not run the agent loop, only start, describe, cancel and stream runs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import trio
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 
+from orchestrator.api.agent_access import messages_target
 from orchestrator.api.dependencies import ApiStateDep, Caller, OwnedRun
 from orchestrator.api.errors import ApiError
 from orchestrator.api.models import AgentRunCreate, AgentRunInfo
@@ -24,13 +26,18 @@ router = APIRouter(prefix="/v1", tags=["agent"])
 
 @router.post("/agent-runs", status_code=202, response_model=AgentRunInfo)
 async def start_agent_run(body: AgentRunCreate, who: Caller, state: ApiStateDep) -> AgentRunInfo:
-    """Start Claude on a task in a fresh sandbox; follow it at .../events."""
+    """Start Claude on a task in a fresh sandbox; follow it at .../events.
+
+    A ``base_url`` is an admin's, or one of ``agent.allowed_base_urls``; the run
+    uses the owner's own key, or the server's where ``agent.share_server_key``
+    allows (403 otherwise, before anything is sent anywhere)."""
     if body.tools:
         try:
             state.orch.router.registry.definitions(body.model or "claude-sonnet-4-6", body.tools)
         except KeyError as exc:
             raise ApiError(422, "invalid_request", str(exc).strip("'\""), "tools") from None
-    return state.runs.start(who.owner, body).describe()
+    target = messages_target(state.config.agent, who, body.base_url)
+    return state.runs.start(who.owner, body, target).describe()
 
 
 @router.get("/agent-runs", response_model=list[AgentRunInfo])

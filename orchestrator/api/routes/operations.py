@@ -1,6 +1,9 @@
 """``/healthz``, ``/readyz``, ``/metrics``: for load balancers, orchestrators and Prometheus.
 
-They need no token and must not reveal anything about sessions beyond counts.
+``/healthz`` and ``/readyz`` need no token; ``/metrics`` needs ``api.metrics_token``
+or an admin token unless the server is bound to loopback and no metrics token
+is set (``Authenticator.authorize_metrics`` says why).  None may reveal
+anything about sessions beyond counts.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ import time
 from typing import Any
 
 import trio
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from orchestrator import __version__
@@ -58,5 +61,7 @@ async def readyz(state: ApiStateDep) -> JSONResponse:
 
 
 @router.get("/metrics", responses={200: {"content": {"text/plain": {}}}})
-async def metrics(state: ApiStateDep) -> Response:
+async def metrics(state: ApiStateDep, request: Request) -> Response:
+    """Prometheus metrics; a bearer token unless open on loopback (see the module)."""
+    state.auth.authorize_metrics(request.headers.get("authorization", ""))
     return Response(state.observer.render(), media_type=CONTENT_TYPE_LATEST)
