@@ -6,33 +6,27 @@ always ships with a copy of ``orchestrator/protocol.py``, so both ends of the
 channel are built from the same file.
 
 Must not: write anything or talk to an engine; it finds and reads files.
-What ``guest_hash`` covers is part of every recipe hash, so changing it
-rebuilds every image.
+The guest is not part of any image (every sandbox mounts the guest bundle,
+``guest_bundle``), so changing it rebuilds no image.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 from pathlib import Path, PurePosixPath
 
 from orchestrator.errors import ConfigError
 
 __all__ = [
     "GUEST_DIR_IN_IMAGE",
-    "GUEST_ENTRYPOINT",
     "IMAGE_FORMAT",
     "assets_dir",
     "guest_bytecode",
     "guest_files",
-    "guest_hash",
 ]
 
 GUEST_DIR_IN_IMAGE = PurePosixPath("/opt/sbx/guest")
-"""Where the guest's files sit inside every sandbox image."""
-
-GUEST_ENTRYPOINT = ["/usr/bin/python3", "-I", "-S", str(GUEST_DIR_IN_IMAGE / "main.py")]
-"""The sandbox's main process (under ``init``)."""
+"""Where the guest's files sit inside every sandbox (in the mounted guest bundle)."""
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
@@ -93,14 +87,6 @@ def guest_bytecode(files: dict[str, bytes]) -> dict[str, bytes]:
     return compiled
 
 
-IMAGE_FORMAT = 2
-"""Bumped when what an image carries besides its recipe changes (bytecode, entrypoint)."""
-
-
-def guest_hash() -> str:
-    """A digest of the guest's code and how it is started, part of every recipe hash."""
-    digest = hashlib.sha256()
-    digest.update(f"format {IMAGE_FORMAT} entrypoint {GUEST_ENTRYPOINT}".encode())
-    for name, data in guest_files().items():
-        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-    return digest.hexdigest()
+IMAGE_FORMAT = 3
+"""Bumped when what an image carries besides its recipe changes (format 3: no guest inside;
+every sandbox mounts the guest bundle)."""

@@ -31,12 +31,12 @@ import trio
 
 from orchestrator.config import ImagesConfig
 from orchestrator.errors import ImageBuildError
-from orchestrator.images.assets import GUEST_DIR_IN_IMAGE
 from orchestrator.images.build_run import BuildRun, BuildTarget
 from orchestrator.images.engine import ImageEngine
 from orchestrator.images.engine_images import ensure_tags
+from orchestrator.images.guest_bundle import BUNDLE_DIR
 from orchestrator.images.image_contents import recipe_chain
-from orchestrator.images.image_load import ImageLoader, guest_layer
+from orchestrator.images.image_load import ImageLoader, sbx_layer
 from orchestrator.images.layer_files import LayerFile
 from orchestrator.images.recipes import load_recipe
 from orchestrator.images.rootfs_cache import CacheEntry, RootfsCache
@@ -117,7 +117,7 @@ class BootstrappedBuilds:
         if not need_root and stale_children:
             entry = await cache.cached_root_entry(run, root)
             if entry is not None:
-                guest = await guest_layer(run, entry.epoch)
+                guest = await sbx_layer(run, entry.epoch)
             expected_layers = [entry.layer.diff_id, guest.diff_id] if entry and guest else None
             if root.layers != expected_layers:
                 need_root = True
@@ -125,12 +125,12 @@ class BootstrappedBuilds:
         from_cache = False
         if need_root:
             entry, from_cache = await cache.root_entry(run, root, reuse=not root.force)
-            guest = await guest_layer(run, entry.epoch)
+            guest = await sbx_layer(run, entry.epoch)
             layers = [entry.layer, guest]
             packages = " ".join(root.recipe.packages)
             history = [
                 f"sbx: mmdebstrap --variant=minbase {run.suite} + {packages}",
-                f"sbx: guest in {GUEST_DIR_IN_IMAGE}",
+                f"sbx: mount point of the guest bundle, {BUNDLE_DIR}",
             ]
             await loader.assemble_and_load(run, root, [root.recipe], layers, history)
             run.finish(root, started, built=True, from_cache=from_cache, detail=reason)
@@ -151,7 +151,7 @@ class BootstrappedBuilds:
                 history = [
                     f"sbx: mmdebstrap --variant=minbase {run.suite} + "
                     + " ".join(root.recipe.packages),
-                    f"sbx: guest in {GUEST_DIR_IN_IMAGE}",
+                    f"sbx: mount point of the guest bundle, {BUNDLE_DIR}",
                     f"sbx: {child.name} packages: " + " ".join(child.recipe.packages),
                 ]
                 await loader.assemble_and_load(

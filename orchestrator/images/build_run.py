@@ -139,7 +139,7 @@ class BuildRun:
     )
     base_indexes: dict[str, LayerIndex] = field(default_factory=dict)
     index_lock: trio.Lock = field(default_factory=trio.Lock)
-    guest_layers: dict[int, LayerFile] = field(default_factory=dict)
+    sbx_layers: dict[int, LayerFile] = field(default_factory=dict)
 
     def current_activity(self) -> str:
         busy = [f"{name} {stage.value}" for name, stage in self.stages.items() if not stage.final]

@@ -37,9 +37,9 @@ from orchestrator.images.image_contents import (
     APT_OPTIONS,
     CUSTOMIZE_SCRIPT,
     DPKG_EXCLUDES,
-    guest_tree,
     image_settings,
     recipe_chain,
+    sbx_tree,
 )
 from orchestrator.images.models import BuildStage
 from orchestrator.images.recipes import ImageRecipe
@@ -187,7 +187,7 @@ class ContainerBuilds:
                     "names in the recipe"
                 )
             if root:
-                guest = await trio.to_thread.run_sync(guest_tree)
+                guest = await trio.to_thread.run_sync(sbx_tree)
                 files = {path.lstrip("/"): (data, 0o644) for path, data in guest.items()}
                 run.emit(target.name, BuildStage.INSTALLING, "copying the guest")
                 await container.copy_in(

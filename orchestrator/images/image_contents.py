@@ -1,27 +1,24 @@
 """What every sandbox image holds and is configured with, whichever way it is built.
 
-The image config (user, working directory, the guest as entrypoint, env,
-labels), the guest's files under ``/opt/sbx/guest``, the dpkg/apt settings
-that keep a rootfs small, and the name of a recipe's rootfs hook.  Both build
-paths (mmdebstrap and ``--base IMAGE`` build containers) take these from
-here, so the two kinds of image keep the same contract.
+The image config (user, working directory, the guest's start as
+entrypoint, env, labels), the mount point ``/opt/sbx`` where every sandbox
+gets the guest bundle (``guest_bundle``: the guest is not part of any image,
+so changing it rebuilds no image), the dpkg/apt settings that keep a rootfs
+small, and the name of a recipe's rootfs hook.  Both build paths
+(mmdebstrap and ``--base IMAGE`` build containers) take these from here, so
+the two kinds of image keep the same contract.
 
 Must not: talk to the engine, run processes or write files; it only
-describes.  (``recipe_chain`` and ``guest_tree`` read recipe and guest files.)
+describes.  (``recipe_chain`` reads recipe files.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from orchestrator.images.assets import (
-    GUEST_DIR_IN_IMAGE,
-    GUEST_ENTRYPOINT,
-    guest_bytecode,
-    guest_files,
-)
 from orchestrator.images.build_run import BuildTarget
 from orchestrator.images.engine import ImageSettings
+from orchestrator.images.guest_bundle import BUNDLE_DIR, guest_command
 from orchestrator.images.recipes import (
     LABEL_IMAGE,
     LABEL_PROTOCOL,
@@ -38,9 +35,9 @@ __all__ = [
     "SANDBOX_USER",
     "SANDBOX_WORKDIR",
     "STANDARD_PATH",
-    "guest_tree",
     "image_settings",
     "recipe_chain",
+    "sbx_tree",
 ]
 
 STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -85,13 +82,18 @@ def image_settings(target: BuildTarget, chain: Sequence[ImageRecipe]) -> ImageSe
     return ImageSettings(
         user=SANDBOX_USER,
         working_dir=SANDBOX_WORKDIR,
-        entrypoint=list(GUEST_ENTRYPOINT),
+        entrypoint=guest_command(),
         env=_env(chain),
         labels=_labels(target),
     )
 
 
-def guest_tree() -> dict[str, bytes]:
-    files = guest_files()
-    files.update(guest_bytecode(files))
-    return {f"{GUEST_DIR_IN_IMAGE}/{relative}": data for relative, data in files.items()}
+_MOUNT_NOTE = b"""The guest bundle (the guest's code and the Python it runs on) is mounted here,
+read-only, in every sandbox sbx starts; see orchestrator/images/guest_bundle.py.
+"""
+
+
+def sbx_tree() -> dict[str, bytes]:
+    """sbx's own layer of every image: the mount point of the guest bundle, and nothing that
+    changes with the guest."""
+    return {f"{BUNDLE_DIR}/README": _MOUNT_NOTE}

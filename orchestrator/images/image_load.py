@@ -2,7 +2,7 @@
 
 ``ImageLoader.assemble_and_load`` writes the image config for a stack of
 layer tars (cached rootfs or delta, and the guest layer from
-``guest_layer``), streams the archive (``image_archive.docker_archive``) to
+``sbx_layer``), streams the archive (``image_archive.docker_archive``) to
 the engine (``ImageEngine.load_image_archive``) with progress, leaves out
 the layers the engine already has as a chain, then checks the result and
 retires what it replaced.  The upload runs in a worker thread and stops
@@ -32,30 +32,30 @@ from orchestrator.images.build_run import (
 from orchestrator.images.engine import ImageEngine
 from orchestrator.images.engine_images import retire_replaced_images, verify_built_image
 from orchestrator.images.image_archive import docker_archive, image_config
-from orchestrator.images.image_contents import guest_tree, image_settings
+from orchestrator.images.image_contents import image_settings, sbx_tree
 from orchestrator.images.layer_files import LayerFile, write_tree_layer
 from orchestrator.images.models import BuildStage
 from orchestrator.images.recipes import ImageRecipe
 from orchestrator.images.rootfs_cache import CacheEntry, drop_entry
 
-__all__ = ["ImageLoader", "guest_layer"]
+__all__ = ["ImageLoader", "sbx_layer"]
 
 log = structlog.get_logger("orchestrator.images")
 
 _PROGRESS_INTERVAL = 0.5
 
 
-async def guest_layer(run: BuildRun, epoch: int) -> LayerFile:
-    """The guest as a layer; the same files and epoch always give the same ``diff_id``."""
-    cached = run.guest_layers.get(epoch)
+async def sbx_layer(run: BuildRun, epoch: int) -> LayerFile:
+    """sbx's own layer (``sbx_tree``); the same epoch always gives the same ``diff_id``."""
+    cached = run.sbx_layers.get(epoch)
     if cached is not None:
         return cached
-    files = await trio.to_thread.run_sync(guest_tree)
-    out = run.tmp / f"guest-{epoch}.tar"
+    files = await trio.to_thread.run_sync(sbx_tree)
+    out = run.tmp / f"sbx-{epoch}.tar"
     layer = await trio.to_thread.run_sync(
         functools.partial(write_tree_layer, out, files, mtime=epoch)
     )
-    run.guest_layers[epoch] = layer
+    run.sbx_layers[epoch] = layer
     return layer
 
 

@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.errors import ConfigError
-from orchestrator.images.assets import assets_dir, guest_hash
+from orchestrator.images.assets import IMAGE_FORMAT, assets_dir
 
 __all__ = [
     "LABEL_IMAGE",
@@ -92,7 +92,7 @@ def recipe_hash(name: str, *, base_image: str | None = None) -> str:
     if recipe.parent:
         digest.update(recipe_hash(recipe.parent, base_image=base_image).encode())
     else:
-        digest.update(guest_hash().encode())
+        digest.update(f"format {IMAGE_FORMAT}".encode())
         digest.update((base_image or "mmdebstrap").encode())
     return digest.hexdigest()
 

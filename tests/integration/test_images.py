@@ -8,7 +8,6 @@ behind, tagged ``sbx-<name>:latest`` and ``sbx-<name>:<recipe hash>``.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterator
 
@@ -19,13 +18,8 @@ import trio
 from orchestrator.backends.docker.engine import DockerEngine
 from orchestrator.backends.docker.image_engine import DockerImageEngine
 from orchestrator.config import ImagesConfig
-from orchestrator.images.assets import (
-    GUEST_DIR_IN_IMAGE,
-    GUEST_ENTRYPOINT,
-    guest_bytecode,
-    guest_files,
-)
 from orchestrator.images.builder import ImageBuilder
+from orchestrator.images.guest_bundle import guest_command
 from orchestrator.images.image_contents import STANDARD_PATH
 from orchestrator.images.models import BuildOutcome, BuildStage, ProgressEvent
 from orchestrator.images.recipes import (
@@ -102,7 +96,7 @@ def test_image_has_contract_tags_labels_and_config(
     assert config["Labels"][LABEL_PROTOCOL] == str(PROTOCOL_VERSION)
     assert config["User"] == "1000:1000"
     assert config["WorkingDir"] == "/workspace"
-    assert config["Entrypoint"] == GUEST_ENTRYPOINT
+    assert config["Entrypoint"] == guest_command()
     assert not config.get("Cmd")
     env = dict(item.split("=", 1) for item in config["Env"])
     assert env["PATH"] == STANDARD_PATH
@@ -190,28 +184,11 @@ def test_x11_socket_dir_is_sticky_and_world_writable(
     assert output.decode().strip() == "1777 0"
 
 
-def test_guest_files_are_in_the_image_owned_by_root(
+def test_no_image_carries_the_guest_but_its_mount_point(
     built: list[BuildOutcome], client: docker.DockerClient
 ) -> None:
-    files = guest_files()
-    files.update(guest_bytecode(files))
-    script = (
-        f"cd {GUEST_DIR_IN_IMAGE} && find . -type d -printf 'd %U:%G %m %p\\n' && "
-        "find . -type f -printf 'f %U:%G %m %p\\n' -exec sha256sum {} \\;"
-    )
-    lines = _run(client, "sbx-base:latest", script).splitlines()
-    seen: dict[str, str] = {}
-    for line in lines:
-        if line.startswith("d "):
-            _, owner, mode, _path = line.split(" ", 3)
-            assert (owner, mode) == ("0:0", "755")
-        elif line.startswith("f "):
-            _, owner, mode, path = line.split(" ", 3)
-            assert (owner, mode) == ("0:0", "644")
-        else:
-            digest, path = line.split()
-            seen[path.removeprefix("./")] = digest
-    assert seen == {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    listing = _run(client, "sbx-base:latest", "find /opt/sbx -printf '%U:%G %m %p\\n'")
+    assert listing.splitlines() == ["0:0 755 /opt/sbx", "0:0 644 /opt/sbx/README"]
 
 
 def test_code_runner_has_the_scientific_python_stack(

@@ -74,7 +74,11 @@ async def test_the_store_is_the_only_mount_and_only_when_wanted(
     async with orch.session(image=IMAGE, memories=False) as without:
         bare = docker_client.api.inspect_container(without.sandbox_id)
         listing = await without.exec(["ls", "/memories"])
-    [mount] = attrs["HostConfig"]["Mounts"]
+    # Besides the read-only guest bundle every sandbox has, the store is the one mount.
+    bundle = {"Type": "volume", "Target": "/opt/sbx", "ReadOnly": True}
+    mounts = attrs["HostConfig"]["Mounts"]
+    assert next(m for m in mounts if m["Target"] == "/opt/sbx").items() >= bundle.items()
+    [mount] = [m for m in mounts if m["Target"] != "/opt/sbx"]
     assert mount["Type"] == "bind"
     assert mount["Source"] == _store(config)
     assert mount["Target"] == "/memories"
@@ -82,7 +86,7 @@ async def test_the_store_is_the_only_mount_and_only_when_wanted(
     assert not attrs["HostConfig"]["Binds"]
     assert attrs["HostConfig"]["ReadonlyRootfs"] is True
     assert owner.stdout == b"1000\n"
-    assert not bare["HostConfig"].get("Mounts")
+    assert [m["Target"] for m in bare["HostConfig"]["Mounts"]] == ["/opt/sbx"]
     assert listing.exit_code != 0
 
 

@@ -26,8 +26,10 @@ from orchestrator.backends.base import EventSink, SandboxInfo, SandboxSpec, Stde
 from orchestrator.backends.docker.attach import attach
 from orchestrator.backends.docker.engine import DockerEngine
 from orchestrator.backends.docker.events import watch_events
+from orchestrator.backends.docker.guest_volume import GuestVolumes
 from orchestrator.config import Config
 from orchestrator.errors import EngineError, ImageNotFound
+from orchestrator.images.guest_bundle import BUNDLE_DIR, guest_command
 
 __all__ = ["DockerBackend", "docker_backend", "host_config_for"]
 
@@ -44,8 +46,9 @@ def _owner(user: str) -> tuple[str, str]:
     return uid, gid or uid
 
 
-def host_config_for(spec: SandboxSpec) -> dict[str, Any]:
-    """The hardened HostConfig keyword arguments for one sandbox."""
+def host_config_for(spec: SandboxSpec, *, guest_volume: str | None = None) -> dict[str, Any]:
+    """The hardened HostConfig keyword arguments for one sandbox (``guest_volume``: the
+    guest bundle to mount read-only at /opt/sbx)."""
     uid, gid = _owner(spec.user)
     tmpfs: dict[str, str] = {}
     for mount, size in spec.tmpfs.items():
@@ -92,18 +95,25 @@ def host_config_for(spec: SandboxSpec) -> dict[str, Any]:
     }
     if spec.runtime:
         config["runtime"] = spec.runtime
-    if spec.mounts:
-        # Mounts (not binds): the engine refuses a missing source instead of creating it as root.
-        config["mounts"] = [
+    # Mounts (not binds): the engine refuses a missing source instead of creating it as root.
+    mounts = [
+        docker.types.Mount(
+            target=mount.target,
+            source=mount.source,
+            type="bind",
+            read_only=mount.read_only,
+            propagation="rprivate",
+        )
+        for mount in spec.mounts
+    ]
+    if guest_volume is not None:
+        mounts.append(
             docker.types.Mount(
-                target=mount.target,
-                source=mount.source,
-                type="bind",
-                read_only=mount.read_only,
-                propagation="rprivate",
+                target=str(BUNDLE_DIR), source=guest_volume, type="volume", read_only=True
             )
-            for mount in spec.mounts
-        ]
+        )
+    if mounts:
+        config["mounts"] = mounts
     return config
 
 
@@ -112,20 +122,30 @@ class DockerBackend:
 
     name = "docker"
 
-    def __init__(self, engine: DockerEngine, *, attach_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        engine: DockerEngine,
+        *,
+        attach_timeout: float = 30.0,
+        base_image: str = "sbx-base:latest",
+    ) -> None:
         self.engine = engine
         self.attach_timeout = attach_timeout
         self._exec_targets: dict[str, Any] = {}
+        self.guest_volumes = GuestVolumes(engine, base_image)
+        """The guest bundle every sandbox mounts at /opt/sbx, whatever its image."""
 
     async def create(self, spec: SandboxSpec) -> SandboxInfo:
         api = self.engine.client.api
-        host_config = api.create_host_config(**host_config_for(spec))
-        command = list(spec.command) if spec.command is not None else None
+        bundle = await self.guest_volumes.volume()
+        host_config = api.create_host_config(**host_config_for(spec, guest_volume=bundle))
+        command = list(spec.command) if spec.command is not None else []
 
         def create() -> dict[str, Any]:
             result: dict[str, Any] = api.create_container(
                 image=spec.image,
                 command=command,
+                entrypoint=guest_command(),
                 name=spec.name,
                 user="0:0",  # the guest's; it runs what it starts as spec.user
                 environment=dict(spec.env),
@@ -324,4 +344,4 @@ def docker_backend(config: Config) -> DockerBackend:
         max_concurrent_calls=config.engine.max_concurrent_calls,
         call_timeout=config.engine.call_timeout,
     )
-    return DockerBackend(engine)
+    return DockerBackend(engine, base_image=config.image_name("base"))

@@ -18,7 +18,6 @@ import json
 import os
 import signal
 import struct
-import sys
 import time
 from typing import Callable, Dict, List, Optional
 
@@ -27,7 +26,7 @@ from .errors import CallError
 from .logs import log
 from .loop import Loop
 from .proctree import ExitWatcher, descendants, signal_tree
-from .spawn import devnull, enter_directory, leave_directory, spawn
+from .spawn import DEFAULT_PATH, devnull, enter_directory, leave_directory, spawn, which
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -67,7 +66,14 @@ class Kernel:
         env.setdefault("MPLBACKEND", "Agg")
         env.pop("SBX_PATH_MAP", None)
         cwd = workdir if workdir and os.path.isdir(workdir) else None
-        python = sys.executable or "/usr/bin/python3"
+        # The image's Python, with its packages: not the guest bundle's, which has none.
+        python = which("python3", env.get("PATH", DEFAULT_PATH))
+        if python is None:
+            raise CallError(
+                protocol.E_NOT_FOUND,
+                "code execution needs Python in the sandbox image (no python3 on its PATH); "
+                "use an image with python3, or run code with exec",
+            )
         argv = [python, "-c", BOOTSTRAP, KERNEL_MAIN, str(ctl_r), str(rsp_w), str(os.getpid())]
         try:
             if cwd is not None:

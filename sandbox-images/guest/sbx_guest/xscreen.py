@@ -30,15 +30,22 @@ _pil: Any = None
 
 
 def system_packages() -> None:
-    """Put the distribution's site-packages on ``sys.path``.
+    """Put the image's own Debian site-packages on ``sys.path`` (appended: never ahead of
+    the guest's standard library).
 
-    The guest runs with ``-I -S`` so the sandbox's environment cannot change
-    what it imports; the desktop's two libraries come from Debian packages.
+    The guest runs on the guest bundle's Python with ``-I -S``, so neither the
+    sandbox's environment nor its packages change what it imports; the
+    desktop's libraries (Pillow) come from the image's Debian packages, built
+    for the same Python where the image is ours.
     """
-    import site
     import sys
 
-    for folder in site.getsitepackages():
+    version = "python%d.%d" % sys.version_info[:2]
+    for folder in (
+        "/usr/lib/python3/dist-packages",
+        "/usr/local/lib/%s/dist-packages" % version,
+        "/usr/lib/%s/dist-packages" % version,
+    ):
         if folder not in sys.path and os.path.isdir(folder):
             sys.path.append(folder)
 
