@@ -13,6 +13,7 @@ Must not: start anything, touch the engine, or know about sessions' state.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from orchestrator.backends.base import (
@@ -23,12 +24,20 @@ from orchestrator.backends.base import (
     LABEL_SESSION,
     LABEL_SUPERVISOR,
     BindMount,
+    ImageDefaults,
     SandboxSpec,
 )
 from orchestrator.config import Config
 from orchestrator.options import SandboxOptions
 
-__all__ = ["MemoryStoreMount", "SandboxShape", "build_spec", "resolve_shape", "sandbox_key"]
+__all__ = [
+    "MemoryStoreMount",
+    "SandboxShape",
+    "build_spec",
+    "resolve_shape",
+    "sandbox_key",
+    "with_image_defaults",
+]
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,18 @@ def resolve_shape(options: SandboxOptions, config: Config, owner: str | None) ->
         screen=options.screen,
         desktop=options.desktop,
         memory_store=store,
+    )
+
+
+def with_image_defaults(
+    shape: SandboxShape, options: SandboxOptions, defaults: ImageDefaults
+) -> SandboxShape:
+    """The shape once the image is known: its WORKDIR and (non-root) USER are the defaults
+    where the session asked for none."""
+    return dataclasses.replace(
+        shape,
+        workdir=options.workdir or defaults.workdir or shape.workdir,
+        user=defaults.user or shape.user,
     )
 
 

@@ -20,18 +20,23 @@ from orchestrator.backends.base import BindMount, SandboxBackend, SandboxSpec, S
 from orchestrator.channel import GuestChannel
 from orchestrator.config import Config
 from orchestrator.errors import SandboxGone, SandboxStartError
+from orchestrator.guest_client.client import CallLimits, GuestClient
 from orchestrator.host_network import local_ipv4_addresses
+from orchestrator.observe import Observer
 from orchestrator.sandbox_spec import MemoryStoreMount
 
-__all__ = ["guest_config", "mount_memory_store", "start_sandbox"]
+__all__ = ["guest_config", "make_client", "mount_memory_store", "start_sandbox"]
 
 
 def guest_config(config: Config, spec: SandboxSpec) -> dict[str, Any]:
     """What the guest is told in the handshake: the user to run as, its roots, working
     directory and limits, and -- with network -- what the sandbox may not reach."""
+    roots = list(config.sandbox.allowed_roots)
+    if not any(spec.workdir == r or spec.workdir.startswith(r.rstrip("/") + "/") for r in roots):
+        roots.append(spec.workdir)  # an image's own WORKDIR (a repository at /app) is readable
     settings: dict[str, Any] = {
         "user": spec.user,
-        "roots": list(config.sandbox.allowed_roots),
+        "roots": roots,
         "workdir": spec.workdir,
         "max_file": config.session.file_size_limit,
         "max_output": config.session.output_limit,
@@ -91,3 +96,12 @@ async def start_sandbox(
             f"sandbox {label} exited while starting: {exc}. Check the image with `sbx doctor` "
             "and rebuild it with `sbx images build`"
         ) from None
+
+
+def make_client(
+    channel: GuestChannel, config: Config, session_id: str, observer: Observer
+) -> GuestClient:
+    """The typed client of a started sandbox's guest, with the session's call limits."""
+    settings = config.session
+    limits = CallLimits(call_timeout=settings.call_timeout, kill_grace=settings.kill_grace)
+    return GuestClient(channel, label=f"session {session_id}", limits=limits, observer=observer)

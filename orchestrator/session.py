@@ -30,16 +30,20 @@ import trio
 
 from orchestrator._exceptions import unwrap_single_exception
 from orchestrator.backends.base import BindMount, SandboxBackend, SandboxSpec
-from orchestrator.channel import GuestChannel
 from orchestrator.config import Config
 from orchestrator.desktop.desktop import Desktop, start_session_desktop
 from orchestrator.errors import SandboxGone, SandboxLost, SbxError, SessionClosed, SessionError
-from orchestrator.guest_client.client import CallLimits, GuestClient
+from orchestrator.guest_client.client import GuestClient
 from orchestrator.locks import ResourceLocks
 from orchestrator.observe import NullObserver, Observer
 from orchestrator.options import SandboxOptions
-from orchestrator.sandbox_spec import SandboxShape, build_spec, resolve_shape
-from orchestrator.sandbox_start import mount_memory_store, start_sandbox
+from orchestrator.sandbox_spec import (
+    SandboxShape,
+    build_spec,
+    resolve_shape,
+    with_image_defaults,
+)
+from orchestrator.sandbox_start import make_client, mount_memory_store, start_sandbox
 from orchestrator.session_calls import SessionCalls
 from orchestrator.session_health import SandboxHealth
 
@@ -213,6 +217,8 @@ class Session(SessionCalls):
 
     async def _start_sandbox(self, nursery: trio.Nursery) -> None:
         t0 = trio.current_time()
+        defaults = await self._backend.image_defaults(self.image)
+        self.shape = with_image_defaults(self.shape, self.options, defaults)
         mounts = await mount_memory_store(self._config, self.shape.memory_store)
         channel = await start_sandbox(
             self._backend,
@@ -224,7 +230,7 @@ class Session(SessionCalls):
             on_created=self._created,
             on_stderr=self._on_guest_stderr,
         )
-        self._client = self._make_client(channel)
+        self._client = make_client(channel, self._config, self.id, self._hooks.observer)
         seconds = trio.current_time() - t0
         self._hooks.observer.session_started(self.image, seconds)
         self._log.info(
@@ -236,13 +242,6 @@ class Session(SessionCalls):
 
     def _created(self, sandbox_id: str) -> None:
         self.sandbox_id = sandbox_id
-
-    def _make_client(self, channel: GuestChannel) -> GuestClient:
-        settings = self._config.session
-        limits = CallLimits(call_timeout=settings.call_timeout, kill_grace=settings.kill_grace)
-        return GuestClient(
-            channel, label=f"session {self.id}", limits=limits, observer=self._hooks.observer
-        )
 
     def _on_guest_stderr(self, data: bytes) -> None:
         for line in data.decode("utf-8", "replace").splitlines():

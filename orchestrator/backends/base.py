@@ -25,6 +25,7 @@ __all__ = [
     "LABEL_SUPERVISOR",
     "BindMount",
     "EventSink",
+    "ImageDefaults",
     "SandboxBackend",
     "SandboxEvent",
     "SandboxInfo",
@@ -107,6 +108,16 @@ class SandboxInfo:
 
 
 @dataclass(frozen=True)
+class ImageDefaults:
+    """An image's own settings that a session takes unless it asks otherwise."""
+
+    workdir: str | None = None
+    """``WORKDIR``; ``None`` where the image sets none (or ``/``)."""
+    user: str | None = None
+    """``USER``; ``None`` where the image sets none or root (root must be asked for)."""
+
+
+@dataclass(frozen=True)
 class SandboxEvent:
     """What the engine says happened to a sandbox, outside any call of ours."""
 
@@ -150,6 +161,13 @@ class SandboxBackend(Protocol):
         ...
 
     async def image_exists(self, image: str) -> bool: ...
+
+    async def image_defaults(self, image: str) -> ImageDefaults:
+        """What the image says a container of it should be: its WORKDIR and USER.
+
+        Raises ``ImageNotFound`` when the engine has no such image.
+        """
+        ...
 
     async def watch(
         self,

@@ -26,6 +26,7 @@ import trio
 
 from orchestrator.backends.base import (
     EventSink,
+    ImageDefaults,
     SandboxEvent,
     SandboxInfo,
     SandboxSpec,
@@ -95,6 +96,8 @@ class FakeBackend:
         self._ids = itertools.count(1)
         self._guest_dir: Path | None = None
         self._watchers: list[EventSink] = []
+        self.defaults: dict[str, ImageDefaults] = {}
+        """Per image, what its WORKDIR and USER would say (tests set them)."""
 
     def _guest_main(self) -> Path:
         if self._guest_dir is None:
@@ -212,6 +215,11 @@ class FakeBackend:
 
     async def image_exists(self, image: str) -> bool:
         return image in self.images
+
+    async def image_defaults(self, image: str) -> ImageDefaults:
+        if image not in self.images:
+            raise ImageNotFound(image)
+        return self.defaults.get(image, ImageDefaults())
 
     async def watch(
         self,

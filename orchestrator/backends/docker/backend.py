@@ -22,7 +22,13 @@ import docker.types
 import structlog
 import trio
 
-from orchestrator.backends.base import EventSink, SandboxInfo, SandboxSpec, StderrSink
+from orchestrator.backends.base import (
+    EventSink,
+    ImageDefaults,
+    SandboxInfo,
+    SandboxSpec,
+    StderrSink,
+)
 from orchestrator.backends.docker.attach import attach
 from orchestrator.backends.docker.engine import DockerEngine
 from orchestrator.backends.docker.events import watch_events
@@ -39,6 +45,17 @@ log = structlog.get_logger("orchestrator.docker")
 GUEST_CAPABILITIES = ("KILL", "SETGID", "SETPCAP", "SETUID")
 """What the guest keeps after dropping root: signal the user's processes, become the user
 in a child, and empty that child's bounding set."""
+
+
+def image_defaults_from(config: Mapping[str, Any]) -> ImageDefaults:
+    """An image config's WORKDIR and USER as session defaults (root's USER is not one)."""
+    workdir = str(config.get("WorkingDir") or "")
+    user = str(config.get("User") or "")
+    root = user.split(":", 1)[0] in ("", "0", "root")
+    return ImageDefaults(
+        workdir=workdir if workdir not in ("", "/") else None,
+        user=None if root else user,
+    )
 
 
 def _owner(user: str) -> tuple[str, str]:
@@ -247,6 +264,14 @@ class DockerBackend:
         except ImageNotFound:
             return False
         return True
+
+    async def image_defaults(self, image: str) -> ImageDefaults:
+        api = self.engine.client.api
+        attrs: dict[str, Any] = await self.engine.call(
+            f"looking up image {image}", api.inspect_image, image, image=image
+        )
+        config = attrs.get("Config") or {}
+        return image_defaults_from(config)
 
     async def describe_engine(self) -> dict[str, Any]:
         version = await self.engine.ping()

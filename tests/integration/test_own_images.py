@@ -1,0 +1,63 @@
+"""Images of the user's own: built with ``docker build`` FROM ours, without Python, USER root,
+a repository at /app -- commands, tools and file calls run in them all the same."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Iterator
+
+import docker
+import pytest
+
+from orchestrator import Orchestrator
+from orchestrator.errors import GuestError
+
+from ..toolcalls import use
+
+TAG = "sbxtest-own-image:latest"
+
+DOCKERFILE = b"""FROM sbx-base:latest
+USER root
+RUN rm -rf /usr/bin/python3* /usr/lib/python3* && mkdir -p /app/src \\
+    && printf 'print("hi")\\n' > /app/src/main.py && echo "the repository" > /app/README
+WORKDIR /app
+ENV APP_MODE=evaluation
+CMD ["sleep", "infinity"]
+"""
+
+
+@pytest.fixture(scope="module")
+def own_image(docker_client: docker.DockerClient) -> Iterator[str]:
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(DOCKERFILE)
+        tar.addfile(info, io.BytesIO(DOCKERFILE))
+    context.seek(0)
+    docker_client.images.build(fileobj=context, custom_context=True, tag=TAG, rm=True)
+    yield TAG
+    docker_client.images.remove(TAG, force=True)
+
+
+async def test_an_image_without_python_runs_commands_tools_and_file_calls(
+    orch: Orchestrator, own_image: str
+) -> None:
+    async with orch.session(image=own_image, memories=False) as s:
+        where = await s.exec("pwd; echo $APP_MODE; id -u; command -v python3 || echo none")
+        assert where.stdout_text.split() == ["/app", "evaluation", "1000", "none"], where
+        assert await s.read_file("/app/README") == b"the repository\n"
+        await s.write_file("/workspace/notes.txt", "written\n")
+        assert (await s.exec("cat /workspace/notes.txt")).stdout == b"written\n"
+        results = await s.run_tools(
+            [
+                use("bash", {"command": "ls /app/src"}),
+                use("str_replace_based_edit_tool", {"command": "view", "path": "/app/src/main.py"}),
+            ]
+        )
+        assert "main.py" in str(results[0]["content"])
+        assert 'print("hi")' in str(results[1]["content"])
+        with pytest.raises(GuestError, match="code execution needs Python"):
+            await s.run_code("1 + 1")
+        # The image's USER root is not taken without asking for it.
+        assert (await s.info())["user"]["user_uid"] == 1000
