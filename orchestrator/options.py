@@ -60,6 +60,17 @@ class SandboxOptions(BaseModel):
         default=None,
         description="Start the desktop (default: when the image has one); True requires it.",
     )
+    user: str | None = Field(
+        default=None,
+        pattern=r"^(root|[a-z_][a-z0-9_.-]{0,31}|[0-9]{1,10}(:[0-9]{1,10})?)$",
+        description="Whom commands run as: 'root', a user name of the image, or uid[:gid] "
+        "(default: the image's USER unless root, else sandbox.user).",
+    )
+    writable_root: bool | None = Field(
+        default=None,
+        description="A writable root filesystem, capped at sandbox.root_size (default: "
+        "sandbox.writable_root).",
+    )
     memories: bool | None = Field(
         default=None,
         description="Mount the memory store at /memories (default: memory.enabled); "

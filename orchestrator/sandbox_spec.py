@@ -66,6 +66,8 @@ class SandboxShape:
     tmpfs: tuple[tuple[str, int], ...]
     shm_size: int
     user: str
+    writable_root: bool
+    root_size: int
     runtime: str | None
     log_driver: str
     log_max_size: int
@@ -94,7 +96,11 @@ def resolve_shape(options: SandboxOptions, config: Config, owner: str | None) ->
         workdir=options.workdir or sandbox.workdir,
         tmpfs=tuple(sorted(sandbox.tmpfs_for(memory, options.tmpfs_sizes).items())),
         shm_size=sandbox.shm_size,
-        user=sandbox.user,
+        user=options.user or sandbox.user,
+        writable_root=sandbox.writable_root
+        if options.writable_root is None
+        else options.writable_root,
+        root_size=sandbox.root_size,
         runtime=sandbox.runtime,
         log_driver=sandbox.log_driver,
         log_max_size=sandbox.log_max_size,
@@ -112,7 +118,7 @@ def with_image_defaults(
     return dataclasses.replace(
         shape,
         workdir=options.workdir or defaults.workdir or shape.workdir,
-        user=defaults.user or shape.user,
+        user=options.user or defaults.user or shape.user,
     )
 
 
@@ -171,6 +177,8 @@ def build_spec(
         shm_size=shape.shm_size,
         user=shape.user,
         workdir=shape.workdir,
+        writable_root=shape.writable_root,
+        root_size=shape.root_size,
         runtime=shape.runtime,
         log_driver=shape.log_driver,
         log_max_size=shape.log_max_size,

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import structlog
 import trio
 
 from orchestrator.backends.base import BindMount, SandboxBackend, SandboxSpec, StderrSink
@@ -25,13 +26,13 @@ from orchestrator.host_network import local_ipv4_addresses
 from orchestrator.observe import Observer
 from orchestrator.sandbox_spec import MemoryStoreMount
 
-__all__ = ["guest_config", "make_client", "mount_memory_store", "start_sandbox"]
+__all__ = ["guest_config", "guest_log_sink", "make_client", "mount_memory_store", "start_sandbox"]
 
 
 def guest_config(config: Config, spec: SandboxSpec) -> dict[str, Any]:
     """What the guest is told in the handshake: the user to run as, its roots, working
     directory and limits, and -- with network -- what the sandbox may not reach."""
-    roots = list(config.sandbox.allowed_roots)
+    roots = ["/"] if spec.writable_root else list(config.sandbox.allowed_roots)
     if not any(spec.workdir == r or spec.workdir.startswith(r.rstrip("/") + "/") for r in roots):
         roots.append(spec.workdir)  # an image's own WORKDIR (a repository at /app) is readable
     settings: dict[str, Any] = {
@@ -105,3 +106,14 @@ def make_client(
     settings = config.session
     limits = CallLimits(call_timeout=settings.call_timeout, kill_grace=settings.kill_grace)
     return GuestClient(channel, label=f"session {session_id}", limits=limits, observer=observer)
+
+
+def guest_log_sink(log: structlog.typing.FilteringBoundLogger) -> StderrSink:
+    """Where the guest's stderr (its JSON log lines) goes: the session's log, at debug."""
+
+    def sink(data: bytes) -> None:
+        for line in data.decode("utf-8", "replace").splitlines():
+            if line.strip():
+                log.debug("guest", line=line)
+
+    return sink

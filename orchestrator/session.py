@@ -19,6 +19,7 @@ container is made (the backend's business).
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -43,9 +44,14 @@ from orchestrator.sandbox_spec import (
     resolve_shape,
     with_image_defaults,
 )
-from orchestrator.sandbox_start import make_client, mount_memory_store, start_sandbox
+from orchestrator.sandbox_start import (
+    guest_log_sink,
+    make_client,
+    mount_memory_store,
+    start_sandbox,
+)
 from orchestrator.session_calls import SessionCalls
-from orchestrator.session_health import SandboxHealth
+from orchestrator.session_health import RootWatch, SandboxHealth
 
 __all__ = ["Session", "SessionHooks", "SessionState", "ToolRunner", "ViewLinker"]
 
@@ -228,7 +234,7 @@ class Session(SessionCalls):
             label=f"for session {self.id} ({self.image})",
             session_id=self.id,
             on_created=self._created,
-            on_stderr=self._on_guest_stderr,
+            on_stderr=guest_log_sink(self._log),
         )
         self._client = make_client(channel, self._config, self.id, self._hooks.observer)
         seconds = trio.current_time() - t0
@@ -242,11 +248,6 @@ class Session(SessionCalls):
 
     def _created(self, sandbox_id: str) -> None:
         self.sandbox_id = sandbox_id
-
-    def _on_guest_stderr(self, data: bytes) -> None:
-        for line in data.decode("utf-8", "replace").splitlines():
-            if line.strip():
-                self._log.debug("guest", line=line)
 
     async def _watch_expiry(self) -> str:
         """Sleep until the TTL, the idle timeout, or a close request; say which.
@@ -285,10 +286,15 @@ class Session(SessionCalls):
     async def _watch_health(self) -> None:
         """Turn ``crashed`` or ``broken`` once the sandbox is lost (``SandboxHealth``)."""
         settings = self._config.session
+        root = None
+        if self.shape.writable_root and self.sandbox_id is not None:
+            usage = functools.partial(self._backend.root_usage, self.sandbox_id)
+            root = RootWatch(usage, self.shape.root_size, self._config.sandbox.root_check_interval)
         state, cause = await self.health.wait(
             self.client.channel,
             interval=settings.heartbeat_interval,
             timeout=settings.heartbeat_timeout,
+            root=root,
         )
         await self._lose(state, cause)
 
@@ -410,16 +416,6 @@ class Session(SessionCalls):
                 "desktop image (image='desktop') for screenshots and the computer tool"
             )
         return self._desktop
-
-    async def screenshot(self, path: str | None = None, *, scaled: bool = False) -> bytes:
-        """A PNG of the whole screen (real size; ``scaled`` gives what Claude sees).
-
-        With ``path`` it is also written to that file on this machine.
-        """
-        shot = await self.desktop.screenshot(scaled=scaled)
-        if path is not None:
-            await trio.Path(path).write_bytes(shot.png)
-        return shot.png
 
     async def view_url(self, *, interactive: bool = False) -> str:
         """A URL that shows this desktop live in a browser (read-only unless ``interactive``).

@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
+import trio
+
 from orchestrator import protocol
 from orchestrator.channel import CallStream
 from orchestrator.command_input import check_command_input
@@ -29,6 +31,7 @@ from orchestrator.interpreter import run_code
 from orchestrator.results import ExecResult, FileInfo
 
 if TYPE_CHECKING:
+    from orchestrator.desktop.desktop import Desktop
     from orchestrator.guest_client.connection import SandboxConnection
     from orchestrator.interpreter import CodeResult
 
@@ -45,6 +48,11 @@ class SessionCalls:
     def client(self) -> GuestClient:
         """The guest client of the running sandbox; ``SessionClosed`` once it is gone."""
 
+    @property
+    @abstractmethod
+    def desktop(self) -> Desktop:
+        """The sandbox's X desktop; ``SessionError`` where its image has none."""
+
     # -- exec -----------------------------------------------------------------------
 
     def _exec_request(
@@ -56,6 +64,7 @@ class SessionCalls:
         env: dict[str, str] | None,
         stdin: bytes | None,
         max_output: int | None,
+        user: str | None = None,
     ) -> rq.ExecRequest:
         settings = self._config.session
         if isinstance(command, str):
@@ -87,6 +96,7 @@ class SessionCalls:
             cwd=cwd,
             env=dict(env) if env else None,
             stdin=True if stdin is not None else None,
+            user=user,
         )
 
     @asynccontextmanager
@@ -101,6 +111,7 @@ class SessionCalls:
         max_output: int | None = None,
         collect: bool = True,
         window: int = protocol.DEFAULT_WINDOW,
+        user: str | None = None,
     ) -> AsyncIterator[ExecStream]:
         """Run a command and stream its output; leaving early kills it.
 
@@ -110,7 +121,13 @@ class SessionCalls:
         ``window``, the output the sandbox may send ahead of the consumer.
         """
         request = self._exec_request(
-            command, timeout=timeout, cwd=cwd, env=env, stdin=stdin, max_output=max_output
+            command,
+            timeout=timeout,
+            cwd=cwd,
+            env=env,
+            stdin=stdin,
+            max_output=max_output,
+            user=user,
         )
         async with self.client.exec_stream(
             request, stdin, collect=collect, window=window
@@ -127,10 +144,22 @@ class SessionCalls:
         stdin: bytes | None = None,
         max_output: int | None = None,
         on_output: OutputCallback | None = None,
+        user: str | None = None,
     ) -> ExecResult:
-        """Run a command to completion; ``on_output`` sees each chunk as it arrives."""
+        """Run a command to completion; ``on_output`` sees each chunk as it arrives.
+
+        ``user`` runs it as someone else than the session's user: ``"root"`` (with the
+        capabilities to install packages, never those to reach the guest), a name of
+        the image's, or ``uid[:gid]``.
+        """
         request = self._exec_request(
-            command, timeout=timeout, cwd=cwd, env=env, stdin=stdin, max_output=max_output
+            command,
+            timeout=timeout,
+            cwd=cwd,
+            env=env,
+            stdin=stdin,
+            max_output=max_output,
+            user=user,
         )
         async with self.client.exec_stream(request, stdin) as running:
             await running.forward(on_output)
@@ -147,8 +176,11 @@ class SessionCalls:
         timeout: float | None = None,
         max_output: int | None = None,
         on_output: OutputCallback | None = None,
+        user: str | None = None,
     ) -> ExecResult:
         """Run ``command`` in the named persistent shell (cwd, variables and functions persist).
+
+        ``user`` runs it in a shell of that user's (a shell of each name and user).
 
         On timeout the command's processes are killed and the shell survives;
         if the shell itself was stuck, it is replaced and the next result says
@@ -157,7 +189,8 @@ class SessionCalls:
         settings = self._config.session
         check_command_input([command], {}, None, max_bytes=settings.max_command_bytes)
         request = rq.ShellRunRequest(
-            name=name,
+            name=name if user is None else f"{name}@{user}",
+            user=user,
             command=command,
             timeout=settings.exec_timeout if timeout is None else timeout,
             max_output=max_output or settings.output_limit,
@@ -301,3 +334,13 @@ class SessionCalls:
 
     async def info(self) -> dict[str, Any]:
         return await self.client.info()
+
+    async def screenshot(self, path: str | None = None, *, scaled: bool = False) -> bytes:
+        """A PNG of the whole screen (real size; ``scaled`` gives what Claude sees).
+
+        With ``path`` it is also written to that file on this machine.
+        """
+        shot = await self.desktop.screenshot(scaled=scaled)
+        if path is not None:
+            await trio.Path(path).write_bytes(shot.png)
+        return shot.png

@@ -10,6 +10,8 @@ Must not: act on what it finds (the session does), or hold the channel's locks.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import trio
@@ -19,7 +21,7 @@ from orchestrator.backends.base import SandboxEvent
 from orchestrator.channel import GuestChannel
 from orchestrator.errors import SandboxGone, SbxError
 
-__all__ = ["LostSandbox", "SandboxHealth", "wait_until_lost"]
+__all__ = ["LostSandbox", "RootWatch", "SandboxHealth", "wait_until_lost"]
 
 ENGINE_GRACE = 0.5
 """After the stream ends, how long to wait for the engine's word on why."""
@@ -76,10 +78,25 @@ class SandboxHealth:
             self._verdict = ("crashed", "its sandbox was removed from outside")
         self._news.set()
 
-    async def wait(self, channel: GuestChannel, *, interval: float, timeout: float) -> LostSandbox:
-        """Return once the sandbox is lost, by whichever sign comes first."""
+    async def wait(
+        self,
+        channel: GuestChannel,
+        *,
+        interval: float,
+        timeout: float,
+        root: RootWatch | None = None,
+    ) -> LostSandbox:
+        """Return once the sandbox is lost, by whichever sign comes first (with ``root``:
+        also once its writable root holds more than allowed)."""
         verdicts: list[LostSandbox] = []
         async with trio.open_nursery() as nursery:
+            if root is not None:
+
+                async def from_disk() -> None:
+                    verdicts.append(await root.wait_until_over())
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(from_disk)
 
             async def from_channel() -> None:
                 verdict = await wait_until_lost(channel, interval=interval, timeout=timeout)
@@ -101,3 +118,27 @@ class SandboxHealth:
             nursery.start_soon(from_channel)
             nursery.start_soon(from_engine)
         return verdicts[0]
+
+
+@dataclass(frozen=True)
+class RootWatch:
+    """A writable root's size, checked every ``interval`` against ``limit`` (the engine here
+    cannot cap it itself): hostile code may write past it for at most one interval."""
+
+    usage: Callable[[], Awaitable[int | None]]
+    limit: int
+    interval: float
+
+    async def wait_until_over(self) -> LostSandbox:
+        while True:
+            await trio.sleep(self.interval)
+            try:
+                used = await self.usage()
+            except SbxError:
+                continue  # the engine is busy or the sandbox is going: not a verdict
+            if used is not None and used > self.limit:
+                return (
+                    "broken",
+                    f"it wrote {used >> 20} MiB to its root filesystem, over sandbox.root_size "
+                    f"({self.limit >> 20} MiB)",
+                )

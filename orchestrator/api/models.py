@@ -108,6 +108,11 @@ class ExecRequest(BaseModel):
     stdin: str | None = Field(default=None, description="Text for the command's stdin.")
     stdin_b64: str | None = Field(default=None, description="Bytes for stdin, base64.")
     max_output: int | None = Field(default=None, ge=1, le=64 << 20)
+    user: str | None = Field(
+        default=None,
+        pattern=r"^(root|[a-z_][a-z0-9_.-]{0,31}|[0-9]{1,10}(:[0-9]{1,10})?)$",
+        description="Run as 'root', a user of the image, or uid[:gid] (default: the session's).",
+    )
 
 
 def text_or_base64(data: bytes) -> tuple[str | None, str | None]:

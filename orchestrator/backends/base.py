@@ -75,6 +75,8 @@ class SandboxSpec:
     network: bool
     tmpfs: Mapping[str, int]
     user: str
+    """Whom the guest runs everything as unless asked otherwise: ``uid[:gid]``, a name, or
+    ``root``."""
     workdir: str
     runtime: str | None = None
     log_driver: str = "none"
@@ -85,6 +87,10 @@ class SandboxSpec:
     """Host directories sbx mounts itself (never from caller options)."""
     shm_size: int = 64 << 20
     """Size of /dev/shm."""
+    writable_root: bool = False
+    """A writable root filesystem (its size kept under ``root_size`` by sbx)."""
+    root_size: int = 0
+    """The most a writable root may hold beyond its image, in bytes (0: no root changes)."""
 
     @property
     def memory_limit(self) -> int:
@@ -161,6 +167,10 @@ class SandboxBackend(Protocol):
         ...
 
     async def image_exists(self, image: str) -> bool: ...
+
+    async def root_usage(self, sandbox_id: str) -> int | None:
+        """Bytes a sandbox wrote to its root filesystem; ``None`` where unknown."""
+        ...
 
     async def image_defaults(self, image: str) -> ImageDefaults:
         """What the image says a container of it should be: its WORKDIR and USER.

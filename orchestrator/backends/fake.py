@@ -97,6 +97,8 @@ class FakeBackend:
         self._guest_dir: Path | None = None
         self._watchers: list[EventSink] = []
         self.defaults: dict[str, ImageDefaults] = {}
+        self.root_bytes: dict[str, int] = {}
+        """Per sandbox, what its writable root holds (tests set it)."""
         """Per image, what its WORKDIR and USER would say (tests set them)."""
 
     def _guest_main(self) -> Path:
@@ -215,6 +217,9 @@ class FakeBackend:
 
     async def image_exists(self, image: str) -> bool:
         return image in self.images
+
+    async def root_usage(self, sandbox_id: str) -> int | None:
+        return self.root_bytes.get(sandbox_id)
 
     async def image_defaults(self, image: str) -> ImageDefaults:
         if image not in self.images:

@@ -41,6 +41,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--memory", "-m", type=size, help="memory limit, e.g. 512m, 1g")
     run.add_argument("--cpus", type=float, help="CPU limit, e.g. 0.5, 2")
     run.add_argument(
+        "--user",
+        "-u",
+        help="run as 'root' (can install packages), a user of the image, or UID[:GID]",
+    )
+    run.add_argument(
+        "--writable-root",
+        action="store_true",
+        help="a writable root filesystem (capped at sandbox.root_size)",
+    )
+    run.add_argument(
         "--interactive", "-i", action="store_true", help="pass this process's stdin to the command"
     )
     run.add_argument(
@@ -68,6 +78,8 @@ def handle(args: argparse.Namespace, config: Config) -> int:
         workdir=args.workdir,
         memory=args.memory,
         cpus=args.cpus,
+        user=args.user,
+        writable_root=args.writable_root,
     )
     stdin = sys.stdin.buffer.read() if args.interactive else None
     return trio.run(run_command, config, command, options, args.timeout, stdin)

@@ -96,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workdir", "-w")
     parser.add_argument("--memory", "-m")
     parser.add_argument("--cpus", type=float)
+    parser.add_argument("--user", "-u")
+    parser.add_argument("--writable-root", action="store_true")
     parser.add_argument("--interactive", "-i", action="store_true")
     parser.add_argument("--url")
     parser.add_argument("--token")
@@ -111,6 +113,8 @@ def one_shot_options(
     workdir: str | None,
     memory: int | str | None,
     cpus: float | None,
+    user: str | None = None,
+    writable_root: bool = False,
 ) -> dict[str, Any]:
     """The session options of a one-shot ``sbx run``, local or on a server."""
     # A one-shot command needs no memory store, and untrusted code should not see it.
@@ -127,6 +131,10 @@ def one_shot_options(
         options["memory"] = memory
     if cpus:
         options["cpus"] = cpus
+    if user:
+        options["user"] = user
+    if writable_root:
+        options["writable_root"] = True
     return options
 
 
@@ -144,6 +152,8 @@ def _session_body(args: argparse.Namespace) -> dict[str, Any]:
         workdir=args.workdir,
         memory=args.memory,
         cpus=args.cpus,
+        user=args.user,
+        writable_root=args.writable_root,
     )
 
 

@@ -29,6 +29,7 @@ __all__ = [
 def _default_tmpfs() -> dict[str, int | MemoryShare]:
     return {
         "/tmp": MemoryShare(50),
+        "/var/tmp": MemoryShare(25),
         "/workspace": MemoryShare(100),
         "/home/sandbox": MemoryShare(25),
         "/run": 16 << 20,
@@ -53,7 +54,7 @@ class SandboxConfig(_Section):
         "`memory` plus all of them plus /dev/shm.",
     )
     allowed_roots: list[str] = Field(
-        default_factory=lambda: ["/workspace", "/tmp", "/home/sandbox"],
+        default_factory=lambda: ["/workspace", "/tmp", "/var/tmp", "/home/sandbox"],
         description="File operations are confined to these directories.",
     )
     runtime: str | None = Field(default=None, description="OCI runtime, e.g. 'runsc' (gVisor).")
@@ -65,6 +66,18 @@ class SandboxConfig(_Section):
     )
     log_max_size: ByteSize = Field(default=1 << 20, description="The log's cap, if any.")
     start_timeout: float = Field(default=60.0, gt=0)
+    writable_root: bool = Field(
+        default=False,
+        description="A writable root filesystem (a session may ask for one); file calls then "
+        "reach every path the user may write.",
+    )
+    root_size: ByteSize = Field(
+        default=2 << 30,
+        ge=16 << 20,
+        description="The most a writable root may take beyond its image; past it the session "
+        "is stopped (checked every root_check_interval; the engine here cannot cap it).",
+    )
+    root_check_interval: float = Field(default=1.0, gt=0, le=60)
     shm_size: ByteSize = Field(
         default=64 << 20, ge=1 << 20, description="Size of /dev/shm (memory, like the tmpfs)."
     )

@@ -89,6 +89,8 @@ class ExecRequest(GuestRequest):
     grace: float
     cwd: str | None = None
     env: dict[str, str] | None = None
+    user: str | None = None
+    """Whom to run it as (``root``, a name, ``uid[:gid]``); ``None``: the session's user."""
     stdin: bool | Literal["stream"] | None = None
     """``True``: the request's payload is the command's stdin; ``"stream"``: it follows as
     ``data`` frames, flow-controlled (input too large for one frame)."""
@@ -111,6 +113,8 @@ class ExecRequest(GuestRequest):
             args["env"] = self.env
         if self.stdin:
             args["stdin"] = self.stdin
+        if self.user is not None:
+            args["user"] = self.user
         if self.window is not None:
             args["window"] = self.window
         return args
@@ -127,6 +131,8 @@ class ShellRunRequest(GuestRequest):
     max_output: int
     grace: float
     window: int | None = None
+    user: str | None = None
+    """Whom the shell runs as, when it starts (``None``: the session's user)."""
 
 
 class ShellRestartRequest(GuestRequest):

@@ -54,6 +54,8 @@ for f in "$PY" /usr/lib/"$VER"/lib-dynload/*.so; do ldd "$f"; done \
     | awk '/=>/ {print $3} /ld-linux/ {print $1}' | sort -u | while read -r lib; do
         if [ -f "$lib" ]; then cp -L "$lib" "$R/lib/"; fi
     done
+mkdir -p "$OUT/etc"
+printf 'APT::Sandbox::User "root";\n' > "$OUT/etc/apt.conf"
 LOADER=$(ls "$R"/lib/ld-linux*.so* | head -n 1)
 ln -sf "$(basename "$LOADER")" "$R/lib/ld.so"
 chmod -R a+rX "$OUT"

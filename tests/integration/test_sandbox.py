@@ -31,12 +31,15 @@ async def test_hardening_as_the_engine_reports_it(orch: Orchestrator, docker_cli
     async with orch.session(image=IMAGE) as s:
         attrs = docker_client.api.inspect_container(s.sandbox_id)
     host, cfg = attrs["HostConfig"], attrs["Config"]
-    # The guest starts as root with four capabilities and drops to a uid of its own;
-    # what it runs runs as the sandbox user with none (test_hardening_as_seen_from_inside).
+    # The guest starts as root with four capabilities of its own and root's set for root's
+    # commands, and drops to a uid of its own; what it runs runs as the sandbox user with
+    # none (test_hardening_as_seen_from_inside), root with root's (test_users.py).
     assert cfg["User"] == "0:0"
     assert host["ReadonlyRootfs"] is True
     assert host["CapDrop"] == ["ALL"]
-    assert sorted(host["CapAdd"]) == ["KILL", "SETGID", "SETPCAP", "SETUID"]
+    guest = ["KILL", "SETGID", "SETPCAP", "SETUID"]
+    root = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "NET_BIND_SERVICE", "SETFCAP"]
+    assert sorted(host["CapAdd"]) == sorted([*guest, *root])
     assert host["SecurityOpt"] == ["no-new-privileges"]
     assert host["Privileged"] is False
     assert host["NetworkMode"] == "none"

@@ -18,7 +18,7 @@ def test_allowed_options_parse() -> None:
     assert options.network is True
 
 
-@pytest.mark.parametrize("name", ["privileged", "cap_add", "volumes", "devices", "user"])
+@pytest.mark.parametrize("name", ["privileged", "cap_add", "volumes", "devices", "read_only"])
 def test_dangerous_options_are_refused_with_the_allowed_list(name: str) -> None:
     with pytest.raises(OptionNotAllowed) as info:
         parse_options({name: True}, Config())
@@ -81,7 +81,8 @@ def test_the_memory_ceiling_counts_the_tmpfs_mounts_and_shows_the_sum() -> None:
         parse_options({"memory": "2g"}, config)
     message = str(info.value)
     assert "2 GiB (processes) + 512 MiB (/home/sandbox)" in message
-    assert "2 GiB (/workspace)" in message and "= 5.6 GiB" in message
+    assert "2 GiB (/workspace)" in message and "512 MiB (/var/tmp)" in message
+    assert "= 6.1 GiB" in message
     # Shrinking the workspace makes the same memory fit.
     fits = parse_options({"memory": "2g", "tmpfs_sizes": {"/workspace": "256m"}}, config)
     assert fits.memory == 2 << 30

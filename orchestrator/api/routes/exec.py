@@ -70,6 +70,7 @@ async def exec_command(session: OwnedSession, body: ExecRequest, request: Reques
         "env": body.env or None,
         "stdin": decode_stdin(body),
         "max_output": body.max_output,
+        "user": body.user,
     }
 
     async def produce(emit: Emit) -> None:

@@ -45,6 +45,9 @@ log = structlog.get_logger("orchestrator.docker")
 GUEST_CAPABILITIES = ("KILL", "SETGID", "SETPCAP", "SETUID")
 """What the guest keeps after dropping root: signal the user's processes, become the user
 in a child, and empty that child's bounding set."""
+ROOT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "NET_BIND_SERVICE", "SETFCAP")
+"""What a command run as root gets (the guest holds them only to hand them on): enough for
+apt-get, dpkg and pip; never KILL, SETUID, SETGID, SETPCAP or SYS_PTRACE."""
 
 
 def image_defaults_from(config: Mapping[str, Any]) -> ImageDefaults:
@@ -58,29 +61,36 @@ def image_defaults_from(config: Mapping[str, Any]) -> ImageDefaults:
     )
 
 
-def _owner(user: str) -> tuple[str, str]:
+def _owner(user: str) -> tuple[str, str] | None:
+    """Numeric owner of the session's mounts: ``uid:gid``, ``root``; ``None`` for a name
+    (only the image knows its uid)."""
+    if user == "root":
+        return "0", "0"
     uid, _, gid = user.partition(":")
+    if not uid.isdigit() or (gid and not gid.isdigit()):
+        return None
     return uid, gid or uid
 
 
 def host_config_for(spec: SandboxSpec, *, guest_volume: str | None = None) -> dict[str, Any]:
     """The hardened HostConfig keyword arguments for one sandbox (``guest_volume``: the
     guest bundle to mount read-only at /opt/sbx)."""
-    uid, gid = _owner(spec.user)
+    owner = _owner(spec.user)
     tmpfs: dict[str, str] = {}
     for mount, size in spec.tmpfs.items():
         # Docker mounts tmpfs noexec unless told otherwise; a sandbox exists to run what
         # it builds (compiled programs, scripts, virtualenvs), so its writable places are
         # exec. /run holds only runtime state and stays noexec.
         exec_flag = "noexec" if mount == "/run" else "exec"
-        if mount == "/tmp":
-            tmpfs[mount] = f"rw,{exec_flag},nosuid,nodev,size={size},mode=1777"
+        base = f"rw,{exec_flag},nosuid,nodev,size={size}"
+        if mount in ("/tmp", "/var/tmp") or owner is None:
+            tmpfs[mount] = f"{base},mode=1777"  # shared, or a user known only by name
         else:
-            tmpfs[mount] = f"rw,{exec_flag},nosuid,nodev,size={size},uid={uid},gid={gid},mode=0755"
+            tmpfs[mount] = f"{base},uid={owner[0]},gid={owner[1]},mode=0755"
     config: dict[str, Any] = {
         "auto_remove": True,
         "init": True,
-        "read_only": True,
+        "read_only": not spec.writable_root,
         "tmpfs": tmpfs,
         # The guest starts as root with these four and drops to a uid of its own,
         # keeping them (see sbx_guest/privileges.py); every command it starts runs as
@@ -88,7 +98,11 @@ def host_config_for(spec: SandboxSpec, *, guest_volume: str | None = None) -> di
         "cap_drop": ["ALL"],
         # NET_ADMIN only lets the guest, still root, restrict a networked sandbox's
         # routes; it drops it before anything else runs.
-        "cap_add": [*GUEST_CAPABILITIES, *(["NET_ADMIN"] if spec.network else [])],
+        "cap_add": [
+            *GUEST_CAPABILITIES,
+            *ROOT_CAPABILITIES,
+            *(["NET_ADMIN"] if spec.network else []),
+        ],
         "security_opt": ["no-new-privileges"],
         "pids_limit": spec.pids_limit,
         # tmpfs pages count towards the memory cgroup: the limit covers them, so a
@@ -264,6 +278,18 @@ class DockerBackend:
         except ImageNotFound:
             return False
         return True
+
+    async def root_usage(self, sandbox_id: str) -> int | None:
+        api = self.engine.client.api
+        listed: list[dict[str, Any]] = await self.engine.call(
+            f"measuring sandbox {sandbox_id[:12]}'s root",
+            api.containers,
+            all=True,
+            filters={"id": sandbox_id},
+            size=True,
+        )
+        size = listed[0].get("SizeRw") if listed else None
+        return int(size) if isinstance(size, int) else None
 
     async def image_defaults(self, image: str) -> ImageDefaults:
         api = self.engine.client.api

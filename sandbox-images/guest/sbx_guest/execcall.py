@@ -119,14 +119,14 @@ class ExecCall(RunningCall):
             if cwd is not None:
                 _enter_directory_for_call(cwd)
             try:
-                pid = spawn(program, argv, env, in_r, out_w, err_w)
+                pid = spawn(program, argv, env, in_r, out_w, err_w, user=args.get("user"))
             except FileNotFoundError:
                 # A cached lookup may be stale (the program moved): look it up afresh.
                 path = env.get("PATH", DEFAULT_PATH)
                 if not forget(argv[0], path):
                     raise
                 program = which(argv[0], path) or program
-                pid = spawn(program, argv, env, in_r, out_w, err_w)
+                pid = spawn(program, argv, env, in_r, out_w, err_w, user=args.get("user"))
         except CallError:
             for fd in (out_r, err_r, in_w):
                 if fd >= 0:

@@ -46,7 +46,14 @@ _WRAPPER = (
 class Shell:
     """One long-lived shell process and the command it is running, if any."""
 
-    def __init__(self, loop: Loop, name: str, defaults: dict, env: Optional[dict]) -> None:
+    def __init__(
+        self,
+        loop: Loop,
+        name: str,
+        defaults: dict,
+        env: Optional[dict],
+        user: Optional[str] = None,
+    ) -> None:
         self.loop = loop
         self.name = name
         self.token = "SBX" + binascii.hexlify(os.urandom(8)).decode()
@@ -68,7 +75,7 @@ class Shell:
             if cwd is not None:
                 enter_directory(cwd)
             try:
-                self.pid = spawn(program[0], program, full_env, in_r, out_w, err_w)
+                self.pid = spawn(program[0], program, full_env, in_r, out_w, err_w, user=user)
             finally:
                 if cwd is not None:
                     leave_directory()
@@ -333,7 +340,7 @@ class ShellRegistry:
                 "another shell name" % name,
             )
         if shell is None:
-            shell = Shell(self.loop, name, defaults, args.get("env"))
+            shell = Shell(self.loop, name, defaults, args.get("env"), args.get("user"))
             self.shells[name] = shell
         return ShellCommand(self.loop, call_id, shell, args, send, done, defaults, restarted)
 
@@ -344,7 +351,7 @@ class ShellRegistry:
             if old.current is not None:
                 old.current.kill_now()
             old.kill()
-        self.shells[name] = Shell(self.loop, name, defaults, args.get("env"))
+        self.shells[name] = Shell(self.loop, name, defaults, args.get("env"), args.get("user"))
         return {"name": name, "restarted": old is not None}
 
     def close(self, args: dict) -> dict:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import signal
 
-from .privileges import identity
+from .privileges import Person, identity
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~9 ms of a sandbox's start; annotations need none of it
@@ -36,6 +36,7 @@ def spawn(
     stderr: int,
     pass_fds: Tuple[int, ...] = (),
     dup_fds: Tuple[Tuple[int, int], ...] = (),
+    user: Optional[str] = None,
 ) -> int:
     """Start ``program`` as the sandbox user, in a new session, with the given descriptors.
 
@@ -47,14 +48,20 @@ def spawn(
     ``pass_fds`` meanwhile.
 
     A guest out of the user's reach (``privileges``) forks, and the child
-    becomes the user before exec; otherwise ``posix_spawn`` (clone+exec in
+    becomes the user -- the session's, or ``user`` (``root``, a name,
+    ``uid[:gid]``) -- before exec; otherwise ``posix_spawn`` (clone+exec in
     glibc), which costs less, starts it as the guest itself.
     """
+    person = identity.person(user)
+    if user is not None:
+        env = person.environ(dict(env))
+        if not identity.privileged and person.uid != os.getuid():
+            raise PermissionError(1, "this guest cannot start processes as another user")
     for fd in pass_fds:
         os.set_inheritable(fd, True)
     try:
         if identity.privileged:
-            return _fork_as_user(program, argv, env, (stdin, stdout, stderr), dup_fds)
+            return _fork_as_user(program, argv, env, (stdin, stdout, stderr), dup_fds, person)
         actions = [
             (os.POSIX_SPAWN_DUP2, stdin, 0),
             (os.POSIX_SPAWN_DUP2, stdout, 1),
@@ -75,6 +82,7 @@ def _fork_as_user(
     env: Dict[str, str],
     standard: Tuple[int, int, int],
     dup_fds: Tuple[Tuple[int, int], ...],
+    person: Person,
 ) -> int:
     """fork, become the user, exec; an exec failure comes back as the ``OSError`` it was.
 
@@ -95,7 +103,7 @@ def _fork_as_user(
                     os.dup2(fd, number)
                 for sig in _RESET_SIGNALS:
                     signal.signal(sig, signal.SIG_DFL)
-                identity.child()
+                identity.child(person)
                 os.execve(program, argv, env)
             except OSError as exc:
                 os.write(report_w, b"%d" % (exc.errno or 0))
