@@ -84,7 +84,9 @@ def test_the_memory_ceiling_counts_the_tmpfs_mounts_and_shows_the_sum() -> None:
     assert "2 GiB (/workspace)" in message and "512 MiB (/var/tmp)" in message
     assert "= 6.1 GiB" in message
     # Shrinking the workspace makes the same memory fit.
-    fits = parse_options({"memory": "2g", "tmpfs_sizes": {"/workspace": "256m"}}, config)
+    fits = parse_options(
+        {"memory": "2g", "tmpfs_sizes": {"/workspace": "16m", "/tmp": "64m"}}, config
+    )
     assert fits.memory == 2 << 30
 
 
