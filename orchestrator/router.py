@@ -37,7 +37,7 @@ import structlog
 import trio
 
 from orchestrator.config import ToolsConfig
-from orchestrator.errors import SbxError, SessionClosed
+from orchestrator.errors import SbxError, SessionClosed, ToolBatchError
 from orchestrator.observe import NullObserver, Observer, Outcome
 from orchestrator.tools.base import Resource, Tool, ToolContext, ToolError, ToolOutput
 from orchestrator.tools.registry import ToolRegistry
@@ -49,10 +49,6 @@ if TYPE_CHECKING:
 __all__ = ["ToolBatchError", "ToolCallEvent", "ToolRouter", "normalize_tool_uses"]
 
 log = structlog.get_logger("orchestrator.router")
-
-
-class ToolBatchError(SbxError, ValueError):
-    """The batch itself is malformed (not one call of it): nothing was run."""
 
 
 @dataclass(frozen=True)

@@ -77,11 +77,7 @@ async def owned_session(session_id: str, request: Request) -> Session:
     except SessionNotFound:
         session = None
     if session is None or not who.may_use(session.owner):
-        raise ApiError(
-            404,
-            "session_not_found",
-            f"no open session {session_id!r}; list yours with GET /v1/sessions",
-        )
+        raise SessionNotFound(f"no open session {session_id!r}; list yours with GET /v1/sessions")
     return session
 
 
@@ -95,7 +91,10 @@ async def owned_run(run_id: str, request: Request) -> AgentRun:
     run = state.runs.runs.get(run_id)
     if run is None or not who.may_use(run.owner):
         raise ApiError(
-            404, "run_not_found", f"no agent run {run_id!r}; list yours with GET /v1/agent-runs"
+            404,
+            "run_not_found",
+            f"no agent run {run_id!r}; list yours with GET /v1/agent-runs",
+            remedy="use a run id from GET /v1/agent-runs, or start a new run",
         )
     return run
 

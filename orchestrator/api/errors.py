@@ -18,9 +18,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrator import errors
-from orchestrator.router import ToolBatchError
+from orchestrator.error_kinds import kind_of
 
-__all__ = ["ApiError", "error_response", "install_error_handlers", "status_for"]
+__all__ = [
+    "ApiError",
+    "error_response",
+    "install_error_handlers",
+    "sbx_error_response",
+    "status_for",
+]
 
 log = structlog.get_logger("orchestrator.api")
 
@@ -28,56 +34,30 @@ log = structlog.get_logger("orchestrator.api")
 class ApiError(Exception):
     """An error the API answers with directly (auth, limits, routing)."""
 
-    def __init__(self, status: int, kind: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        message: str,
+        field: str | None = None,
+        *,
+        remedy: str | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.kind = kind
         self.message = message
         self.field = field
-
-
-# Most specific first: the first matching class wins.  A lost sandbox is two kinds:
-# ``sandbox_lost`` (503) once the session is recorded ``broken`` or ``crashed`` -- every
-# later call fails the same way and GET /v1/sessions/{id} shows the ``failure`` -- and
-# ``sandbox_gone`` (502) for a call whose channel closed under it before that (the
-# upstream, the sandbox, failed mid-call).  Keyed on the class, not on the message.
-_STATUS: tuple[tuple[type[Exception], int, str], ...] = (
-    (errors.SessionNotFound, 404, "session_not_found"),
-    (errors.SessionClosed, 410, "session_closed"),
-    (errors.ImageNotFound, 422, "image_not_found"),
-    (errors.OptionOverLimit, 422, "option_over_limit"),
-    (errors.OptionNotAllowed, 422, "option_not_allowed"),
-    (errors.ConfigError, 422, "invalid_option"),
-    (errors.PathNotAllowed, 403, "path_not_allowed"),
-    (errors.GuestFileNotFound, 404, "file_not_found"),
-    (errors.GuestFileExists, 409, "file_exists"),
-    (errors.GuestIsADirectory, 400, "is_a_directory"),
-    (errors.GuestNotADirectory, 400, "not_a_directory"),
-    (errors.FileTooLarge, 413, "file_too_large"),
-    (errors.GuestPermissionDenied, 403, "permission_denied"),
-    (errors.ShellBusy, 409, "shell_busy"),
-    (errors.DesktopError, 409, "desktop_unavailable"),
-    (errors.GuestError, 400, "sandbox_error"),
-    (errors.InputTooLarge, 413, "input_too_large"),
-    (errors.InvalidInput, 422, "invalid_input"),
-    (ToolBatchError, 400, "invalid_tool_batch"),
-    (errors.OperationTimeout, 504, "sandbox_timeout"),
-    (errors.SandboxLost, 503, "sandbox_lost"),
-    (errors.SandboxGone, 502, "sandbox_gone"),
-    (errors.EngineUnavailable, 503, "engine_unavailable"),
-    (errors.SandboxStartError, 502, "sandbox_start_failed"),
-    (errors.EngineError, 502, "engine_error"),
-    (errors.SessionLimitReached, 429, "session_limit"),
-    (errors.SessionError, 409, "session_error"),
-    (errors.SbxError, 400, "error"),
-)
+        self.remedy = remedy
+        self.retryable = retryable
+        self.retry_after = retry_after
 
 
 def status_for(exc: Exception) -> tuple[int, str]:
-    for cls, status, kind in _STATUS:
-        if isinstance(exc, cls):
-            return status, kind
-    return 500, "internal_error"
+    """The status and ``type`` of an exception (``orchestrator.error_kinds``)."""
+    return kind_of(exc)
 
 
 def error_response(
@@ -86,11 +66,39 @@ def error_response(
     message: str,
     field: str | None = None,
     headers: dict[str, str] | None = None,
+    *,
+    remedy: str | None = None,
+    retryable: bool = False,
+    retry_after: float | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {"type": kind, "message": message}
+    """The typed error body: ``type``, ``message``, ``remedy``, ``retryable``,
+    ``retry_after`` (and ``field`` where one field is at fault)."""
+    body: dict[str, Any] = {
+        "type": kind,
+        "message": message,
+        "remedy": remedy,
+        "retryable": retryable,
+        "retry_after": retry_after,
+    }
     if field is not None:
         body["field"] = field
+    if retry_after is not None:
+        headers = {**(headers or {}), "Retry-After": str(max(1, round(retry_after)))}
     return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def sbx_error_response(exc: errors.SbxError) -> JSONResponse:
+    """An ``SbxError`` as the API sends it, with its remedy and whether to retry."""
+    status, kind = kind_of(exc)
+    return error_response(
+        status,
+        kind,
+        str(exc),
+        getattr(exc, "field", None),
+        remedy=exc.remedy,
+        retryable=exc.retryable,
+        retry_after=exc.retry_after,
+    )
 
 
 def _validation(exc: RequestValidationError) -> JSONResponse:
@@ -120,7 +128,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return error_response(exc.status, exc.kind, exc.message, exc.field, headers)
+        return error_response(
+            exc.status,
+            exc.kind,
+            exc.message,
+            exc.field,
+            headers,
+            remedy=exc.remedy,
+            retryable=exc.retryable,
+            retry_after=exc.retry_after,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -138,9 +155,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(errors.SbxError)
     async def _sbx(request: Request, exc: errors.SbxError) -> JSONResponse:
-        status, kind = status_for(exc)
-        field = exc.field if isinstance(exc, errors.OptionOverLimit) else None
-        return error_response(status, kind, str(exc), field)
+        return sbx_error_response(exc)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:

@@ -76,10 +76,21 @@ def error_response(
     kind: str,
     message: str,
     headers: tuple[tuple[bytes, bytes], ...] = (),
+    *,
+    remedy: str | None = None,
+    retryable: bool = False,
+    retry_after: float | None = None,
 ) -> bytes:
     """A complete response the server gives by itself, in the API's error shape, that
     closes the connection (``h11.LocalProtocolError`` if ``connection`` cannot send one)."""
-    body = json.dumps({"error": {"type": kind, "message": message}}).encode()
+    error = {
+        "type": kind,
+        "message": message,
+        "remedy": remedy,
+        "retryable": retryable,
+        "retry_after": retry_after,
+    }
+    body = json.dumps({"error": error}).encode()
     head = h11.Response(
         status_code=status,
         headers=[

@@ -149,6 +149,9 @@ class HttpServer:
                 f"the server has its maximum of {self.max_connections} connections open "
                 "(api.max_connections); retry shortly",
                 headers=((b"retry-after", b"1"),),
+                remedy="retry in a second; if it persists, raise api.max_connections",
+                retryable=True,
+                retry_after=1.0,
             )
             with trio.move_on_after(_TURN_AWAY_LINGER):
                 await stream.send_all(busy)

@@ -133,7 +133,14 @@ class StreamingCall(Response):
                             encode(
                                 self.fmt,
                                 "error",
-                                {"status": status, "error": kind, "message": str(exc)},
+                                {
+                                    "status": status,
+                                    "error": kind,
+                                    "message": str(exc),
+                                    "remedy": getattr(exc, "remedy", None),
+                                    "retryable": bool(getattr(exc, "retryable", False)),
+                                    "retry_after": getattr(exc, "retry_after", None),
+                                },
                             )
                         )
 

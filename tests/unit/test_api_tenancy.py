@@ -12,6 +12,7 @@ import trio
 from pydantic import SecretStr
 
 from orchestrator import Config, FakeBackend
+from orchestrator.errors import SessionNotFound
 from tests.api_harness import ADMIN, ALICE, BOB, Api, new_session, running_api
 
 # Every route that names a session: method, path after the id, JSON body, extra headers.
@@ -58,6 +59,9 @@ async def test_another_owners_session_answers_exactly_like_a_missing_one(api: Ap
                 "error": {
                     "type": "session_not_found",
                     "message": "no open session '<id>'; list yours with GET /v1/sessions",
+                    "remedy": SessionNotFound.remedy,
+                    "retryable": False,
+                    "retry_after": None,
                 }
             }
         # Nothing bob asked for happened to alice's session; admins still see everything.

@@ -7,8 +7,15 @@ come.  Each method builds its request and reads its answer in one place;
 a client with another transport (an async one) reuses the same paths and
 the same error reading, ``api_error``.
 
-It must not depend on anything beyond the standard library and
-``orchestrator.errors``: the thin ``sbx run`` imports it first thing.
+An error the server sends for an ``SbxError`` is raised here as the same
+class (``SessionNotFound``, ``ShellBusy``, ...), which is also an
+``ApiClientError``: code written against the library's exceptions works
+unchanged against a server, and ``remedy``, ``retryable`` and
+``retry_after`` come along.
+
+It must not depend on anything beyond the standard library,
+``orchestrator.errors`` and ``orchestrator.error_kinds``: the thin
+``sbx run`` imports it first thing.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from orchestrator.api.client._connection import HttpConnection
+from orchestrator.error_kinds import error_class
 from orchestrator.errors import SbxError
 
 __all__ = ["DEFAULT_URL", "ApiClientError", "JsonObject", "SbxClient", "api_error"]
@@ -35,23 +43,72 @@ _NDJSON = {"Content-Type": "application/json", "Accept": "application/x-ndjson"}
 
 class ApiClientError(SbxError):
     """An API error (``status`` and ``kind`` from its body), or ``status`` 0 when the
-    server could not be reached (``kind`` ``unreachable``) or the URL is not one."""
+    server could not be reached (``kind`` ``unreachable``) or the URL is not one.
 
-    def __init__(self, status: int, kind: str, message: str) -> None:
-        super().__init__(message)
+    Raised as a subclass that is also the library's class for ``kind`` where there is
+    one, so ``except SessionNotFound`` catches a remote one too."""
+
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        message: str,
+        *,
+        remedy: str | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        field: str | None = None,
+    ) -> None:
+        # Not super().__init__: the library class in the MRO may want other arguments.
+        Exception.__init__(self, message)
         self.status = status
         self.kind = kind
+        self.message = message
+        self.remedy = remedy or "see the message"
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.field = field
+        # What the library's own classes carry, so handlers written for them work.
+        self.details: dict[str, Any] = {}
+        self.limit = 0
+        self.key = field or ""
+        self.breaker = ""
+
+
+_REMOTE: dict[type[SbxError], type[ApiClientError]] = {}
+
+
+def _remote_class(kind: str) -> type[ApiClientError]:
+    """``ApiClientError`` joined with the library's class for ``kind`` (made once)."""
+    library = error_class(kind)
+    if library is None or library is SbxError:
+        return ApiClientError
+    remote = _REMOTE.get(library)
+    if remote is None:
+        remote = type(library.__name__, (ApiClientError, library), {"__module__": __name__})
+        _REMOTE[library] = remote
+    return remote
 
 
 def api_error(status: int, body: bytes, reason: str = "") -> ApiClientError:
-    """The ``ApiClientError`` of an error response: the server's ``type`` and message."""
+    """The error of an error response: the server's ``type``, message and hints, raised as
+    the library's class for that type where there is one."""
     text = body.decode("utf-8", errors="replace")
     try:
         error = json.loads(body).get("error", {})
         kind, message = str(error.get("type", "error")), str(error.get("message") or text)
     except (ValueError, AttributeError):
-        kind, message = "error", text or reason or "no detail"
-    return ApiClientError(status, kind, f"{message} (HTTP {status})")
+        return ApiClientError(status, "error", f"{text or reason or 'no detail'} (HTTP {status})")
+    retry_after = error.get("retry_after")
+    return _remote_class(kind)(
+        status,
+        kind,
+        f"{message} (HTTP {status})",
+        remedy=error.get("remedy") if isinstance(error.get("remedy"), str) else None,
+        retryable=error.get("retryable") is True,
+        retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
+        field=error.get("field") if isinstance(error.get("field"), str) else None,
+    )
 
 
 def _path(*parts: str) -> str:
