@@ -10,7 +10,8 @@ are h11's (websockets: wsproto's), so the protocol logic is not ours.
 
 Shutdown is graceful: the listeners close at once, idle keep-alive
 connections are closed, requests in flight get ``graceful_timeout`` to
-finish, then whatever is left is cancelled.
+finish (``cut_short`` ends that at once), then whatever is left is cancelled
+and named in ``drain``, so the operator learns what a shutdown cut.
 
 No peer holds a connection for nothing: a request's head must arrive whole
 within ``head_timeout`` of its first byte (else 408), a request body that
@@ -25,7 +26,9 @@ response body beyond what the app hands it.
 
 from __future__ import annotations
 
+import errno
 import math
+from dataclasses import dataclass, field
 from functools import partial
 
 import h11
@@ -35,8 +38,9 @@ from starlette.types import ASGIApp
 
 from orchestrator.api.http_exchange import Exchange, error_response, request_scope
 from orchestrator.api.websocket import serve_websocket
+from orchestrator.errors import ConfigError
 
-__all__ = ["HttpServer", "url_of"]
+__all__ = ["Drain", "HttpServer", "open_listeners", "url_of"]
 
 log = structlog.get_logger("orchestrator.api")
 
@@ -62,6 +66,36 @@ def _split_bind(bind: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+async def open_listeners(bind: str) -> list[trio.SocketListener]:
+    """Listen on ``bind`` (``host:port``; port 0 picks one), or ``ConfigError`` naming why
+    not -- opened before anything else starts, so a taken port costs nothing."""
+    host, port = _split_bind(bind)
+    try:
+        return await trio.open_tcp_listeners(port, host=host or None)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            why = "the address is in use (another sbx serve?)"
+            fix = f"stop what listens there (`ss -ltnp 'sport = :{port}'`) or"
+        elif exc.errno == errno.EACCES:
+            why = "permission denied (ports below 1024 need privileges)"
+            fix = "use a port above 1024, or"
+        else:
+            why = exc.strerror or str(exc)
+            fix = "check the address, or"
+        raise ConfigError(
+            f"cannot listen on {bind}: {why}; {fix} choose another --bind / api.bind"
+        ) from None
+
+
+@dataclass
+class Drain:
+    """How a shutdown went: requests that finished within the grace period, and those
+    it cut (``METHOD target from client``)."""
+
+    finished: int = 0
+    cut: list[str] = field(default_factory=list)
+
+
 class HttpServer:
     """Serves one ASGI app on ``bind`` until ``shutdown`` is set."""
 
@@ -82,20 +116,26 @@ class HttpServer:
         self.body_timeout = body_timeout
         self.max_connections = max_connections
         self.closing = False
+        self.drain = Drain()
         self._connections: set[_Connection] = set()
         self._turning_away = 0
         self._drained = trio.Event()
+        self._grace = trio.CancelScope()
+
+    def cut_short(self) -> None:
+        """End the grace period of a shutdown now (a second signal): cut what is running."""
+        self._grace.cancel()
 
     async def serve(
         self,
-        bind: str,
+        bind: str | list[trio.SocketListener],
         shutdown: trio.Event,
         *,
         task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Listen on ``bind`` (``host:port``; port 0 picks one); ``task_status`` gets the URLs."""
-        host, port = _split_bind(bind)
-        listeners = await trio.open_tcp_listeners(port, host=host or None)
+        """Serve on ``bind`` (``host:port``, port 0 picks one; or listeners from
+        ``open_listeners``); ``task_status`` gets the URLs."""
+        listeners = await open_listeners(bind) if isinstance(bind, str) else bind
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as accepting:
                 accepting.start_soon(
@@ -112,9 +152,12 @@ class HttpServer:
             self.closing = True
             for connection in list(self._connections):
                 connection.close_if_idle()
-            with trio.move_on_after(self.graceful_timeout):
+            busy = sum(1 for c in self._connections if c.request is not None)
+            with self._grace, trio.move_on_after(self.graceful_timeout):
                 if self._connections:
                     await self._drained.wait()
+            self.drain.cut = [c.request for c in self._connections if c.request is not None]
+            self.drain.finished = max(0, busy - len(self.drain.cut))
             connections.cancel_scope.cancel()
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
@@ -172,6 +215,8 @@ class _Connection:
         self.h11 = h11.Connection(h11.SERVER)
         self.idle_scope: trio.CancelScope | None = None
         self.broken = False
+        self.request: str | None = None
+        """The request being served (``METHOD target from host``), for a shutdown's report."""
         socket = stream.socket
         self.client = tuple(socket.getpeername()[:2])
         self.local = tuple(socket.getsockname()[:2])
@@ -187,12 +232,18 @@ class _Connection:
                 if request is None:
                     return
                 if _is_websocket(request):
+                    self.request = f"websocket {request.target.decode(errors='replace')}"
                     scope = request_scope(self, request, "websocket")
                     await serve_websocket(self.server.app, self, request, scope)
                     return
+                self.request = (
+                    f"{request.method.decode()} {request.target.decode(errors='replace')}"
+                    f" from {self.client[0]}"
+                )
                 await Exchange(
                     self.server.app, self, request, body_timeout=self.server.body_timeout
                 ).run()
+                self.request = None
                 if self.broken or self.h11.our_state is not h11.DONE:
                     return
                 if self.h11.their_state is not h11.DONE and not await self._skip_body():

@@ -1,10 +1,13 @@
 """``sbx serve``: the HTTP API and the supervisor in one trio run, one nursery tree.
 
-Shutdown (SIGINT/SIGTERM, or the caller's ``shutdown`` event) is graceful:
-the listener closes, requests in flight get ``api.graceful_timeout`` to
-finish, then whatever is left is cancelled and every sandbox is removed
-before the process exits.  It wires the pieces; it must not define routes or
-speak HTTP itself.
+The address is taken before anything else starts, so a port in use is one
+``ConfigError`` and no sandbox.  Shutdown (SIGINT/SIGTERM, or the caller's
+``shutdown`` event) is graceful: the listener closes, requests in flight get
+``api.graceful_timeout`` to finish (a second signal cuts that short), then
+whatever is left is cancelled and every sandbox is removed before the
+process exits; the last log line says what finished and what was cut.
+
+It wires the pieces; it must not define routes or speak HTTP itself.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import trio
 from orchestrator.api.agent_runs import AgentRuns
 from orchestrator.api.app import create_app
 from orchestrator.api.auth import Authenticator
-from orchestrator.api.http_server import HttpServer
+from orchestrator.api.http_server import HttpServer, open_listeners
 from orchestrator.api.state import ApiState
 from orchestrator.backends.base import SandboxBackend
 from orchestrator.config import Config
@@ -42,6 +45,7 @@ async def serve_api(
     bind = bind or config.api.bind
     auth = Authenticator(config.api, bind)  # refuses an unsafe set-up before anything starts
     shutdown = shutdown if shutdown is not None else trio.Event()
+    listeners = await open_listeners(bind)
     # The gauges read the orchestrator when scraped, after it exists.
     observer = PrometheusObserver(
         lambda: len(orch.sessions), spares=lambda: len(orch.supervisor.pool.spares())
@@ -58,15 +62,16 @@ async def serve_api(
             head_timeout=config.api.head_timeout,
             body_timeout=config.api.body_timeout,
             max_connections=config.api.max_connections,
+            keep_alive_timeout=config.api.keep_alive_timeout,
         )
         if handle_signals:
-            nursery.start_soon(_watch_signals, shutdown)
+            nursery.start_soon(_watch_signals, shutdown, server)
 
         server_done = trio.Event()
 
         async def run_server(*, task_status: trio.TaskStatus[list[str]]) -> None:
             try:
-                await server.serve(bind, shutdown, task_status=task_status)
+                await server.serve(listeners, shutdown, task_status=task_status)
             finally:
                 server_done.set()
 
@@ -85,13 +90,30 @@ async def serve_api(
         # The server returns once in-flight requests finish or the grace period ends.
         with trio.move_on_after(config.api.graceful_timeout + 5):
             await server_done.wait()
+        sessions = len(orch.sessions)
         nursery.cancel_scope.cancel()
-    log.info("HTTP API stopped; every sandbox removed")
+    drain = server.drain
+    if drain.cut:
+        log.warning(
+            "shutdown cut requests still running after the grace period",
+            cut=drain.cut,
+            graceful_timeout=config.api.graceful_timeout,
+        )
+    log.info(
+        "HTTP API stopped; every sandbox removed",
+        requests_finished=drain.finished,
+        requests_cut=len(drain.cut),
+        sessions_closed=sessions,
+    )
 
 
-async def _watch_signals(shutdown: trio.Event) -> None:
+async def _watch_signals(shutdown: trio.Event, server: HttpServer) -> None:
+    """The first SIGINT/SIGTERM starts a graceful shutdown; the next one cuts it short."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
-            log.warning("signal received; shutting down", signal=signum)
-            shutdown.set()
-            return
+            if not shutdown.is_set():
+                log.warning("signal received; shutting down", signal=signum)
+                shutdown.set()
+            else:
+                log.warning("second signal: cutting the requests still running", signal=signum)
+                server.cut_short()

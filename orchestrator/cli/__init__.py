@@ -71,9 +71,28 @@ def _load(args: argparse.Namespace) -> Config:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if run_remote.wants_remote(arguments):
-        return run_remote.main(arguments, local=main_local)
-    return main_local(arguments)
+    try:
+        if run_remote.wants_remote(arguments):
+            return run_remote.main(arguments, local=main_local)
+        return main_local(arguments)
+    except BrokenPipeError:
+        return _reader_went_away()
+
+
+SIGPIPE_STATUS = 128 + 13
+"""What a shell reports for a tool killed by SIGPIPE (``yes | head``)."""
+
+
+def _reader_went_away() -> int:
+    """Whoever read our output stopped (``sbx run ... | head -c 10``): end quietly, as other
+    Unix tools do, with the status a shell shows for SIGPIPE.  The session was closed on the
+    way out; stdout is pointed at /dev/null so flushing it at exit cannot raise again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return SIGPIPE_STATUS
 
 
 def main_local(argv: Sequence[str]) -> int:

@@ -115,6 +115,11 @@ class ApiConfig(_Section):
         gt=0,
         description="A request body that sends nothing for this long is cut off, s (408).",
     )
+    keep_alive_timeout: float = Field(
+        default=15.0,
+        gt=0,
+        description="An idle keep-alive connection is closed after this long, s.",
+    )
     max_connections: int = Field(
         default=1024,
         ge=1,

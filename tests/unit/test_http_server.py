@@ -391,3 +391,112 @@ async def test_connections_reset_as_soon_as_they_open_leave_the_server_serving()
         await trio.sleep(0.3)
         answer = await raw_exchange(url, b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert answer.endswith(b"GET /x ")
+
+
+# -- closed and idle connections, and what a shutdown cut --------------------------------------
+
+
+def _close_wait_sockets(port: int) -> int:
+    """Sockets on ``port`` in CLOSE-WAIT: the peer closed, and we have not (yet)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "08":
+                count += 1
+    return count
+
+
+async def test_connections_their_clients_closed_are_not_held_in_close_wait() -> None:
+    async with serving(echo, keep_alive_timeout=60) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        for n in range(160):
+            stream = await connect(url)
+            await stream.send_all(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % n)
+            answer = await stream.receive_some(65536)
+            assert answer.startswith(b"HTTP/1.1 200 "), answer
+            await stream.aclose()  # keep-alive: the server would wait for another request
+        with trio.fail_after(2):
+            while _close_wait_sockets(port):
+                await trio.sleep(0.05)
+        assert _close_wait_sockets(port) == 0
+
+
+async def test_an_idle_keep_alive_connection_is_closed_after_keep_alive_timeout() -> None:
+    async with serving(echo, keep_alive_timeout=0.3) as (url, _):
+        stream = await connect(url)
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        started = trio.current_time()
+        answer = await read_to_end(stream, limit=5)
+        elapsed = trio.current_time() - started
+        await stream.aclose()
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert 0.3 <= elapsed < 2
+
+
+async def test_a_shutdown_names_the_requests_it_cut_and_counts_those_that_finished() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await read_body(receive)
+        await trio.sleep(0.2 if scope["path"] == "/quick" else 60)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
+
+    server = HttpServer(app, graceful_timeout=0.6)
+    shutdown = trio.Event()
+    answers: list[Any] = []
+
+    async def call(path: str) -> None:
+        connection = HttpConnection(url)
+        try:
+            answers.append(await in_thread(connection.request, "GET", path))
+        except OSError as exc:
+            answers.append(type(exc).__name__)
+        finally:
+            connection.close()
+
+    started = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        url = (await nursery.start(server.serve, "127.0.0.1:0", shutdown))[0]
+        nursery.start_soon(call, "/quick")
+        nursery.start_soon(call, "/slow?x=1")
+        await trio.sleep(0.1)
+        shutdown.set()
+    assert trio.current_time() - started < 5
+    assert (200, b"done") in answers
+    assert server.drain.finished == 1
+    assert server.drain.cut == ["GET /slow?x=1 from 127.0.0.1"]
+
+
+async def test_cut_short_ends_the_grace_period_at_once() -> None:
+    async def forever(scope: Any, receive: Any, send: Any) -> None:
+        await trio.sleep_forever()
+
+    server = HttpServer(forever, graceful_timeout=60)
+    shutdown = trio.Event()
+    started = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        url = (await nursery.start(server.serve, "127.0.0.1:0", shutdown))[0]
+        stream = await connect(url)
+        await stream.send_all(b"GET /stuck HTTP/1.1\r\nHost: x\r\n\r\n")
+        await trio.sleep(0.1)
+        shutdown.set()
+        await trio.sleep(0.2)
+        server.cut_short()
+    await stream.aclose()
+    assert trio.current_time() - started < 5
+    assert server.drain.cut == ["GET /stuck from 127.0.0.1"]
+
+
+async def test_a_port_in_use_is_a_config_error_naming_it() -> None:
+    from orchestrator.api.http_server import open_listeners
+    from orchestrator.errors import ConfigError
+
+    async with serving(echo) as (url, _):
+        bind = url.removeprefix("http://")
+        with pytest.raises(ConfigError, match=r"cannot listen on .*: the address is in use"):
+            await open_listeners(bind)
