@@ -42,7 +42,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ActionEnv", "Outcome", "condition", "render", "run_action"]
 
-ClientFactory = Callable[[], "anthropic.AsyncAnthropic"]
+ClientFactory = Callable[[str | None], "anthropic.AsyncAnthropic"]
+"""Makes the Messages API client of an agent step, given the step's ``base_url``."""
 _TAIL = 2000
 
 
@@ -261,7 +262,7 @@ async def _agent(env: ActionEnv, step: Step, session: Session, ctx: Mapping[str,
     families = [
         tool.family if (tool := registry.get(name)) is not None else name for name in spec.tools
     ]
-    client = env.agent_client() if env.agent_client is not None else None
+    client = env.agent_client(spec.base_url) if env.agent_client is not None else None
     started = time.perf_counter()
     try:
         result = await run_agent(

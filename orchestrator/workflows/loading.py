@@ -28,6 +28,7 @@ __all__ = [
     "WorkflowSource",
     "is_file",
     "load_workflow",
+    "load_workflow_text",
     "read_document",
     "validate_document",
 ]
@@ -151,6 +152,12 @@ def validate_document(
             path = (*prefix, *_data_path(data, error["loc"]))
             problems.append(source.problem(path, _message(model, error)))
         raise LoadError(problems) from None
+
+
+def load_workflow_text(text: str, file: str = "<workflow>") -> Workflow:
+    """A checked workflow from YAML text, never read as a path (for text from elsewhere)."""
+    data, where = load_yaml(text, file)
+    return check_workflow(validate_document(Workflow, data, where), where)
 
 
 def load_workflow(source: WorkflowSource) -> Workflow:

@@ -90,8 +90,9 @@ class SourceMap:
 def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     """The document in ``text`` and its source map; ``LoadError`` for YAML that does not parse."""
     source = SourceMap(file)
-    loader = yaml.SafeLoader(text)
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)  # refuses characters YAML does not allow, at once
         node = loader.get_single_node()
         if node is None:
             return None, source
@@ -105,7 +106,8 @@ def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     except yaml.YAMLError as exc:
         raise LoadError([Problem(file, None, "(yaml)", f"not valid YAML: {exc}")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, source
 
 

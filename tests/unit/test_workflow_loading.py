@@ -204,6 +204,13 @@ def test_broken_yaml_and_templates_say_where(tmp_path: Path) -> None:
     )
 
 
+def test_characters_yaml_refuses_are_a_load_error() -> None:
+    from orchestrator.workflows.loading import load_workflow_text
+
+    with pytest.raises(LoadError, match="special characters are not allowed"):
+        load_workflow_text("\u00d5\u0099")
+
+
 def test_a_missing_file_is_a_load_error(tmp_path: Path) -> None:
     with pytest.raises(LoadError, match="cannot read it"):
         load_workflow(tmp_path / "nope.yaml")
