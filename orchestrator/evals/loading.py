@@ -113,10 +113,11 @@ class _Planner:
     def options(self, task: Task, at: tuple[str | int, ...]) -> dict[str, Any]:
         defaults = self.suite.defaults.session_options()
         own = task.session_options()
-        env = {**defaults.get("env", {}), **own.get("env", {})}
         merged: dict[str, Any] = {**defaults, **own, "memories": False}
-        if env:
-            merged["env"] = env
+        for table in ("env", "labels"):
+            joined = {**defaults.get(table, {}), **own.get(table, {})}
+            if joined:
+                merged[table] = joined
         try:
             parsed = SandboxOptions.model_validate(merged)
         except pydantic.ValidationError as exc:

@@ -121,6 +121,7 @@ class _SessionChoices(BaseModel):
     cpus: float | None = Field(default=None, gt=0)
     network: bool | None = None
     env: dict[str, str] | None = None
+    labels: dict[str, str] | None = Field(default=None, description="On the sandboxes.")
     workdir: str | None = None
     screen: str | None = None
     timeout: float | None = Field(default=None, gt=0, description="Seconds for setup + solve.")

@@ -80,11 +80,11 @@ async def run_suite(
     if progress is not None:
         progress.begin(len(trials), len(results))
     limit = max(1, min(concurrency, host.config.session.max_sessions))
-    slots = trio.CapacityLimiter(limit)
+    slots = trio.Semaphore(limit)
     started = time.perf_counter()
 
     async def one(planned: PlannedTask, epoch: int) -> None:
-        async with slots:
+        try:
             if progress is not None:
                 progress.started(planned.id, epoch)
             trial = await run_trial(host, loaded, planned, epoch, run_dir)
@@ -94,10 +94,13 @@ async def run_suite(
             results[trial.key] = trial
             if progress is not None:
                 progress.finished(trial)
+        finally:
+            slots.release()
 
     try:
         async with trio.open_nursery() as nursery:
             for planned, epoch in todo:
+                await slots.acquire()  # trials start in the suite's order, a slot each
                 nursery.start_soon(one, planned, epoch)
     finally:
         run_dir.close()

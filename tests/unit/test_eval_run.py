@@ -248,3 +248,19 @@ async def test_a_trial_cut_short_by_a_stop_is_not_recorded(
     result = await run_suite(orch, loaded, run_dir, stopping=lambda: True)
     assert result.trials == []
     assert run_dir.finished({"a": loaded.tasks[0].digest}) == {}
+
+
+async def test_trials_start_in_the_suites_order(
+    orch: Orchestrator, fake_config: Config, tmp_path: Path
+) -> None:
+    tasks = "".join(
+        f"  - {{id: t{i}, solve: [{{exec: 'true'}}], graders: [{{type: exit_code}}]}}\n"
+        for i in range(6)
+    )
+    loaded = suite(tmp_path, fake_config, "name: ordered\ntasks:\n" + tasks)
+    progress = Progress()
+    await run_suite(
+        orch, loaded, EvalRunDir(tmp_path / "run"), concurrency=1, progress=_Adapter(progress)
+    )
+    assert progress.started == [(f"t{i}", 1) for i in range(6)]
+    assert progress.peak == 1
