@@ -123,8 +123,11 @@ class _Planner:
         except pydantic.ValidationError as exc:
             for error in exc.errors():
                 field = str(error["loc"][0]) if error["loc"] else ""
-                place = (*at, field) if field in task.model_fields_set else at
-                self.add(place, f"session option {field}: {error['msg']}")
+                place = (*at, field) if field in task.model_fields_set else ("defaults", field)
+                message = str(error["msg"]).removeprefix("Value error, ")
+                problem = self.source.problem(place, f"session option {field}: {message}")
+                if problem not in self.problems:  # a default's problem is said once
+                    self.problems.append(problem)
             return merged
         return parsed.model_dump(exclude_defaults=True)
 
