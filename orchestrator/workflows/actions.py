@@ -28,6 +28,7 @@ from orchestrator.config import Config
 from orchestrator.errors import SbxError
 from orchestrator.results import ExecResult
 from orchestrator.router import ToolRouter
+from orchestrator.workflows.masking import Masker
 from orchestrator.workflows.model import Step
 from orchestrator.workflows.step_tools import EXEC_TOOL, GET_TOOL, PUT_TOOL, RESULT, SHELL_TOOL
 from orchestrator.workflows.template import Lazy, Template, TemplateError, parse_expression
@@ -116,6 +117,8 @@ class ActionEnv:
     """Where ``put: {from: ...}`` paths are relative to (the workflow file's folder)."""
     allow_local_files: bool = True
     agent_client: ClientFactory | None = None
+    masker: Masker = field(default_factory=Masker)
+    """The run's secrets: agent transcripts are masked with it once a run ends."""
     _ids: int = 0
 
     def next_id(self, step_id: str) -> str:
@@ -281,12 +284,15 @@ async def _agent(env: ActionEnv, step: Step, session: Session, ctx: Mapping[str,
         )
     except AgentError as exc:
         where = {"run_dir": str(exc.run_dir)} if exc.run_dir else {}
+        if exc.run_dir is not None:
+            await _mask_transcripts(exc.run_dir, env.masker)
         return Outcome(False, error=str(exc), details=where)
     except KeyError as exc:
         return Outcome(False, error=str(exc).strip("'\""), retryable=False)
     finally:
         if client is not None:
             await client.close()
+    await _mask_transcripts(result.run_dir, env.masker)
     done = result.stop_reason in ("end_turn", "stop_sequence")
     outputs = {
         "text": result.final_text,
@@ -304,6 +310,21 @@ async def _agent(env: ActionEnv, step: Step, session: Session, ctx: Mapping[str,
     }
     error = None if done else f"the agent stopped without finishing ({result.stop_reason})"
     return Outcome(done, outputs, error, details)
+
+
+async def _mask_transcripts(run_dir: Path, masker: Masker) -> None:
+    """An agent run's transcript with the run's secrets masked (Claude saw them; logs do not)."""
+    if not masker:
+        return
+
+    def rewrite() -> None:
+        for path in run_dir.glob("*.jsonl"):
+            text = path.read_text(encoding="utf-8")
+            masked = masker.text(text)
+            if masked != text:
+                path.write_text(masked, encoding="utf-8")
+
+    await trio.to_thread.run_sync(rewrite)
 
 
 _ACTIONS = {

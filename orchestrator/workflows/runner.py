@@ -391,9 +391,10 @@ async def run_workflow(
             opened,
             host.config,
             Path(run_root),
-            base_dir,
-            allow_local_files,
-            agent_client,
+            base_dir=base_dir,
+            allow_local_files=allow_local_files,
+            agent_client=agent_client,
+            masker=masker,
         )
         run = _Run(workflow, env, masker, variables, secret_values, on_event)
         try:

@@ -226,3 +226,15 @@ def test_the_schema_describes_every_key() -> None:
     assert set(schema["properties"]) >= {"vars", "secrets", "sessions", "steps", "outputs"}
     memory = schema["$defs"]["SandboxOptions"]["properties"]["memory"]["anyOf"]
     assert {"type": "string", "pattern": memory[0]["pattern"]} in memory
+
+
+def test_foreach_limits_are_checked_at_load() -> None:
+    from orchestrator.workflows.model import MAX_CONCURRENCY, MAX_FOREACH_ITEMS
+
+    too_many = {"steps": [{"foreach": list(range(MAX_FOREACH_ITEMS + 1)), "exec": "true"}]}
+    with pytest.raises(LoadError, match=f"foreach has over {MAX_FOREACH_ITEMS} items"):
+        load_workflow(too_many)
+    with pytest.raises(LoadError, match="concurrency limits a foreach step"):
+        load_workflow({"steps": [{"concurrency": 2, "exec": "true"}]})
+    with pytest.raises(LoadError, match=f"less than or equal to {MAX_CONCURRENCY}"):
+        load_workflow({"steps": [{"foreach": [1], "concurrency": 1000, "exec": "true"}]})
