@@ -66,6 +66,13 @@ def _handle(args: argparse.Namespace, config: Config) -> int:
         raise ConfigError(
             f"no task of {loaded.name} matches --filter {args.filter!r} (tasks: {ids})"
         )
+    if any(planned.model is not None or planned.task.solve is None for planned in loaded.tasks):
+        from orchestrator.agent.loop import AgentError, resolve_api_key
+
+        try:
+            resolve_api_key(None)  # before any sandbox starts
+        except AgentError as exc:
+            raise ConfigError(f"{loaded.name} has tasks Claude solves: {exc}") from None
     if args.resume is not None:
         run_dir = EvalRunDir.resume(args.resume, loaded.name)
     elif args.out is not None:

@@ -148,6 +148,14 @@ async def _solve_and_grade(
         trial.message = f"setup and solving did not finish within {planned.timeout:g} s"
         return solve
     assert solve is not None
+    unreachable = [
+        step
+        for step in solve.steps.values()
+        if step.action == "agent" and step.status == "failed" and "stop_reason" not in step.outputs
+    ]
+    if unreachable:  # Claude could not be asked (no key, the API failed): not the solver's fault
+        trial.status, trial.message = "error", unreachable[0].error or "the agent could not run"
+        return solve
     if planned.task.screenshot:
         await _screenshot(session, folder)
     trial.graders = await run_graders(session, planned.task.graders, solved_from(solve))

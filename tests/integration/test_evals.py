@@ -239,3 +239,56 @@ def test_an_agent_suite_against_the_local_messages_api(
     assert first["input_tokens"] == 300 and first["output_tokens"] == 60
     assert first["cost_usd"] == pytest.approx((300 * 3 + 60 * 15) / 1e6)
     assert first["transcripts"] and (tmp_path / "run" / first["transcripts"][0]).exists()
+
+
+def test_a_desktop_tasks_screenshot_is_in_the_html_report(
+    tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    label = uuid.uuid4().hex
+    suite = _suite(
+        tmp_path,
+        """\
+        name: desktop
+        defaults: {image: desktop, timeout: 120, labels: {sbx-test: LABEL}}
+        tasks:
+          - id: screen
+            screenshot: true
+            solve: [{exec: "xdpyinfo | grep dimensions"}]
+            graders: [{type: output_matches, pattern: "1024x768 pixels"}]
+        """,
+        label,
+    )
+    done = subprocess.run(
+        [
+            *SBX,
+            "eval",
+            str(suite),
+            "--out",
+            str(tmp_path / "run"),
+            "--html",
+            str(tmp_path / "r.html"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["tasks"][0]["screenshots"] == ["trials/screen/1/screenshot.png"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--no-sandbox"]
+        )
+        try:
+            page = browser.new_page()
+            page.goto((tmp_path / "r.html").as_uri())
+            page.locator("details.trial summary").click()
+            shot = page.locator("details.trial img.shot")
+            assert shot.count() == 1
+            assert shot.evaluate("img => img.complete && img.naturalWidth") == 1024
+        finally:
+            browser.close()
+    assert _leftovers(docker_client, label, within=10) == []

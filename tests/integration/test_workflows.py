@@ -125,3 +125,26 @@ async def test_steps_in_two_sandboxes_pass_files_and_leave_nothing(
     assert result.outputs == {"report": "code=7 same=false"}
     assert result.steps["run"].status == "failed"
     assert _leftovers(docker_client, label, within=10) == []
+
+
+def test_ctrl_c_stops_a_workflow_and_removes_its_sandboxes(
+    tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    import signal
+
+    label = uuid.uuid4().hex
+    flow = tmp_path / "slow.yaml"
+    flow.write_text(
+        f"sessions: {{main: {{image: {IMAGE}, labels: {{sbx-test: {label}}}}}}}\n"
+        "steps:\n  - {id: wait, exec: 'sleep 120'}\n"
+    )
+    process = subprocess.Popen(
+        [*SBX, "workflow", "run", str(flow)], stderr=subprocess.PIPE, text=True
+    )
+    assert process.stderr is not None
+    assert process.stderr.readline().startswith("▶ wait")
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted; every sandbox was removed" in stderr
+    assert _leftovers(docker_client, label, within=10) == []

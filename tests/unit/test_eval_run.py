@@ -7,6 +7,9 @@ import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+import trio
+
 from orchestrator import Config, Orchestrator
 from orchestrator.evals import (
     EvalRunDir,
@@ -264,3 +267,34 @@ async def test_trials_start_in_the_suites_order(
     )
     assert progress.started == [(f"t{i}", 1) for i in range(6)]
     assert progress.peak == 1
+
+
+async def test_an_agent_that_cannot_reach_claude_is_an_error_not_a_failure(
+    orch: Orchestrator, fake_config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.testing.messages_api import MessagesAPIServer, Reply
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "dry-run")
+    server = MessagesAPIServer([Reply(text="Nothing to do.", input_tokens=10, output_tokens=5)])
+    async with trio.open_nursery() as nursery:
+        url = await nursery.start(server.serve)
+        loaded = suite(
+            tmp_path,
+            fake_config,
+            f"""\
+            name: agents
+            defaults: {{agent: {{base_url: "{url}", model: claude-haiku-4-5}}}}
+            tasks:
+              - {{id: answered, prompt: "say hi", graders: [{{type: exit_code}}]}}
+              - {{id: unanswered, prompt: "say hi", graders: [{{type: exit_code}}]}}
+            """,
+        )
+        result = await run_suite(orch, loaded, EvalRunDir(tmp_path / "run"), concurrency=1)
+        nursery.cancel_scope.cancel()
+    answered, unanswered = result.trials
+    assert answered.status == "passed"
+    assert (answered.input_tokens, answered.output_tokens) == (10, 5)
+    assert answered.cost_usd == pytest.approx((10 * 1.0 + 5 * 5.0) / 1e6)
+    assert unanswered.status == "error"
+    assert "the fake API's script is exhausted" in unanswered.message
+    assert unanswered.graders == []
