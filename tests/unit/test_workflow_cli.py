@@ -91,3 +91,25 @@ def test_the_live_view_and_the_plain_lines() -> None:
     assert second.startswith(
         "TIME task-timeout (1.5 s): why  [1/2 done · running 0 · passed 0 · failed 1 · elapsed"
     )
+
+
+def test_out_keeps_the_files_get_steps_read(tmp_path: Path) -> None:
+    from orchestrator.cli.workflow import save_files
+    from orchestrator.workflows.results import StepResult, WorkflowResult
+
+    one = StepResult("fetch", "succeeded", files={"/workspace/out/r.txt": b"5\n"})
+    fan = StepResult(
+        "each",
+        "succeeded",
+        items=[
+            StepResult("each", files={"/tmp/a": b"a"}),
+            StepResult("each", files={"/../b": b"b"}),
+        ],
+    )
+    saved = save_files(WorkflowResult(True, {}, {"fetch": one, "each": fan}), tmp_path)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in saved) == [
+        "each-0/tmp/a",
+        "each-1/b",
+        "fetch/workspace/out/r.txt",
+    ]
+    assert (tmp_path / "fetch/workspace/out/r.txt").read_bytes() == b"5\n"
