@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SBX    := $(BIN)/sbx
 PYTEST_ARGS ?=
 
-.PHONY: help install images test test-unit test-integration check lint imports format typecheck gc demo bench doctor clean compose-image up down
+.PHONY: help install images test test-unit test-integration check lint imports format typecheck gc demo bench doctor clean compose-image up down eval
 
 help:
 	@echo "make install   create .venv and install sbx (→ .venv/bin/sbx)"
@@ -14,6 +14,7 @@ help:
 	@echo "make test      unit + integration tests (real Docker, real images)"
 	@echo "make check     ruff + mypy + import contracts + unit tests"
 	@echo "make bench     our call path against docker exec / docker run"
+	@echo "make eval      run an evaluation suite: make eval SUITE=examples/evals/smoke.yaml [EVAL_ARGS=...]"
 	@echo "make doctor    check the engine, the images and a sandbox start"
 	@echo "make gc        remove sandboxes left behind by dead supervisors"
 	@echo "make up        run the HTTP API with docker compose (needs SBX_TOKEN); make down stops it"
@@ -63,6 +64,13 @@ demo: images
 
 bench: images
 	$(SBX) bench
+
+SUITE ?= examples/evals/smoke.yaml
+EVAL_ARGS ?=
+
+# Exit status as sbx eval's: 0 all passed, 1 some did not, 2 a suite that does not load.
+eval: images
+	$(SBX) eval $(SUITE) $(EVAL_ARGS)
 
 doctor: install
 	$(SBX) doctor

@@ -27,8 +27,9 @@ Why it cannot deadlock:
 
 from __future__ import annotations
 
+import copy
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -150,6 +151,14 @@ class ToolRouter:
         self.per_session = config.max_concurrent_calls_per_session
         self.global_limiter = trio.CapacityLimiter(config.max_concurrent_calls)
         self.observer: Observer = NullObserver()
+
+    def with_tools(self, tools: Iterable[Tool]) -> ToolRouter:
+        """A router with ``tools`` added to this one's, for one caller's own calls (a
+        workflow's steps).  It shares this router's limits -- the global slots, each
+        session's slots and locks, the deadline -- and its observer."""
+        router = copy.copy(self)
+        router.registry = self.registry.extended(tools)
+        return router
 
     # -- planning ------------------------------------------------------------------
 

@@ -38,6 +38,8 @@ __all__ = ["Orchestrator"]
 
 if TYPE_CHECKING:
     from orchestrator.agent.loop import AgentResult
+    from orchestrator.workflows.loading import WorkflowSource
+    from orchestrator.workflows.results import WorkflowResult
 
 log = structlog.get_logger("orchestrator")
 
@@ -188,6 +190,18 @@ class Orchestrator:
         from orchestrator.agent.loop import run_agent
 
         return await run_agent(self, task, **options)
+
+    async def workflow(
+        self, source: WorkflowSource, *, vars: Mapping[str, Any] | None = None, **options: Any
+    ) -> WorkflowResult:
+        """Run a YAML workflow (a path, YAML text, data or a ``Workflow``) to its end.
+
+        ``vars`` override its declared variables; see ``orchestrator.workflows.run_workflow``
+        for the other options.  ``LoadError`` for a file that does not load.
+        """
+        from orchestrator.workflows.runner import run_workflow
+
+        return await run_workflow(self, source, vars=vars, **options)
 
     async def reap_orphans(self) -> int:
         return len(await self.supervisor.reap_orphans())

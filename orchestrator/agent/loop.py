@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -121,8 +121,13 @@ async def run_agent(
     on_text: TextSink | None = None,
     on_tool: ToolSink | None = None,
     client: anthropic.AsyncAnthropic | None = None,
+    session: Session | None = None,
 ) -> AgentResult:
-    """Run ``task`` with Claude in a fresh sandbox; see the module docstring."""
+    """Run ``task`` with Claude in a fresh sandbox; see the module docstring.
+
+    With ``session`` the run works in that live session instead (a workflow's
+    or an evaluation task's) and leaves it open; ``image`` is then unused.
+    """
     if client is None:
         client = anthropic.AsyncAnthropic(
             api_key=resolve_api_key(api_key),
@@ -150,17 +155,17 @@ async def run_agent(
     turns = 0
     session_id = ""
     try:
-        async with orch.session(image=image) as session:
-            session_id = session.id
-            run.record("session", session_id=session.id, image=session.image)
+        async with _session_for(orch, image, session) as live:
+            session_id = live.id
+            run.record("session", session_id=live.id, image=live.image)
             if "computer" in tools:
                 # The computer tool advertises the session's real (scaled) screen size.
                 tool_params, betas = orch.router.registry.definitions(
-                    model, list(tools), computer=session.desktop.tool_options()
+                    model, list(tools), computer=live.desktop.tool_options()
                 )
                 tool_types = {param["name"]: param["type"] for param in tool_params}
                 run.record("tools", tools=tool_params, betas=betas)
-            log.info("agent run started", session_id=session.id, run_dir=str(run.path))
+            log.info("agent run started", session_id=live.id, run_dir=str(run.path))
             for turn in range(1, max_turns + 1):
                 if token_budget is not None and used_in + used_out >= token_budget:
                     stop_reason = "token_budget"
@@ -203,7 +208,7 @@ async def run_agent(
                     break
 
                 results = await orch.router.run(
-                    session,
+                    live,
                     uses,
                     tool_types=tool_types,
                     on_event=_tool_recorder(run, turn, uses, on_tool),
@@ -231,6 +236,18 @@ async def run_agent(
     return AgentResult(
         run.path, stop_reason, turns, used_in, used_out, final_text, session_id=session_id
     )
+
+
+@asynccontextmanager
+async def _session_for(
+    orch: AgentHost, image: str | None, given: Session | None
+) -> AsyncIterator[Session]:
+    """The caller's live session, left open, or a fresh one for the run."""
+    if given is not None:
+        yield given
+        return
+    async with orch.session(image=image) as fresh:
+        yield fresh
 
 
 def _tool_recorder(

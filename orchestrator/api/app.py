@@ -17,7 +17,16 @@ from orchestrator import __version__
 from orchestrator.api.dependencies import BodyLimit
 from orchestrator.api.errors import install_error_handlers
 from orchestrator.api.models import ErrorResponse
-from orchestrator.api.routes import agent_runs, desktop, exec, files, operations, sessions, tools
+from orchestrator.api.routes import (
+    agent_runs,
+    desktop,
+    exec,
+    files,
+    operations,
+    sessions,
+    tools,
+    workflows,
+)
 from orchestrator.api.state import ApiState
 
 __all__ = ["create_app"]
@@ -49,7 +58,7 @@ def create_app(state: ApiState) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=state.config.api.max_body)
     # The hottest route's router first: FastAPI tries included routers in order.
-    for module in (exec, sessions, tools, files, desktop, agent_runs):
+    for module in (exec, sessions, tools, files, desktop, agent_runs, workflows):
         app.include_router(module.router)
     # The live view's pages and websocket authenticate by the token in their path
     # (a browser cannot send a bearer header), issued by POST .../view to the owner.

@@ -30,6 +30,8 @@ __all__ = [
     "SessionList",
     "ToolsRequest",
     "ToolsResponse",
+    "WorkflowRunRequest",
+    "WorkflowRunResponse",
     "text_or_base64",
 ]
 
@@ -216,3 +218,30 @@ class AgentRunInfo(BaseModel):
     final_text: str | None = None
     error: str | None = None
     run_dir: str
+
+
+class WorkflowRunRequest(BaseModel):
+    """A workflow to run (the format of ``sbx workflow schema``) and its inputs."""
+
+    model_config = _Forbid
+
+    workflow: dict[str, Any] | str = Field(
+        description="The workflow as JSON, or its YAML text (errors then name its lines).",
+    )
+    vars: dict[str, Any] = Field(default_factory=dict, description="Values of declared vars.")
+    secrets: dict[str, str] = Field(
+        default_factory=dict,
+        description="Values of declared secrets (never read from the server's environment); "
+        "masked in every output and event.",
+    )
+
+
+class WorkflowRunResponse(BaseModel):
+    ok: bool = Field(description="Every step that had to succeed did.")
+    outputs: dict[str, Any]
+    steps: dict[str, dict[str, Any]] = Field(
+        description="By step id: status, seconds, attempts and the step's outputs."
+    )
+    seconds: float
+    name: str | None = None
+    error: str | None = None

@@ -27,6 +27,8 @@ COMMAND_GROUP_NAMES = (
     "desktop",
     "images",
     "agent",
+    "workflow",
+    "evals",
     "serve",
     "remote",
     "maintenance",

@@ -46,6 +46,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="benchmark the desktop instead (screenshots, actions, cold start) against "
         "scrot + ImageMagick and docker run",
     )
+    bench.add_argument(
+        "--evals",
+        action="store_true",
+        help="benchmark an evaluation run instead: --tasks scripted tasks at --concurrency, "
+        "against the same tasks as `docker run --rm` scripts",
+    )
+    bench.add_argument("--tasks", type=int, default=100, help="tasks for --evals (default 100)")
+    bench.add_argument("--concurrency", type=int, default=8, help="for --evals (default 8)")
+    bench.add_argument("--rounds", type=int, default=1, help="for --evals: alternate this often")
     bench.set_defaults(handler=_bench, quiet_logs=True)
 
     demo = sub.add_parser("demo", help="run several sandboxed jobs in parallel and show results")
@@ -63,6 +72,14 @@ def _doctor(args: argparse.Namespace, config: Config) -> int:
 
 
 def _bench(args: argparse.Namespace, config: Config) -> int:
+    if args.evals:
+        from orchestrator.bench.evals import collect_evals, format_evals
+
+        found = trio.run(
+            collect_evals, config, args.tasks, args.concurrency, args.image, args.rounds
+        )
+        print(json.dumps(found) if args.json else format_evals(found))
+        return 0 if all(target["met"] for target in found["targets"].values()) else 1
     if args.desktop:
         from orchestrator.bench.desktop import collect_desktop, format_desktop
 

@@ -36,6 +36,15 @@ class ToolRegistry:
         for alias in getattr(tool, "aliases", ()):
             self._by_name[alias] = tool  # a name it is advertised under instead (code_execution)
 
+    def extended(self, tools: Iterable[Tool]) -> ToolRegistry:
+        """A copy of this registry with ``tools`` added (this one is left as it is)."""
+        copy = ToolRegistry()
+        copy._by_name = dict(self._by_name)
+        copy._by_family = dict(self._by_family)
+        for tool in tools:
+            copy.register(tool)
+        return copy
+
     def get(self, name: str) -> Tool | None:
         return self._by_name.get(name)
 
