@@ -107,7 +107,7 @@ def _thinking(payload: dict[str, Any], messages: list[Any]) -> str | None:
     budget = thinking.get("budget_tokens")
     if not isinstance(budget, int) or budget < 1024:
         return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
-    if budget >= int(payload.get("max_tokens") or 0):
+    if "max_tokens" in payload and budget >= int(payload["max_tokens"] or 0):
         return "`max_tokens` must be greater than `thinking.budget_tokens`"
     if not messages or not isinstance(messages[-1], dict) or messages[-1].get("role") != "user":
         return None

@@ -179,8 +179,9 @@ class MessagesAPIServer:
         if problem is None:
             edited, applied = apply_context_edits(payload, count_request(payload))
             total = count_request(edited)
-            if self.max_input_tokens is not None and total > self.max_input_tokens:
-                problem = f"prompt is too long: {total} tokens > {self.max_input_tokens} maximum"
+            window = self.max_input_tokens
+            if path == MESSAGES and window is not None and total > window:
+                problem = f"prompt is too long: {total} tokens > {window} maximum"
         if problem is not None:
             await self._json(send, 400, self._error("invalid_request_error", problem), request_id)
             return

@@ -6,7 +6,7 @@ draws a desktop-like PNG -- a flat background, a window, lines of "text" --
 that differs from step to step and weighs what a real screenshot of a quiet
 desktop does (a few tens of kilobytes).  ``ScreenTool`` is a custom tool that
 answers each call with a line of text and such a screenshot, never touching
-the sandbox.
+the sandbox.  ``screenshot_script`` is the script of such a run.
 
 Must not: be used as a computer tool (it takes no actions); nothing here is
 for real runs.
@@ -21,9 +21,10 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from orchestrator.testing.api_script import Reply, ToolUseReply
 from orchestrator.tools.base import Resource, Tool, ToolContext, ToolOutput
 
-__all__ = ["ScreenInput", "ScreenTool", "synthetic_screen"]
+__all__ = ["ScreenInput", "ScreenTool", "screenshot_script", "synthetic_screen"]
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -100,3 +101,22 @@ class ScreenTool(Tool):
         assert isinstance(params, ScreenInput)
         png = synthetic_screen(params.step, self.width, self.height)
         return ToolOutput.text(f"screen at step {params.step}").add_image(png)
+
+
+def screenshot_script(turns: int, tool: str = "screen") -> list[Reply]:
+    """A scripted run of ``turns`` turns, each a line of text and one call that returns a
+    screenshot (``screen`` steps, or ``computer`` mouse moves), then a final answer."""
+    replies = []
+    for step in range(1, turns + 1):
+        tool_input: dict[str, Any] = {"step": step}
+        if tool == "computer":
+            x, y = 10 + (37 * step) % 1000, 10 + (53 * step) % 740
+            tool_input = {"action": "mouse_move", "coordinate": [x, y]}
+        replies.append(
+            Reply(
+                text=f"Step {step}: I look at the screen and decide what to do next.",
+                tool_uses=[ToolUseReply(id=f"toolu_{step:04d}", name=tool, input=tool_input)],
+            )
+        )
+    replies.append(Reply(text=f"Done: {turns} steps, each checked on the screen."))
+    return replies
