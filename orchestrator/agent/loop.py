@@ -11,6 +11,10 @@ compaction); usage and cost are counted per response (``usage``).
 Everything goes to a run directory as it happens; an API error keeps the
 directory and says where it is, and ``resume_agent`` continues a stopped run
 from it in a fresh sandbox.
+
+This module starts runs (a fresh one, or one read back by ``resume``);
+``turns`` drives them.  Must not: import the runtime (an ``AgentHost`` is
+handed in), or talk to Docker or the guest.
 """
 
 from __future__ import annotations

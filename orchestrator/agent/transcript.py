@@ -7,6 +7,9 @@ are written as PNG files beside it and referenced from the transcript
 instead of being inlined as base64; ``inline_images`` puts them back, and
 ``read_transcript`` reads the events back, for a resumed run.  A run
 directory opened again (to resume) is appended to.
+
+Must not: rewrite what was written (a transcript only grows), or read a file
+outside its run directory.
 """
 
 from __future__ import annotations

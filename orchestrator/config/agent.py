@@ -96,7 +96,8 @@ class AgentConfig(_Section):
         default=False,
         description="Where the model supports the API's context-editing beta, the API clears "
         "old tool results itself past three quarters of context_budget; compaction then acts "
-        "only when the edited prompt still exceeds the budget.",
+        "only when the edited prompt still exceeds the budget (with compaction off, context "
+        "editing is used instead).",
     )
     prices: dict[str, ModelPrice] = Field(
         default_factory=lambda: dict(DEFAULT_PRICES),
