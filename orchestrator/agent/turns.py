@@ -59,7 +59,8 @@ class AgentHost(Protocol):
 class AgentResult:
     run_dir: Path
     stop_reason: str
-    """``end_turn``, ``max_turns``, ``token_budget``, ``context_budget``, or the API's own."""
+    """``end_turn``, ``max_turns``, ``token_budget``, ``context_budget``, or the API's own
+    (the transcript's ``end`` event may also say ``error`` or ``stopped``: cancelled)."""
     turns: int
     """The run's last turn (a resumed run counts on from where it stopped)."""
     input_tokens: int
@@ -145,7 +146,7 @@ async def drive(
     run, conversation, ledger = state.run, state.conversation, state.ledger
     caller = MessagesCaller(client, run.path)
     final_text = ""
-    stop_reason = "max_turns"
+    stop_reason = "stopped"  # until the loop says otherwise: cancelled, interrupted, crashed
     done = conversation.last_turn
     session_id = ""
     try:
@@ -215,6 +216,7 @@ async def drive(
                 stop_reason = "max_turns"
     except AgentError as exc:
         exc.run_dir = run.path
+        stop_reason = "error"
         run.record("error", message=str(exc))
         raise
     finally:

@@ -345,3 +345,38 @@ async def test_context_editing_is_asked_for_where_the_model_takes_it(
         if e.get("context_management", {}).get("applied_edits")
     ]
     assert cleared  # the stand-in cleared old results past the trigger, as the API would
+
+
+async def test_a_cancelled_run_says_so_and_resumes_after_its_last_whole_turn(
+    screen_orch: Orchestrator, api_nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    script = screenshot_script(8)
+    first = await serve(api_nursery, script)
+    with trio.CancelScope() as scope:
+
+        def on_text(text: str) -> None:
+            if text.startswith("Step 5"):
+                scope.cancel()  # as Ctrl-C would, while turn 5 streams
+
+        await run_agent(
+            screen_orch,
+            "look",
+            tools=("screen",),
+            api_key="k",
+            base_url=first.url,
+            run_root=tmp_path / "runs",
+            on_text=on_text,
+            context=settings(),
+        )
+    [run_dir] = list((tmp_path / "runs").iterdir())
+    events = transcript(run_dir)
+    assert events[-1]["type"] == "end"
+    assert (events[-1]["stop_reason"], events[-1]["turns"]) == ("stopped", 4)
+
+    second = await serve(api_nursery, script[4:])
+    resumed = await resume_agent(
+        screen_orch, run_dir, api_key="k", base_url=second.url, context=settings()
+    )
+    assert (resumed.stop_reason, resumed.turns) == ("end_turn", 9)
+    opening = second.messages_requests[0].body["messages"]
+    assert opening[-2]["content"][-1]["id"] == "toolu_0004"
