@@ -37,7 +37,7 @@ from orchestrator.tools.registry import default_registry
 __all__ = ["Orchestrator"]
 
 if TYPE_CHECKING:
-    from orchestrator.agent.loop import AgentResult
+    from orchestrator.agent.turns import AgentResult
     from orchestrator.workflows.loading import WorkflowSource
     from orchestrator.workflows.results import WorkflowResult
 

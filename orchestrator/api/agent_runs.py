@@ -140,6 +140,7 @@ class AgentRuns:
                         max_tokens=request.max_tokens,
                         token_budget=request.token_budget,
                         system=request.system,
+                        thinking_budget=request.thinking_budget,
                         client=client,
                         run_root=run.run_root,
                         on_text=on_text,
@@ -153,6 +154,10 @@ class AgentRuns:
                     "turns": result.turns,
                     "input_tokens": result.input_tokens,
                     "output_tokens": result.output_tokens,
+                    "cache_read_tokens": result.cache_read_tokens,
+                    "cache_write_tokens": result.cache_write_tokens,
+                    "cost_usd": result.cost_usd,
+                    "compactions": result.compactions,
                     "final_text": result.final_text,
                 }
             if run.scope.cancelled_caught:

@@ -197,6 +197,12 @@ class AgentRunCreate(BaseModel):
     max_tokens: int = Field(default=4096, ge=1, le=200_000)
     token_budget: int | None = Field(default=None, ge=1)
     system: str | None = Field(default=None, max_length=100_000)
+    thinking_budget: int | None = Field(
+        default=None,
+        ge=1024,
+        le=128_000,
+        description="Extended thinking with this budget (under max_tokens).",
+    )
     base_url: str | None = Field(
         default=None,
         max_length=2048,
@@ -215,6 +221,10 @@ class AgentRunInfo(BaseModel):
     turns: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float | None = None
+    compactions: int = 0
     final_text: str | None = None
     error: str | None = None
     run_dir: str

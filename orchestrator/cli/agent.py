@@ -5,23 +5,34 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from typing import TYPE_CHECKING, Any
 
 import trio
+from pydantic import ValidationError
 
-from orchestrator.config import Config
+from orchestrator.config import AgentConfig, Config
 from orchestrator.errors import ConfigError
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from orchestrator.agent.turns import AgentResult
+
+__all__ = ["context_settings", "register", "summary_line"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     agent = sub.add_parser(
         "agent",
         help="let Claude do a task in a fresh sandbox",
-        description="Run the Claude agent loop on TASK in a fresh sandbox. Needs "
-        "ANTHROPIC_API_KEY; honours ANTHROPIC_BASE_URL and --base-url.",
+        description="Run the Claude agent loop on TASK in a fresh sandbox, or continue a "
+        "stopped run (--resume). Needs ANTHROPIC_API_KEY; honours ANTHROPIC_BASE_URL and "
+        "--base-url. Screenshots, prompt caching, the context budget and prices follow the "
+        "[agent] section of the configuration.",
     )
-    agent.add_argument("task", help="what Claude should do")
+    agent.add_argument(
+        "task",
+        nargs="?",
+        help="what Claude should do (with --resume: an optional follow-up instruction)",
+    )
     agent.add_argument("--image", help="sandbox image (default from config)")
     agent.add_argument("--model", default=None, help="model id (default claude-sonnet-4-6)")
     agent.add_argument("--max-turns", type=int, default=20)
@@ -32,6 +43,37 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     agent.add_argument("--api-key", help="API key (default $ANTHROPIC_API_KEY)")
     agent.add_argument("--runs", default="runs", help="directory for run directories")
     agent.add_argument("--system", help="system prompt")
+    agent.add_argument(
+        "--keep-images",
+        type=int,
+        metavar="N",
+        help="the most screenshots one request carries; older ones become a placeholder "
+        "(default agent.keep_images, 3; 0 sends them all)",
+    )
+    agent.add_argument(
+        "--context-budget",
+        type=int,
+        metavar="TOKENS",
+        help="the most input tokens one request may carry; past it the older turns are "
+        "summarised (default agent.context_budget; 0: no budget)",
+    )
+    agent.add_argument(
+        "--no-prompt-caching",
+        action="store_true",
+        help="send no cache_control breakpoints (agent.prompt_caching = false)",
+    )
+    agent.add_argument(
+        "--thinking-budget",
+        type=int,
+        metavar="TOKENS",
+        help="extended thinking with this budget (at least 1024, under --max-tokens)",
+    )
+    agent.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the stopped run in RUN_DIR (runs/<stamp>-<id>) in a fresh sandbox, with "
+        "the memory tool; TASK, if given, is a follow-up instruction",
+    )
     agent.set_defaults(
         handler=lambda args, config: trio.run(run_agent_command, config, args), quiet_logs=True
     )
@@ -39,21 +81,78 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fake = sub.add_parser(
         "fake-api",
         help="serve a scripted stand-in for the Messages API (dry runs)",
-        description="Serve POST /v1/messages on 127.0.0.1, answering from a YAML script of "
-        "replies, so `sbx agent --base-url` can be tried without the cloud API.",
+        description="Serve POST /v1/messages (and /v1/messages/count_tokens) on 127.0.0.1, "
+        "answering from a YAML script of replies, with token counts and prompt-cache usage, so "
+        "`sbx agent --base-url` can be tried without the cloud API.",
     )
     fake.add_argument("--script", required=True, help="YAML list of replies")
     fake.add_argument("--port", type=int, default=8788)
-    fake.set_defaults(handler=lambda args, config: trio.run(serve_fake_api, args.script, args.port))
+    fake.add_argument(
+        "--max-input-tokens",
+        type=int,
+        metavar="TOKENS",
+        help="refuse prompts longer than this, as a model's context window does",
+    )
+    fake.set_defaults(
+        handler=lambda args, config: trio.run(
+            serve_fake_api, args.script, args.port, args.max_input_tokens
+        )
+    )
+
+
+def context_settings(config: Config, args: argparse.Namespace) -> AgentConfig:
+    """``config.agent`` with the command line's context flags over it."""
+    updates: dict[str, Any] = {}
+    if args.keep_images is not None:
+        updates["keep_images"] = args.keep_images
+        if args.keep_images > 0:
+            updates["image_trim_step"] = min(config.agent.image_trim_step, args.keep_images)
+    if args.context_budget is not None:
+        updates["context_budget"] = args.context_budget
+    if args.no_prompt_caching:
+        updates["prompt_caching"] = False
+    try:
+        return AgentConfig.model_validate({**config.agent.model_dump(), **updates})
+    except ValidationError as exc:
+        problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise ConfigError(f"invalid agent option: {problems}") from None
+
+
+def summary_line(result: AgentResult) -> str:
+    """The line printed when a run ends: why, how long, the tokens and what they cost."""
+    cost = f"about ${result.cost_usd:.4f}" if result.cost_usd is not None else "no price known"
+    compactions = f"; {result.compactions} compaction(s)" if result.compactions else ""
+    return (
+        f"[{result.stop_reason} after {result.turns} turn(s); {result.input_tokens} input "
+        f"(+{result.cache_read_tokens} cache read, {result.cache_write_tokens} cache write) + "
+        f"{result.output_tokens} output tokens, {cost}{compactions}; transcript in "
+        f"{result.run_dir}]"
+    )
 
 
 async def run_agent_command(config: Config, args: argparse.Namespace) -> int:
-    from orchestrator.agent.loop import AgentError, resolve_api_key, run_agent
+    from orchestrator.agent.loop import (
+        AgentError,
+        check_thinking,
+        resolve_api_key,
+        resume_agent,
+        run_agent,
+    )
     from orchestrator.router import ToolCallEvent
     from orchestrator.runtime import Orchestrator
     from orchestrator.tools.versions import DEFAULT_MODEL
 
-    api_key = resolve_api_key(args.api_key)  # fail before starting a sandbox
+    if not args.task and not args.resume:
+        print("sbx agent: give a TASK (or --resume RUN_DIR)", file=sys.stderr)
+        return 2
+    context = context_settings(config, args)
+    try:
+        api_key = resolve_api_key(args.api_key)  # fail before starting a sandbox
+        if not args.resume:
+            check_thinking(args.model or DEFAULT_MODEL, args.thinking_budget, args.max_tokens)
+    except AgentError as exc:
+        print(f"sbx: {exc}", file=sys.stderr)
+        return 1
     out = sys.stdout
 
     def on_text(text: str) -> None:
@@ -71,46 +170,49 @@ async def run_agent_command(config: Config, args: argparse.Namespace) -> int:
 
     config = config.model_copy(update={"reap_orphans": False})
     orch = Orchestrator(config, handle_signals=True)
+    common: dict[str, Any] = {
+        "max_turns": args.max_turns,
+        "token_budget": args.token_budget,
+        "api_key": api_key,
+        "base_url": args.base_url,
+        "on_text": on_text,
+        "on_tool": on_tool,
+        "context": context,
+    }
     try:
         async with orch:
-            result = await run_agent(
-                orch,
-                args.task,
-                image=args.image,
-                model=args.model or DEFAULT_MODEL,
-                tools=[t.strip() for t in args.tools.split(",") if t.strip()],
-                max_turns=args.max_turns,
-                max_tokens=args.max_tokens,
-                token_budget=args.token_budget,
-                system=args.system,
-                api_key=api_key,
-                base_url=args.base_url,
-                run_root=args.runs,
-                on_text=on_text,
-                on_tool=on_tool,
-            )
+            if args.resume:
+                result = await resume_agent(orch, args.resume, args.task, **common)
+            else:
+                result = await run_agent(
+                    orch,
+                    args.task,
+                    image=args.image,
+                    model=args.model or DEFAULT_MODEL,
+                    tools=[t.strip() for t in args.tools.split(",") if t.strip()],
+                    max_tokens=args.max_tokens,
+                    system=args.system,
+                    run_root=args.runs,
+                    thinking_budget=args.thinking_budget,
+                    **common,
+                )
     except AgentError as exc:
         print(f"sbx: {exc}", file=sys.stderr)
         return 1
     except KeyError as exc:
         raise ConfigError(str(exc).strip("'\"")) from None
-    print(
-        f"\n[{result.stop_reason} after {result.turns} turn(s); "
-        f"{result.input_tokens} input + {result.output_tokens} output tokens; "
-        f"transcript in {result.run_dir}]",
-        file=sys.stderr,
-    )
+    print(f"\n{summary_line(result)}", file=sys.stderr)
     return 0
 
 
-async def serve_fake_api(script: str, port: int) -> int:
+async def serve_fake_api(script: str, port: int, max_input_tokens: int | None = None) -> int:
     from orchestrator.testing.messages_api import MessagesAPIServer, load_script
 
     try:
         replies = load_script(script)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load the script {script}: {exc}") from None
-    server = MessagesAPIServer(replies)
+    server = MessagesAPIServer(replies, max_input_tokens=max_input_tokens)
     async with trio.open_nursery() as nursery:
 
         async def serve(*, task_status: trio.TaskStatus[str]) -> None:

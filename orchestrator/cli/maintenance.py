@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 
 import trio
 
@@ -55,6 +56,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench.add_argument("--tasks", type=int, default=100, help="tasks for --evals (default 100)")
     bench.add_argument("--concurrency", type=int, default=8, help="for --evals (default 8)")
     bench.add_argument("--rounds", type=int, default=1, help="for --evals: alternate this often")
+    bench.add_argument(
+        "--agent",
+        action="store_true",
+        help="benchmark the agent's context management instead: a scripted run with a "
+        "screenshot every turn, managed and with trimming, caching and compaction off",
+    )
+    bench.add_argument("--turns", type=int, default=200, help="turns of the --agent run")
+    bench.add_argument(
+        "--budget",
+        type=int,
+        default=20_000,
+        help="the --agent run's context budget, tokens (default 20000)",
+    )
+    bench.add_argument(
+        "--fake-screens",
+        action="store_true",
+        help="--agent with synthetic screenshots in a code-runner sandbox (no desktop)",
+    )
     bench.set_defaults(handler=_bench, quiet_logs=True)
 
     demo = sub.add_parser("demo", help="run several sandboxed jobs in parallel and show results")
@@ -80,6 +99,21 @@ def _bench(args: argparse.Namespace, config: Config) -> int:
         )
         print(json.dumps(found) if args.json else format_evals(found))
         return 0 if all(target["met"] for target in found["targets"].values()) else 1
+    if args.agent:
+        from orchestrator.bench.agent import collect_agent, format_agent
+
+        report = trio.run(
+            partial(
+                collect_agent,
+                config,
+                args.turns,
+                fake_screens=args.fake_screens,
+                budget=args.budget,
+                image=args.image,
+            )
+        )
+        print(json.dumps(report) if args.json else format_agent(report))
+        return 0
     if args.desktop:
         from orchestrator.bench.desktop import collect_desktop, format_desktop
 

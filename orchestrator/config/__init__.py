@@ -1,18 +1,14 @@
 """Configuration: pydantic models loaded from TOML, overridden by ``SBX_*``.
 
-``sections`` holds one model per ``[table]`` (``api_sections`` those of
-``sbx serve``), ``model`` the whole ``Config``,
+``sections`` holds one model per ``[table]`` (``api_sections`` that of
+``sbx serve``, ``agent`` the agent loop's), ``model`` the whole ``Config``,
 ``loading`` reads the file and the environment (precedence, highest first:
 values passed in code, ``SBX_*`` variables, the TOML file, the defaults),
 ``sizes`` parses ``"512m"``-style sizes.
 """
 
-from orchestrator.config.api_sections import (
-    AgentConfig,
-    ApiConfig,
-    ApiToken,
-    normalize_base_url,
-)
+from orchestrator.config.agent import DEFAULT_PRICES, AgentConfig, ModelPrice
+from orchestrator.config.api_sections import ApiConfig, ApiToken, normalize_base_url
 from orchestrator.config.loading import NOT_CONFIG_VARIABLES, load_config
 from orchestrator.config.model import Config
 from orchestrator.config.sandbox import (
@@ -36,6 +32,7 @@ from orchestrator.config.sections import (
 from orchestrator.config.sizes import ByteSize, human_bytes, parse_bytes
 
 __all__ = [
+    "DEFAULT_PRICES",
     "NOT_CONFIG_VARIABLES",
     "AgentConfig",
     "ApiConfig",
@@ -50,6 +47,7 @@ __all__ = [
     "LimitsConfig",
     "LoggingConfig",
     "MemoryConfig",
+    "ModelPrice",
     "PoolConfig",
     "SandboxConfig",
     "SessionConfig",

@@ -1,8 +1,7 @@
-"""The sections of ``sbx serve``: ``[api]`` (the HTTP server and its tokens) and ``[agent]``.
+"""The section of ``sbx serve``: ``[api]`` (the HTTP server and its tokens).
 
-``[agent]`` says where agent runs started over the API may send a Messages
-API key, and whose key: a tenant must never make the server send its own
-key, or any request, to an address the operator did not choose.
+``[agent]`` (in ``config.agent``) says, besides the agent loop's context,
+where agent runs started over the API may send a Messages API key.
 
 Must not: read files or the environment (``loading`` does; the API reads the
 key variable a token names when a run starts), or import anything of the
@@ -20,9 +19,9 @@ from pydantic import Field, SecretStr, field_validator
 from orchestrator.config.sections import _Section
 from orchestrator.config.sizes import ByteSize
 
-__all__ = ["AgentConfig", "ApiConfig", "ApiToken", "normalize_base_url"]
+__all__ = ["OWNER_PATTERN", "ApiConfig", "ApiToken", "normalize_base_url"]
 
-_OWNER = r"^[A-Za-z0-9_.@-]{1,64}$"
+OWNER_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
 _SERVER_KEYS = frozenset({"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -59,7 +58,7 @@ def normalize_base_url(url: str) -> str | None:
 class ApiToken(_Section):
     """One API token: stored as its SHA-256 (``sbx token hash`` prints it), with an owner."""
 
-    owner: str = Field(pattern=_OWNER)
+    owner: str = Field(pattern=OWNER_PATTERN)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the token, hex.")
     admin: bool = Field(default=False, description="Sees and manages every owner's sessions.")
     anthropic_api_key_env: str | None = Field(
@@ -141,55 +140,3 @@ class ApiConfig(_Section):
         if value is not None and not secret.strip():
             raise ValueError("metrics_token is empty; unset it or give a token")
         return value
-
-
-class AgentConfig(_Section):
-    """Agent runs started over the HTTP API: which Messages API they call, with whose key.
-
-    ``sbx agent`` on the command line is not concerned: it runs as the user, with
-    the user's own environment.
-    """
-
-    allowed_base_urls: list[str] = Field(
-        default_factory=list,
-        description="Messages API base URLs a non-admin token may name as a run's base_url "
-        "(compared whole, normalised); admins may name any.",
-    )
-    share_server_key: bool | list[str] = Field(
-        default=False,
-        description="Who may run on the server's own ANTHROPIC_API_KEY: false, admin tokens "
-        "only; a list, those owners too; true, every token.",
-    )
-
-    @field_validator("allowed_base_urls")
-    @classmethod
-    def _plain_urls(cls, value: list[str]) -> list[str]:
-        for url in value:
-            if normalize_base_url(url) is None:
-                raise ValueError(
-                    f"{url!r} is not a plain http(s)://host[:port][/path] URL (no user info, "
-                    "query or fragment)"
-                )
-        return value
-
-    @field_validator("share_server_key")
-    @classmethod
-    def _owner_names(cls, value: bool | list[str]) -> bool | list[str]:
-        if isinstance(value, list):
-            for owner in value:
-                if not isinstance(owner, str) or not re.fullmatch(_OWNER, owner):
-                    raise ValueError(f"{owner!r} is not a token owner's name")
-        return value
-
-    def allowed_base_url(self, url: str) -> str | None:
-        """The entry of ``allowed_base_urls`` that ``url`` is (normalised), or ``None``."""
-        wanted = normalize_base_url(url)
-        if wanted is None:
-            return None
-        return next((a for a in self.allowed_base_urls if normalize_base_url(a) == wanted), None)
-
-    def shares_server_key_with(self, owner: str) -> bool:
-        """Whether a non-admin token of ``owner`` may run on the server's own key."""
-        if isinstance(self.share_server_key, bool):
-            return self.share_server_key
-        return owner in self.share_server_key

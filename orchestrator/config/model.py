@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from orchestrator.config.api_sections import AgentConfig, ApiConfig
+from orchestrator.config.agent import AgentConfig
+from orchestrator.config.api_sections import ApiConfig
 from orchestrator.config.sandbox import (
     LimitsConfig,
     SandboxConfig,

@@ -2,10 +2,16 @@
 
 It serves ``POST /v1/messages`` the way the cloud API does -- a JSON message,
 or with ``"stream": true`` the ``message_start`` / ``content_block_*`` /
-``message_delta`` / ``message_stop`` event stream -- plus error responses
-(429, 529, ...) in the API's error format with ``request-id`` headers, so the
-real ``anthropic`` SDK talks to it unchanged through ``base_url``.  Replies
-come from a script, in order; every request is recorded for assertions.
+``message_delta`` / ``message_stop`` event stream -- and
+``POST /v1/messages/count_tokens``, plus error responses (429, 529, ...) in
+the API's error format with ``request-id`` headers, so the real ``anthropic``
+SDK talks to it unchanged through ``base_url``.  Replies come from a script,
+in order (``api_script``); every request is recorded for assertions.
+
+Like the API it refuses what the API refuses (``api_rules``), counts tokens
+and reports prompt-cache reads and writes (``api_tokens``), applies context
+editing, sends thinking blocks when a request enables thinking, and with
+``max_input_tokens`` refuses a prompt longer than that window.
 
 Tests use it in place of the cloud API, which cannot be reached from CI; users
 use it (``sbx fake-api``) to dry-run an agent setup without spending tokens.
@@ -14,15 +20,25 @@ use it (``sbx fake-api``) to dry-run an agent setup without spending tokens.
 from __future__ import annotations
 
 import json
+import math
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import trio
-import yaml
-from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.testing.api_rules import refusal
+from orchestrator.testing.api_script import (
+    APIErrorReply,
+    Reply,
+    ReplySource,
+    ToolUseReply,
+    load_script,
+    summary_reply,
+)
+from orchestrator.testing.api_stream import stream_events
+from orchestrator.testing.api_tokens import PromptCache, apply_context_edits, count_request
 
 __all__ = [
     "APIErrorReply",
@@ -35,63 +51,8 @@ __all__ = [
 
 ASGIReceive = Callable[[], Awaitable[dict[str, Any]]]
 ASGISend = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class ToolUseReply(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    input: dict[str, Any] = Field(default_factory=dict)
-    id: str | None = None
-
-
-class APIErrorReply(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    status: int = 529
-    type: str = "overloaded_error"
-    message: str = "Overloaded"
-    retry_after_ms: int | None = 10
-
-
-class Reply(BaseModel):
-    """One scripted answer: text and/or tool calls, or an API error."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    text: str | None = None
-    tool_uses: list[ToolUseReply] = Field(default_factory=list)
-    stop_reason: str | None = None
-    error: APIErrorReply | None = None
-    input_tokens: int = 100
-    output_tokens: int = 20
-
-    def content(self) -> list[dict[str, Any]]:
-        blocks: list[dict[str, Any]] = []
-        if self.text is not None:
-            blocks.append({"type": "text", "text": self.text})
-        for tool_use in self.tool_uses:
-            blocks.append(
-                {
-                    "type": "tool_use",
-                    "id": tool_use.id or f"toolu_{secrets.token_hex(12)}",
-                    "name": tool_use.name,
-                    "input": tool_use.input,
-                }
-            )
-        return blocks
-
-
-ReplySource = Reply | Callable[[dict[str, Any]], Reply]
-"""A fixed reply, or a function of the request body (to react to tool results)."""
-
-
-def load_script(path: str | Path) -> list[Reply]:
-    """A YAML (or JSON) list of replies, e.g. ``- {text: hi, tool_uses: [{name: bash, ...}]}``."""
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: a script is a list of replies")
-    return [Reply.model_validate(item) for item in data]
+MESSAGES = "/v1/messages"
+COUNT_TOKENS = "/v1/messages/count_tokens"
 
 
 @dataclass
@@ -100,6 +61,10 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    size: int = 0
+    """The body's length in bytes, as sent."""
+    usage: dict[str, Any] = field(default_factory=dict)
+    """What the stand-in counted: the usage it answered, or ``input_tokens`` of a count."""
 
     @property
     def api_key(self) -> str | None:
@@ -114,6 +79,10 @@ class RecordedRequest:
         raw = self.headers.get("anthropic-beta", "")
         return [flag.strip() for flag in raw.split(",") if flag.strip()]
 
+    @property
+    def is_count(self) -> bool:
+        return self.path == COUNT_TOKENS
+
 
 @dataclass
 class MessagesAPIServer:
@@ -122,9 +91,22 @@ class MessagesAPIServer:
     replies: Sequence[ReplySource]
     api_key: str | None = None
     model_echo: bool = True
+    max_input_tokens: int | None = None
+    """The context window: a longer prompt is refused ("prompt is too long"); ``None``, none."""
+    min_cache_tokens: int = 1024
+    """The shortest prefix the cache keeps (the larger models' minimum)."""
     requests: list[RecordedRequest] = field(default_factory=list)
     url: str = ""
+    cache: PromptCache = field(default_factory=PromptCache)
     _cursor: int = 0
+
+    def __post_init__(self) -> None:
+        self.cache.min_tokens = self.min_cache_tokens
+
+    @property
+    def messages_requests(self) -> list[RecordedRequest]:
+        """The requests to ``/v1/messages`` (token counts left out)."""
+        return [r for r in self.requests if not r.is_count]
 
     async def serve(
         self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED, port: int = 0
@@ -164,17 +146,19 @@ class MessagesAPIServer:
                     return
         if scope["type"] != "http":
             return
-        body = b""
+        chunks: list[bytes] = []
         while True:
             message = await receive()
-            body += message.get("body", b"")
+            chunks.append(message.get("body", b""))
             if not message.get("more_body"):
                 break
+        body = b"".join(chunks)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         request_id = f"req_{secrets.token_hex(12)}"
-        if scope["method"] != "POST" or scope["path"] != "/v1/messages":
+        path = scope["path"]
+        if scope["method"] != "POST" or path not in (MESSAGES, COUNT_TOKENS):
             await self._json(
-                send, 404, self._error("not_found_error", f"no route {scope['path']}"), request_id
+                send, 404, self._error("not_found_error", f"no route {path}"), request_id
             )
             return
         try:
@@ -184,18 +168,32 @@ class MessagesAPIServer:
                 send, 400, self._error("invalid_request_error", "the body is not JSON"), request_id
             )
             return
-        recorded = RecordedRequest(scope["method"], scope["path"], headers, payload)
+        recorded = RecordedRequest(scope["method"], path, headers, payload, size=len(body))
         self.requests.append(recorded)
         if self.api_key is not None and recorded.api_key != self.api_key:
             await self._json(
                 send, 401, self._error("authentication_error", "invalid API key"), request_id
             )
             return
-        problem = _invalid_content(payload)
+        problem = refusal(payload, recorded.betas)
+        if problem is None:
+            edited, applied = apply_context_edits(payload, count_request(payload))
+            total = count_request(edited)
+            window = self.max_input_tokens
+            if path == MESSAGES and window is not None and total > window:
+                problem = f"prompt is too long: {total} tokens > {window} maximum"
         if problem is not None:
             await self._json(send, 400, self._error("invalid_request_error", problem), request_id)
             return
-        if self._cursor >= len(self.replies):
+        if path == COUNT_TOKENS:
+            answer: dict[str, Any] = {"input_tokens": total}
+            if payload.get("context_management"):
+                answer["context_management"] = {"original_input_tokens": count_request(payload)}
+            recorded.usage = dict(answer)
+            await self._json(send, 200, answer, request_id)
+            return
+        reply = self._next_reply(payload)
+        if reply is None:
             await self._json(
                 send,
                 400,
@@ -206,9 +204,6 @@ class MessagesAPIServer:
                 request_id,
             )
             return
-        source = self.replies[self._cursor]
-        self._cursor += 1
-        reply = source(payload) if callable(source) else source
         if reply.error is not None:
             extra = {}
             if reply.error.retry_after_ms is not None:
@@ -221,22 +216,54 @@ class MessagesAPIServer:
                 extra,
             )
             return
-        message = self._message(reply, payload)
+        message = self._message(reply, payload, edited, applied)
+        recorded.usage = dict(message["usage"])
         if payload.get("stream"):
             await self._stream(send, message, request_id)
         else:
             await self._json(send, 200, message, request_id)
 
+    def _next_reply(self, payload: dict[str, Any]) -> Reply | None:
+        """The script's next reply; a request that forbids tools gets a summary instead."""
+        if (payload.get("tool_choice") or {}).get("type") == "none":
+            return summary_reply(payload)
+        if self._cursor >= len(self.replies):
+            return None
+        source = self.replies[self._cursor]
+        self._cursor += 1
+        return source(payload) if callable(source) else source
+
     @staticmethod
     def _error(kind: str, text: str) -> dict[str, Any]:
         return {"type": "error", "error": {"type": kind, "message": text}}
 
-    def _message(self, reply: Reply, payload: dict[str, Any]) -> dict[str, Any]:
-        content = reply.content()
+    def _message(
+        self,
+        reply: Reply,
+        payload: dict[str, Any],
+        edited: dict[str, Any],
+        applied: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        thinking = (payload.get("thinking") or {}).get("type") == "enabled"
+        content = reply.content(thinking=thinking)
         stop = reply.stop_reason or (
             "tool_use" if any(b["type"] == "tool_use" for b in content) else "end_turn"
         )
-        return {
+        if reply.input_tokens is not None:
+            usage: dict[str, Any] = {"input_tokens": reply.input_tokens}
+        else:
+            cached = self.cache.use(edited)
+            usage = {
+                "input_tokens": cached.input_tokens,
+                "cache_creation_input_tokens": cached.cache_creation_input_tokens,
+                "cache_read_input_tokens": cached.cache_read_input_tokens,
+            }
+        usage["output_tokens"] = (
+            reply.output_tokens
+            if reply.output_tokens is not None
+            else max(1, math.ceil(len(json.dumps(content)) / 4))
+        )
+        message: dict[str, Any] = {
             "id": f"msg_{secrets.token_hex(12)}",
             "type": "message",
             "role": "assistant",
@@ -244,8 +271,11 @@ class MessagesAPIServer:
             "content": content,
             "stop_reason": stop,
             "stop_sequence": None,
-            "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens},
+            "usage": usage,
         }
+        if payload.get("context_management"):
+            message["context_management"] = {"applied_edits": applied}
+        return message
 
     async def _json(
         self,
@@ -277,93 +307,7 @@ class MessagesAPIServer:
                 ],
             }
         )
-
-        async def event(name: str, data: dict[str, Any]) -> None:
+        for name, data in stream_events(message):
             chunk = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-        start = {
-            **message,
-            "content": [],
-            "stop_reason": None,
-            "usage": {"input_tokens": message["usage"]["input_tokens"], "output_tokens": 1},
-        }
-        await event("message_start", {"type": "message_start", "message": start})
-        await event("ping", {"type": "ping"})
-        for index, block in enumerate(message["content"]):
-            if block["type"] == "text":
-                await event(
-                    "content_block_start",
-                    {
-                        "type": "content_block_start",
-                        "index": index,
-                        "content_block": {"type": "text", "text": ""},
-                    },
-                )
-                text = block["text"]
-                for piece in [text[i : i + 16] for i in range(0, len(text), 16)] or [""]:
-                    await event(
-                        "content_block_delta",
-                        {
-                            "type": "content_block_delta",
-                            "index": index,
-                            "delta": {"type": "text_delta", "text": piece},
-                        },
-                    )
-            else:
-                await event(
-                    "content_block_start",
-                    {
-                        "type": "content_block_start",
-                        "index": index,
-                        "content_block": {
-                            "type": "tool_use",
-                            "id": block["id"],
-                            "name": block["name"],
-                            "input": {},
-                        },
-                    },
-                )
-                raw = json.dumps(block["input"])
-                for piece in [raw[i : i + 24] for i in range(0, len(raw), 24)]:
-                    await event(
-                        "content_block_delta",
-                        {
-                            "type": "content_block_delta",
-                            "index": index,
-                            "delta": {"type": "input_json_delta", "partial_json": piece},
-                        },
-                    )
-            await event("content_block_stop", {"type": "content_block_stop", "index": index})
-        await event(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-                "usage": {"output_tokens": message["usage"]["output_tokens"]},
-            },
-        )
-        await event("message_stop", {"type": "message_stop"})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-def _invalid_content(payload: dict[str, Any]) -> str | None:
-    """What the real API refuses in ``messages`` that a client could get wrong; else ``None``.
-
-    Only the rules a tool runner can break are checked: a text block must not
-    be empty, not even inside a ``tool_result``.
-    """
-    messages = payload.get("messages")
-    if not isinstance(messages, list):
-        return None
-    for i, message in enumerate(messages):
-        content = message.get("content") if isinstance(message, dict) else None
-        blocks = content if isinstance(content, list) else []
-        for j, block in enumerate(blocks):
-            if not isinstance(block, dict):
-                continue
-            inner = block.get("content") if block.get("type") == "tool_result" else None
-            for part in [block, *(inner if isinstance(inner, list) else [])]:
-                if isinstance(part, dict) and part.get("type") == "text" and not part.get("text"):
-                    return f"messages.{i}.content.{j}: text content blocks must be non-empty"
-    return None

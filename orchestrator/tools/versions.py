@@ -12,11 +12,14 @@ from dataclasses import dataclass
 
 __all__ = [
     "CODE_EXECUTION_TYPE",
+    "CONTEXT_MANAGEMENT_BETA",
     "DEFAULT_MODEL",
     "GENERATION",
     "TOOL_VERSIONS",
     "ToolVersion",
     "betas_for",
+    "supports_context_editing",
+    "supports_thinking",
     "tool_type_for_model",
 ]
 
@@ -37,6 +40,8 @@ class ToolVersion:
 
 
 GENERATION = "generation"
+CONTEXT_MANAGEMENT_BETA = "context-management-2025-06-27"
+"""The beta flag of the memory tool and of context editing (``context_management``)."""
 
 CODE_EXECUTION_TYPE = "custom"
 """``code_execution`` is our own client tool, sent as a custom tool (name, description,
@@ -58,7 +63,7 @@ TOOL_VERSIONS: dict[str, ToolVersion] = {
         ToolVersion("text_editor_20250124", "str_replace_editor", "text_editor", GENERATION),
         ToolVersion("text_editor_20250429", "str_replace_based_edit_tool", "text_editor", None),
         ToolVersion("text_editor_20250728", "str_replace_based_edit_tool", "text_editor", None),
-        ToolVersion("memory_20250818", "memory", "memory", "context-management-2025-06-27"),
+        ToolVersion("memory_20250818", "memory", "memory", CONTEXT_MANAGEMENT_BETA),
     )
 }
 
@@ -110,3 +115,20 @@ def betas_for(tool_types: list[str], model: str) -> list[str]:
         if flag and flag not in flags:
             flags.append(flag)
     return flags
+
+
+# Models without extended thinking, and without the context-editing beta (by id prefix);
+# newer models than this table knows have both.
+_NO_THINKING = ("claude-3-5-", "claude-3-opus", "claude-3-sonnet", "claude-3-haiku")
+_NO_CONTEXT_EDITING = ("claude-3-",)
+
+
+def supports_thinking(model: str) -> bool:
+    """Whether ``model`` takes ``thinking={"type": "enabled", "budget_tokens": N}``
+    (Claude 3.7 Sonnet and every Claude 4 model)."""
+    return not model.startswith(_NO_THINKING)
+
+
+def supports_context_editing(model: str) -> bool:
+    """Whether ``model`` takes ``context_management`` edits (the Claude 4 models)."""
+    return not model.startswith(_NO_CONTEXT_EDITING)

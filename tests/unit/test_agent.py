@@ -71,7 +71,9 @@ async def test_a_full_run_with_parallel_calls_and_a_retried_529(
 
     first, retried, second = server.requests
     assert first.body == retried.body  # the SDK retried the 529 as is
-    assert first.body["tools"] == [{"type": "bash_20250124", "name": "bash"}]
+    assert first.body["tools"] == [
+        {"type": "bash_20250124", "name": "bash", "cache_control": {"type": "ephemeral"}}
+    ]
     assert first.betas == ["computer-use-2025-11-24"]
     assert first.body["model"] == "claude-sonnet-4-6"
     assert first.api_key == "test-key"
@@ -166,7 +168,7 @@ async def test_api_error_names_status_and_request_id_and_keeps_the_run(
 async def test_unreachable_api_is_a_clear_error(orch: Orchestrator, tmp_path: Path) -> None:
     import anthropic
 
-    from orchestrator.agent.loop import _one_turn  # noqa: F401 - the path under test
+    from orchestrator.agent.calls import MessagesCaller  # noqa: F401 - the path under test
 
     client = anthropic.AsyncAnthropic(api_key="k", base_url="http://127.0.0.1:9", max_retries=0)
     with pytest.raises(AgentError, match="cannot reach the Claude API"):
@@ -213,7 +215,11 @@ async def test_models_get_their_own_tool_versions(
         orch, "x", api_key="k", base_url=server.url, run_root=tmp_path, model="claude-opus-4-5"
     )
     old, new = server.requests
-    assert old.body["tools"] == [{"type": "bash_20241022", "name": "bash"}]
+    assert [{**t, "cache_control": None} for t in old.body["tools"]] == [
+        {"type": "bash_20241022", "name": "bash", "cache_control": None}
+    ]
     assert old.betas == ["computer-use-2024-10-22"]
-    assert new.body["tools"] == [{"type": "bash_20250124", "name": "bash"}]
+    assert [{**t, "cache_control": None} for t in new.body["tools"]] == [
+        {"type": "bash_20250124", "name": "bash", "cache_control": None}
+    ]
     assert new.betas == ["computer-use-2025-11-24"]  # bash rides on its generation's flag

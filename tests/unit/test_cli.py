@@ -93,3 +93,54 @@ def test_a_bad_server_url_is_a_usage_error(
     monkeypatch.setenv("SBX_URL", "ftp://example")
     assert main(["run", "--", "true"]) == 2
     assert "must be an http(s) URL" in capsys.readouterr().err
+
+
+def test_agent_context_flags_go_over_the_agent_section() -> None:
+    from orchestrator.cli.agent import context_settings
+    from orchestrator.config import Config
+
+    args = build_parser().parse_args(
+        [
+            "agent",
+            "--keep-images",
+            "1",
+            "--context-budget",
+            "5000",
+            "--no-prompt-caching",
+            "--thinking-budget",
+            "2048",
+            "do it",
+        ]
+    )
+    context = context_settings(Config(), args)
+    assert (context.keep_images, context.image_trim_step) == (1, 1)
+    assert context.context_budget == 5000
+    assert context.prompt_caching is False
+    assert args.thinking_budget == 2048
+    unchanged = context_settings(Config(), build_parser().parse_args(["agent", "x"]))
+    assert unchanged == Config().agent
+
+
+def test_agent_flags_out_of_bounds_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+    assert main(["agent", "--context-budget", "10", "x"]) == 2
+    assert "context_budget" in capsys.readouterr().err
+    assert main(["agent"]) == 2
+    assert "give a TASK (or --resume RUN_DIR)" in capsys.readouterr().err
+    assert main(["agent", "--thinking-budget", "8000", "x"]) == 1
+    assert "less than --max-tokens" in capsys.readouterr().err
+
+
+def test_the_end_of_a_run_says_its_tokens_and_cost() -> None:
+    from orchestrator.agent import AgentResult
+    from orchestrator.cli.agent import summary_line
+
+    result = AgentResult(
+        Path("runs/x"), "end_turn", 12, 300, 900, "ok", "s", 50_000, 4_000, 0.0321, 1
+    )
+    line = summary_line(result)
+    assert "end_turn after 12 turn(s)" in line
+    assert "300 input (+50000 cache read, 4000 cache write) + 900 output tokens" in line
+    assert "about $0.0321; 1 compaction(s)" in line

@@ -401,7 +401,8 @@ def _close_wait_sockets(port: int) -> int:
     count = 0
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
-            lines = open(table).read().splitlines()[1:]
+            with open(table) as f:
+                lines = f.read().splitlines()[1:]
         except FileNotFoundError:
             continue
         for line in lines:
