@@ -299,8 +299,13 @@ async def _agent(env: ActionEnv, step: Step, session: Session, ctx: Mapping[str,
         "json": _json_of(result.final_text, "the agent's final text"),
         "stop_reason": result.stop_reason,
         "turns": result.turns,
-        "input_tokens": result.input_tokens,
+        # Every prompt token, whether the cache served it or not.
+        "input_tokens": result.input_tokens
+        + result.cache_read_tokens
+        + result.cache_write_tokens,
         "output_tokens": result.output_tokens,
+        "cache_read_tokens": result.cache_read_tokens,
+        "cost_usd": result.cost_usd,
         "exit_code": 0 if done else 1,
     }
     details: dict[str, Any] = {

@@ -37,7 +37,17 @@ OUTPUTS: dict[str, frozenset[str]] = {
     "put": frozenset({"files", "path"}),
     "get": frozenset({"text", "json", "files"}),
     "agent": frozenset(
-        {"text", "json", "stop_reason", "turns", "input_tokens", "output_tokens", "exit_code"}
+        {
+            "text",
+            "json",
+            "stop_reason",
+            "turns",
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cost_usd",
+            "exit_code",
+        }
     ),
 }
 """What each kind of step produces (``steps.ID.FIELD``), beside the common fields."""

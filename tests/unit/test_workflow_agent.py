@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -64,11 +65,19 @@ outputs:
     assert result.ok, result.to_json()
     assert result.outputs == {"said": "Done.", "turns": 2, "file": "from-claude"}
     ask = result.steps["ask"]
-    assert ask.outputs["input_tokens"] == 200 and ask.outputs["stop_reason"] == "end_turn"
+    assert ask.outputs["stop_reason"] == "end_turn"
     # Claude was told the secret; the transcript on disk does not keep it.
     assert SECRET in str(server.requests[0].body["messages"])
     run_dir = Path(ask.details["run_dir"])
     transcript = (run_dir / "transcript.jsonl").read_text()
+    # The step's input_tokens are every prompt token the API counted, cached or not.
+    end = [json.loads(line) for line in transcript.splitlines()][-1]
+    assert end["type"] == "end", end
+    counted = sum(
+        end["usage"][key]
+        for key in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+    )
+    assert ask.outputs["input_tokens"] == counted > 0
     assert SECRET not in transcript and "***" in transcript
     tools = [t["name"] for t in server.requests[0].body["tools"]]
     assert tools == ["bash", "str_replace_based_edit_tool"]
