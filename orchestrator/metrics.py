@@ -7,12 +7,15 @@ names.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from orchestrator.observe import Outcome
+from orchestrator.resilience import BreakerState, Resilience
 
 __all__ = ["CONTENT_TYPE_LATEST", "PrometheusObserver"]
 
@@ -122,5 +125,45 @@ class PrometheusObserver:
     def stream_dropped(self, nbytes: int) -> None:
         self.dropped.inc(nbytes)
 
+    def watch_resilience(self, resilience: Resilience) -> None:
+        """Show ``resilience``'s retries and breakers, read when scraped."""
+        self.registry.register(_ResilienceCollector(resilience))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+_BREAKER_VALUES = {BreakerState.CLOSED: 0.0, BreakerState.HALF_OPEN: 1.0, BreakerState.OPEN: 2.0}
+
+
+class _ResilienceCollector(Collector):
+    """Retries by operation and reason; each breaker's state and how often it opened."""
+
+    def __init__(self, resilience: Resilience) -> None:
+        self.resilience = resilience
+
+    def describe(self) -> list[Metric]:
+        return []  # names are known only when scraped
+
+    def collect(self) -> Iterator[Metric]:
+        retries = CounterMetricFamily(
+            "sbx_retries",
+            "Transient failures tried again, by operation and reason.",
+            labels=["operation", "reason"],
+        )
+        for (operation, reason), count in sorted(self.resilience.retries.items()):
+            retries.add_metric([operation, reason], float(count))
+        yield retries
+        state = GaugeMetricFamily(
+            "sbx_breaker_state",
+            "Circuit breakers: 0 closed, 1 half-open (probing), 2 open (failing fast).",
+            labels=["breaker"],
+        )
+        opened = CounterMetricFamily(
+            "sbx_breaker_opened", "How often each circuit breaker opened.", labels=["breaker"]
+        )
+        for name, breaker in list(self.resilience.breaker_items()):
+            state.add_metric([name], _BREAKER_VALUES[breaker.state])
+            opened.add_metric([name], float(breaker.opened))
+        yield state
+        yield opened

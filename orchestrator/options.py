@@ -48,6 +48,11 @@ class SandboxOptions(BaseModel):
     workdir: str | None = None
     ttl: float | None = Field(default=None, gt=0)
     idle_timeout: float | None = Field(default=None, gt=0)
+    restart_on_crash: bool | None = Field(
+        default=None,
+        description="A lost sandbox (crashed, or its guest silent) is replaced by a fresh one "
+        "and the next result says so; its state is lost (at most session.max_restarts).",
+    )
     labels: dict[str, str] = Field(default_factory=dict)
     tmpfs_sizes: dict[str, ByteSize] = Field(
         default_factory=dict, description="New sizes for the configured tmpfs mounts."

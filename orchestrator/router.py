@@ -224,10 +224,23 @@ class ToolRouter:
     ) -> tuple[list[dict[str, Any]], list[tuple[str, bytes]]]:
         """``run``, plus the files calls produced (screenshots) as ``(name, bytes)``."""
         calls = self._plan(normalize_tool_uses(blocks), tool_types or {})
+        # A sandbox replaced since the last batch (restart_on_crash): the model is told.
+        notice = session.take_restart_notice()
         async with trio.open_nursery() as nursery:
             for call in calls:
                 nursery.start_soon(self._run_call, session, call, tool_types or {}, on_event)
         results = [call.result or {} for call in calls]
+        if notice is not None and results:
+            first = results[0]
+            content = first.get("content")
+            blocks_before = (
+                content
+                if isinstance(content, list)
+                else [{"type": "text", "text": content}]
+                if content
+                else []
+            )
+            first["content"] = [{"type": "text", "text": notice}, *blocks_before]
         artifacts = [item for call in calls for item in call.artifacts]
         return results, artifacts
 

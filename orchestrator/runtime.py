@@ -29,6 +29,7 @@ from orchestrator.live_view.service import LiveView
 from orchestrator.log import configure_logging
 from orchestrator.observe import Observer
 from orchestrator.options import parse_options
+from orchestrator.resilience import Resilience
 from orchestrator.router import ToolRouter
 from orchestrator.session import Session
 from orchestrator.supervisor import Supervisor
@@ -61,6 +62,12 @@ class Orchestrator:
             # program embedding us; set up the documented stderr logging instead.
             configure_logging(self.config.logging.level, self.config.logging.format)
         self.backend = backend if backend is not None else make_backend(self.config)
+        found = getattr(self.backend, "resilience", None)
+        self.resilience = (
+            found if isinstance(found, Resilience) else Resilience(self.config.resilience)
+        )
+        """Retries and circuit breakers: the backend's (the engine's) and those of images
+        and the Messages API; ``/readyz`` and ``/metrics`` show them."""
         self.router = ToolRouter(default_registry(self.config), self.config.tools)
         if observer is not None:
             self.router.observer = observer
@@ -70,6 +77,7 @@ class Orchestrator:
             observer=observer,
             run_tools=self._run_tools,
             view_url=self._view_url,
+            resilience=self.resilience,
         )
         self.view = LiveView(self.supervisor.sessions, self.config.desktop)
         """The desktops' live view: mount ``view.router`` in an HTTP app and set

@@ -24,6 +24,7 @@ from orchestrator.errors import SandboxGone, SandboxStartError
 from orchestrator.guest_client.client import CallLimits, GuestClient
 from orchestrator.host_network import local_ipv4_addresses
 from orchestrator.observe import Observer
+from orchestrator.resilience import Resilience
 from orchestrator.sandbox_spec import MemoryStoreMount
 
 __all__ = ["guest_config", "guest_log_sink", "make_client", "mount_memory_store", "start_sandbox"]
@@ -71,12 +72,36 @@ async def start_sandbox(
     session_id: str,
     on_created: Callable[[str], None],
     on_stderr: StderrSink,
+    resilience: Resilience | None = None,
 ) -> GuestChannel:
     """The channel to a started sandbox's guest, within ``sandbox.start_timeout``.
 
     The channel's reader runs in ``nursery``; ``label`` names the sandbox in
-    messages.  Raises ``SandboxStartError`` saying what to do.
+    messages.  Raises ``SandboxStartError`` saying what to do.  Sandboxes of an
+    image that keep failing to start open that image's breaker (``image:<ref>``):
+    later starts fail fast with ``DependencyDown`` until a probe starts.
     """
+    if resilience is None:
+        return await _start(
+            backend, spec, nursery, config, label, session_id, on_created, on_stderr
+        )
+    breaker = resilience.breaker(f"image:{spec.image}", f"starting sandboxes of {spec.image}")
+    with breaker.guard(lambda exc: isinstance(exc, SandboxStartError)):
+        return await _start(
+            backend, spec, nursery, config, label, session_id, on_created, on_stderr
+        )
+
+
+async def _start(
+    backend: SandboxBackend,
+    spec: SandboxSpec,
+    nursery: trio.Nursery,
+    config: Config,
+    label: str,
+    session_id: str,
+    on_created: Callable[[str], None],
+    on_stderr: StderrSink,
+) -> GuestChannel:
     timeout = config.sandbox.start_timeout
     try:
         with trio.fail_after(timeout):

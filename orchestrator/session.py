@@ -19,7 +19,6 @@ container is made (the backend's business).
 
 from __future__ import annotations
 
-import functools
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -33,11 +32,12 @@ from orchestrator._exceptions import unwrap_single_exception
 from orchestrator.backends.base import BindMount, SandboxBackend, SandboxSpec
 from orchestrator.config import Config
 from orchestrator.desktop.desktop import Desktop, start_session_desktop
-from orchestrator.errors import SandboxGone, SandboxLost, SbxError, SessionClosed, SessionError
+from orchestrator.errors import SandboxLost, SbxError, SessionClosed, SessionError
 from orchestrator.guest_client.client import GuestClient
 from orchestrator.locks import ResourceLocks
 from orchestrator.observe import NullObserver, Observer
 from orchestrator.options import SandboxOptions
+from orchestrator.resilience import Resilience
 from orchestrator.sandbox_spec import (
     SandboxShape,
     build_spec,
@@ -51,7 +51,8 @@ from orchestrator.sandbox_start import (
     start_sandbox,
 )
 from orchestrator.session_calls import SessionCalls
-from orchestrator.session_health import RootWatch, SandboxHealth
+from orchestrator.session_health import SandboxHealth
+from orchestrator.session_recovery import SessionRecovery
 
 __all__ = ["Session", "SessionHooks", "SessionState", "ToolRunner", "ViewLinker"]
 
@@ -82,10 +83,14 @@ class SessionHooks:
     """Told once the session has closed (the registry drops it)."""
     run_tools: ToolRunner | None = None
     view_url: ViewLinker | None = None
+    resilience: Resilience | None = None
+    """Breakers per image (``sandbox_start``); ``None``: none."""
 
 
-class Session(SessionCalls):
+class Session(SessionRecovery, SessionCalls):
     """A live sandbox. Made by ``Orchestrator.session()``; never constructed directly."""
+
+    _hooks: SessionHooks
 
     def __init__(
         self,
@@ -113,7 +118,11 @@ class Session(SessionCalls):
         self.close_reason: str | None = None
         self.failure: str | None = None
         """Why the session is ``broken`` or ``crashed`` (``None`` while healthy)."""
-        self._gone: SandboxGone | None = None
+        self._gone: SandboxLost | None = None
+        self.restarts = 0
+        """Fresh sandboxes started in place of lost ones (``restart_on_crash``)."""
+        self.last_restart: dict[str, Any] | None = None
+        self._restart_notice: str | None = None
         self.health = SandboxHealth()
         """Its verdict on the sandbox; the supervisor hands it the engine's events."""
         self._client: GuestClient | None = None
@@ -205,7 +214,7 @@ class Session(SessionCalls):
                     await self._start_desktop()
                     self.state = "ready"
                     started = True
-                    nursery.start_soon(self._watch_health)
+                    nursery.start_soon(self._watch_health, nursery)
                     task_status.started()
                     reason = await self._watch_expiry()
                     self.close_reason = self.close_reason or reason
@@ -235,6 +244,7 @@ class Session(SessionCalls):
             session_id=self.id,
             on_created=self._created,
             on_stderr=guest_log_sink(self._log),
+            resilience=self._hooks.resilience,
         )
         self._client = make_client(channel, self._config, self.id, self._hooks.observer)
         seconds = trio.current_time() - t0
@@ -262,6 +272,9 @@ class Session(SessionCalls):
         while True:
             if self.close_reason is not None:
                 return self.close_reason
+            if self._client is not None and self._client is not client:  # a restart's
+                self._client.last_active = client.last_active
+                client = self._client
             now = trio.current_time()
             if self.spare:
                 spare_deadline = self._clock_start + self._config.pool.max_age
@@ -282,41 +295,6 @@ class Session(SessionCalls):
             with trio.move_on_at(min(ttl_deadline, idle_deadline)):
                 await self._wake.wait()
             self._wake = trio.Event()
-
-    async def _watch_health(self) -> None:
-        """Turn ``crashed`` or ``broken`` once the sandbox is lost (``SandboxHealth``)."""
-        settings = self._config.session
-        root = None
-        if self.shape.writable_root and self.sandbox_id is not None:
-            usage = functools.partial(self._backend.root_usage, self.sandbox_id)
-            root = RootWatch(usage, self.shape.root_size, self._config.sandbox.root_check_interval)
-        state, cause = await self.health.wait(
-            self.client.channel,
-            interval=settings.heartbeat_interval,
-            timeout=settings.heartbeat_timeout,
-            root=root,
-        )
-        await self._lose(state, cause)
-
-    async def _lose(self, state: Literal["broken", "crashed"], cause: str) -> None:
-        """The sandbox is lost: fail every call with the cause, and remove what is left of it."""
-        if self.closed:
-            return
-        self.state = state
-        self.failure = cause
-        self._gone = SandboxLost(f"session {self.id}", state, cause)
-        self._log.warning("sandbox lost", state=state, cause=cause)
-        self._hooks.observer.session_failed(self.image, state)
-        with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + self._config.shutdown_timeout
-            try:
-                if self._client is not None:
-                    self._client.close(cause, gone=self._gone)
-                    await self._client.aclose()
-                if self.sandbox_id is not None:
-                    await self._backend.remove(self.sandbox_id)
-            except SbxError as exc:
-                self._log.warning("removing a lost sandbox failed", error=str(exc))
 
     async def _teardown(self) -> None:
         """Cancel calls, close the channel, remove the sandbox: shielded, bounded, logged."""
@@ -439,5 +417,7 @@ class Session(SessionCalls):
             "labels": dict(self.labels),
             "owner": self.owner,
             "failure": self.failure,
+            "restarts": self.restarts,
+            "last_restart": self.last_restart,
             "active_calls": self._client.active_calls if self._client is not None else 0,
         }

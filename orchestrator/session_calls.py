@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 __all__ = ["SessionCalls"]
 
 
+def _noted(result: ExecResult, notice: str | None) -> ExecResult:
+    return result if notice is None else result.model_copy(update={"sandbox_restarted": notice})
+
+
 class SessionCalls:
     """Calls into a session's sandbox (mixed into ``Session``)."""
 
@@ -52,6 +56,10 @@ class SessionCalls:
     @abstractmethod
     def desktop(self) -> Desktop:
         """The sandbox's X desktop; ``SessionError`` where its image has none."""
+
+    @abstractmethod
+    def take_restart_notice(self) -> str | None:
+        """What the next result must say after the sandbox was replaced, once."""
 
     # -- exec -----------------------------------------------------------------------
 
@@ -161,9 +169,10 @@ class SessionCalls:
             max_output=max_output,
             user=user,
         )
+        notice = self.take_restart_notice()
         async with self.client.exec_stream(request, stdin) as running:
             await running.forward(on_output)
-            return await running.result()
+            return _noted(await running.result(), notice)
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- persistent shells ------------------------------------------------------------
@@ -196,7 +205,8 @@ class SessionCalls:
             max_output=max_output or settings.output_limit,
             grace=settings.kill_grace,
         )
-        return await self.client.shell(request, on_output)
+        notice = self.take_restart_notice()
+        return _noted(await self.client.shell(request, on_output), notice)
 
     async def restart_shell(self, name: str = "default") -> None:
         """Replace the named shell with a fresh one (state is lost)."""

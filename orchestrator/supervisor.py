@@ -38,6 +38,7 @@ from orchestrator.errors import (
 from orchestrator.observe import NullObserver, Observer
 from orchestrator.options import SandboxOptions
 from orchestrator.pool import SandboxPool
+from orchestrator.resilience import Resilience
 from orchestrator.session import Session, SessionHooks, ToolRunner, ViewLinker
 
 __all__ = ["Supervisor", "process_identity", "supervisor_alive"]
@@ -82,6 +83,7 @@ class Supervisor:
         observer: Observer | None = None,
         run_tools: ToolRunner | None = None,
         view_url: ViewLinker | None = None,
+        resilience: Resilience | None = None,
     ) -> None:
         self.config = config
         self.backend = backend
@@ -97,6 +99,7 @@ class Supervisor:
             forget=self._forget,
             run_tools=run_tools,
             view_url=view_url,
+            resilience=resilience,
         )
         """What every session of this supervisor is handed (it never reaches back up)."""
         self.pool = SandboxPool(self, config)

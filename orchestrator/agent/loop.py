@@ -89,13 +89,17 @@ def check_thinking(model: str, thinking_budget: int | None, max_tokens: int) -> 
 
 
 def _client(
-    client: anthropic.AsyncAnthropic | None, api_key: str | None, base_url: str | None
+    client: anthropic.AsyncAnthropic | None,
+    api_key: str | None,
+    base_url: str | None,
+    max_retries: int,
 ) -> anthropic.AsyncAnthropic:
     if client is not None:
         return client
     return anthropic.AsyncAnthropic(
         api_key=resolve_api_key(api_key),
         base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL") or None,
+        max_retries=max_retries,
     )
 
 
@@ -135,11 +139,11 @@ async def run_agent(
     evaluation task's) and leaves it open; ``image`` is then unused.
     """
     check_thinking(model, thinking_budget, max_tokens)
-    client = _client(client, api_key, base_url)
+    settings = _settings(orch, context)
+    client = _client(client, api_key, base_url, settings.max_retries)
     families = list(tools)
     if image is None and "computer" in families:
         image = "desktop"  # the computer tool needs a screen
-    settings = _settings(orch, context)
     tool_params, betas = orch.router.registry.definitions(model, families)
     run = RunDirectory.create(Path(run_root))
     system = system or DEFAULT_SYSTEM
@@ -205,7 +209,8 @@ async def resume_agent(
     families = list(start.get("families") or _families_of(orch, start.get("tools") or []))
     if "memory" not in families and "memory" in orch.router.registry.families():
         families.append("memory")  # what the model saved before is where it left it
-    client = _client(client, api_key, base_url)
+    settings = _settings(orch, context)
+    client = _client(client, api_key, base_url, settings.max_retries)
     run = RunDirectory(stopped.run_dir)
     note = RESUME_NOTE.format(turn=stopped.last_turn)
     if follow_up:
@@ -226,7 +231,7 @@ async def resume_agent(
         str(start.get("system") or DEFAULT_SYSTEM),
         max_tokens,
         thinking_budget,
-        _settings(orch, context),
+        settings,
         next_turn=stopped.last_turn + (0 if stopped.pending else 1),
         ledger=Ledger(stopped.usage),
         note=note,

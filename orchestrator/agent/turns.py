@@ -159,7 +159,11 @@ async def drive(
     """Drive the run to a stop, in the ``given`` session (left open) or a fresh one of
     its image."""
     run, conversation, ledger = state.run, state.conversation, state.ledger
-    caller = MessagesCaller(client, run.path)
+    hub = getattr(orch, "resilience", None)
+    breaker = hub.breaker("messages_api", "the Claude API") if hub is not None else None
+    if breaker is not None:
+        breaker.check()  # an API known to be down: fail before starting a sandbox
+    caller = MessagesCaller(client, run.path, breaker)
     final_text = ""
     stop_reason = "stopped"  # until the loop says otherwise: cancelled, interrupted, crashed
     done = conversation.last_turn

@@ -43,6 +43,8 @@ class MessagesTarget:
     key_owner: Literal["owner", "server"]
     api_key: str | None = field(default=None, repr=False)
     """The owner's own key; ``None`` for the server's ``ANTHROPIC_API_KEY``."""
+    max_retries: int = 2
+    """The SDK's retries (``agent.max_retries``)."""
 
     def client(self) -> anthropic.AsyncAnthropic:
         """A client for this target: the key given explicitly (so the SDK consults no other
@@ -55,6 +57,7 @@ class MessagesTarget:
             api_key=self.api_key if self.api_key is not None else resolve_api_key(None),
             base_url=self.base_url,
             http_client=anthropic.DefaultAsyncHttpxClient(follow_redirects=False),
+            max_retries=self.max_retries,
         )
 
 
@@ -79,9 +82,9 @@ def messages_target(
         base_url = allowed
     own = environ.get(who.api_key_env) if who.api_key_env else None
     if own:
-        return MessagesTarget(base_url, "owner", own)
+        return MessagesTarget(base_url, "owner", own, config.max_retries)
     if who.admin or config.shares_server_key_with(who.owner):
-        return MessagesTarget(base_url, "server")
+        return MessagesTarget(base_url, "server", max_retries=config.max_retries)
     unset = (
         f"its token names {who.api_key_env}, which is not set in the server's environment"
         if who.api_key_env

@@ -41,6 +41,13 @@ _Forbid = ConfigDict(extra="forbid")
 class ErrorBody(BaseModel):
     type: str = Field(description="Machine-readable kind, e.g. session_not_found.")
     message: str = Field(description="What went wrong and what to do about it.")
+    remedy: str | None = Field(default=None, description="What to do, in one sentence.")
+    retryable: bool = Field(
+        default=False, description="Whether the same request may succeed if sent again."
+    )
+    retry_after: float | None = Field(
+        default=None, description="When to send it again, s (also a Retry-After header)."
+    )
     field: str | None = Field(default=None, description="The request field at fault, if any.")
 
 
@@ -62,6 +69,11 @@ class SessionCreate(BaseModel):
     workdir: str | None = Field(default=None, max_length=4096)
     ttl: float | None = Field(default=None, gt=0, le=7 * 86400)
     idle_timeout: float | None = Field(default=None, gt=0, le=7 * 86400)
+    restart_on_crash: bool | None = Field(
+        default=None,
+        description="Replace a lost sandbox with a fresh one (state lost; the next result "
+        "says so) instead of leaving the session crashed.",
+    )
     labels: dict[str, str] = Field(default_factory=dict)
     tmpfs_sizes: dict[str, ByteSize] = Field(default_factory=dict)
     screen: str | None = Field(
@@ -85,6 +97,15 @@ class SessionInfo(BaseModel):
     state: str = Field(description="starting, ready, broken, crashed, closing or closed.")
     failure: str | None = Field(
         default=None, description="Why the session is broken or crashed (null while healthy)."
+    )
+    sandbox_id: str | None = Field(
+        default=None, description="The engine's id of the session's sandbox (container)."
+    )
+    restarts: int = Field(
+        default=0, description="Fresh sandboxes started in place of lost ones (restart_on_crash)."
+    )
+    last_restart: dict[str, Any] | None = Field(
+        default=None, description="The last restart: at (epoch s), state, cause, sandbox."
     )
     owner: str | None = None
     created_at: float
@@ -143,6 +164,11 @@ class ExecResponse(BaseModel):
     stdout_bytes: int = 0
     stderr_bytes: int = 0
     duration: float = 0.0
+    sandbox_restarted: str | None = Field(
+        default=None,
+        description="Set when the sandbox had been lost and replaced before this command "
+        "(restart_on_crash): what happened; state from before is gone.",
+    )
 
     def json_bytes(self) -> bytes:
         """The response body: compact JSON, UTF-8."""

@@ -51,6 +51,7 @@ async def serve_api(
         lambda: len(orch.sessions), spares=lambda: len(orch.supervisor.pool.spares())
     )
     orch = Orchestrator(config, backend=backend, observer=observer)
+    observer.watch_resilience(orch.resilience)
 
     async with orch, trio.open_nursery() as nursery:
         runs = AgentRuns(orch, config.api.runs_dir)

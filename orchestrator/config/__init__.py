@@ -11,6 +11,7 @@ from orchestrator.config.agent import DEFAULT_PRICES, AgentConfig, ModelPrice
 from orchestrator.config.api_sections import ApiConfig, ApiToken, normalize_base_url
 from orchestrator.config.loading import NOT_CONFIG_VARIABLES, load_config
 from orchestrator.config.model import Config
+from orchestrator.config.resilience import ResilienceConfig
 from orchestrator.config.sandbox import (
     LimitsConfig,
     SandboxConfig,
@@ -49,6 +50,7 @@ __all__ = [
     "MemoryConfig",
     "ModelPrice",
     "PoolConfig",
+    "ResilienceConfig",
     "SandboxConfig",
     "SessionConfig",
     "ToolsConfig",

@@ -58,6 +58,13 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
 class AgentConfig(_Section):
     """The agent loop's context management and cost, and agent runs over the HTTP API."""
 
+    max_retries: int = Field(
+        default=2,
+        ge=0,
+        le=20,
+        description="Retries of a failed Messages API request, by the anthropic SDK (which "
+        "backs off and honours retry-after): overloaded (529), 5xx, 429, timeouts.",
+    )
     keep_images: int = Field(
         default=3,
         ge=0,

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from orchestrator.config.agent import AgentConfig
 from orchestrator.config.api_sections import ApiConfig
+from orchestrator.config.resilience import ResilienceConfig
 from orchestrator.config.sandbox import (
     LimitsConfig,
     SandboxConfig,
@@ -53,6 +54,7 @@ class Config(_Section):
     api: ApiConfig = Field(default_factory=ApiConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
     owner: str = Field(
         default="local",
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",

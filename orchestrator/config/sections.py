@@ -103,6 +103,12 @@ class SessionConfig(_Section):
         description="A guest silent this long is broken: the session fails its calls and "
         "its sandbox is removed, s.",
     )
+    max_restarts: int = Field(
+        default=5,
+        ge=0,
+        description="Fresh sandboxes a restart_on_crash session may get in all; past it, a "
+        "lost sandbox leaves the session crashed.",
+    )
 
 
 class PoolConfig(_Section):

@@ -178,7 +178,9 @@ class Suite(BaseModel):
     defaults: Defaults = Field(default_factory=Defaults)
     vars: dict[str, Any] = Field(default_factory=dict, description="For solve steps' templates.")
     prices: dict[str, Price] = Field(
-        default_factory=dict, description="Model id prefix to price, beside the built-in table."
+        default_factory=dict,
+        description="Model id prefix to price; overrides what agent.prices says, for every "
+        "prompt token, cached or not.",
     )
     tasks: list[Task] = Field(min_length=1)
 

@@ -1,44 +1,36 @@
-"""What an agent solver's tokens cost: US dollars per million tokens, by model id prefix.
+"""What an agent solver's tokens cost, in US dollars.
 
-The built-in table holds list prices of the models ``orchestrator.tools.versions``
-knows; a suite's ``prices:`` adds to it or overrides it.  A model in neither
-has no cost (``None``), never a guessed one.
+The agent run prices its own usage (``agent.prices``, cache reads and writes
+at their own rates) and its step reports ``cost_usd``; a trial's cost is the
+sum over its agent steps.  A suite's ``prices:`` (model id prefix to input
+and output price per million tokens) overrides that for the models it
+names, applied to every prompt token, cached or not.  A model priced
+nowhere has no cost (``None``), never a guessed one.
 
 Must not: call anything, or guess a price.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-__all__ = ["PRICES", "cost_usd"]
-
-PRICES: dict[str, tuple[float, float]] = {
-    "claude-opus-4-6": (5.0, 25.0),
-    "claude-opus-4-5": (5.0, 25.0),
-    "claude-opus-4-1": (15.0, 75.0),
-    "claude-opus-4": (15.0, 75.0),
-    "claude-sonnet-4": (3.0, 15.0),
-    "claude-3-7-sonnet": (3.0, 15.0),
-    "claude-3-5-sonnet": (3.0, 15.0),
-    "claude-haiku-4-5": (1.0, 5.0),
-    "claude-3-5-haiku": (0.8, 4.0),
-}
-"""(input, output) per million tokens; the longest matching prefix wins."""
+__all__ = ["trial_cost"]
 
 
-def cost_usd(
+def trial_cost(
     model: str | None,
     input_tokens: int,
     output_tokens: int,
-    extra: Mapping[str, tuple[float, float]] | None = None,
+    step_costs: Sequence[float | None],
+    suite_prices: Mapping[str, tuple[float, float]],
 ) -> float | None:
-    """The cost of a run's tokens, or ``None`` for a model without a known price."""
-    if model is None:
+    """The trial's cost: by the suite's price for ``model`` where it names one, else the
+    sum of what its agent steps reported (``None`` if any step had no price)."""
+    if model is not None:
+        matches = [prefix for prefix in suite_prices if model.startswith(prefix)]
+        if matches:
+            price_in, price_out = suite_prices[max(matches, key=len)]
+            return round((input_tokens * price_in + output_tokens * price_out) / 1_000_000, 6)
+    if not step_costs or any(cost is None for cost in step_costs):
         return None
-    table = {**PRICES, **(extra or {})}
-    matches = [prefix for prefix in table if model.startswith(prefix)]
-    if not matches:
-        return None
-    price_in, price_out = table[max(matches, key=len)]
-    return round((input_tokens * price_in + output_tokens * price_out) / 1_000_000, 6)
+    return round(sum(cost for cost in step_costs if cost is not None), 6)

@@ -23,7 +23,7 @@ from orchestrator.errors import SbxError
 from orchestrator.evals.graders import Solved, run_graders
 from orchestrator.evals.loading import LoadedSuite, PlannedTask
 from orchestrator.evals.model import FileFrom
-from orchestrator.evals.prices import cost_usd
+from orchestrator.evals.prices import trial_cost
 from orchestrator.evals.results import TrialResult
 from orchestrator.evals.run_dir import EvalRunDir
 from orchestrator.workflows.results import StepResult, WorkflowResult
@@ -85,15 +85,20 @@ async def _setup(session: Session, planned: PlannedTask) -> str | None:
 def _usage(
     trial: TrialResult, solve: WorkflowResult, planned: PlannedTask, loaded: LoadedSuite
 ) -> None:
+    step_costs: list[float | None] = []
     for step in solve.steps.values():
         if step.action != "agent":
             continue
         trial.input_tokens += int(step.outputs.get("input_tokens") or 0)
         trial.output_tokens += int(step.outputs.get("output_tokens") or 0)
         trial.model = str(step.details.get("model") or planned.model or "") or None
+        cost = step.outputs.get("cost_usd")
+        step_costs.append(float(cost) if isinstance(cost, int | float) else None)
     if trial.model is not None:
         prices = {prefix: (p.input, p.output) for prefix, p in loaded.suite.prices.items()}
-        trial.cost_usd = cost_usd(trial.model, trial.input_tokens, trial.output_tokens, prices)
+        trial.cost_usd = trial_cost(
+            trial.model, trial.input_tokens, trial.output_tokens, step_costs, prices
+        )
 
 
 async def _screenshot(session: Session, folder: Path) -> Path | None:

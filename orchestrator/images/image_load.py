@@ -37,8 +37,12 @@ from orchestrator.images.layer_files import LayerFile, write_tree_layer
 from orchestrator.images.models import BuildStage
 from orchestrator.images.recipes import ImageRecipe
 from orchestrator.images.rootfs_cache import CacheEntry, drop_entry
+from orchestrator.resilience.retries import RetryPolicy, with_retries
 
 __all__ = ["ImageLoader", "sbx_layer"]
+
+_LOAD_RETRIES = RetryPolicy(attempts=3, first_wait=1.0, max_wait=5.0, deadline=600.0)
+"""An image load is long: few tries, spaced out."""
 
 log = structlog.get_logger("orchestrator.images")
 
@@ -167,12 +171,12 @@ class ImageLoader:
         def on_unpacking(unpacked: int, to_unpack: int) -> None:
             report("unpacking the layers", 0.5 + 0.5 * unpacked / to_unpack)
 
-        archive = docker_archive(
-            config, layers, tags, omit=omit, should_stop=stop.is_set, on_bytes=on_bytes
-        )
-
-        started = time.monotonic()
-        try:
+        async def send() -> None:
+            # A fresh archive each try: the stream of the failed one is spent.
+            state["sent"] = 0
+            archive = docker_archive(
+                config, layers, tags, omit=omit, should_stop=stop.is_set, on_bytes=on_bytes
+            )
             await self.engine.load_image_archive(
                 target.latest,
                 archive,
@@ -180,6 +184,12 @@ class ImageLoader:
                 on_unpacking=on_unpacking,
                 timeout=read_timeout,
             )
+
+        started = time.monotonic()
+        try:
+            # Loading is idempotent: an engine that dropped the connection or answered 5xx
+            # is sent the archive again.
+            await with_retries("load_image", send, policy=_LOAD_RETRIES)
         finally:
             stop.set()
         log.info(

@@ -300,9 +300,7 @@ async def _agent(env: ActionEnv, step: Step, session: Session, ctx: Mapping[str,
         "stop_reason": result.stop_reason,
         "turns": result.turns,
         # Every prompt token, whether the cache served it or not.
-        "input_tokens": result.input_tokens
-        + result.cache_read_tokens
-        + result.cache_write_tokens,
+        "input_tokens": result.input_tokens + result.cache_read_tokens + result.cache_write_tokens,
         "output_tokens": result.output_tokens,
         "cache_read_tokens": result.cache_read_tokens,
         "cost_usd": result.cost_usd,

@@ -18,6 +18,7 @@ from orchestrator.testing.messages_api import (
     Reply,
     ToolUseReply,
 )
+from tests.api_harness import live
 
 
 @pytest.fixture
@@ -223,3 +224,51 @@ async def test_models_get_their_own_tool_versions(
         {"type": "bash_20250124", "name": "bash", "cache_control": None}
     ]
     assert new.betas == ["computer-use-2025-11-24"]  # bash rides on its generation's flag
+
+
+async def test_the_sdk_retries_as_often_as_agent_max_retries_says(
+    orch: Orchestrator, api_nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    overloaded = [Reply(error=APIErrorReply(status=529, retry_after_ms=20)) for _ in range(5)]
+    server = await start(api_nursery, [*overloaded, Reply(text="Made it.")])
+    orch.config.agent.max_retries = 6
+    result = await run_agent(orch, "x", api_key="k", base_url=server.url, run_root=tmp_path)
+    assert result.final_text == "Made it."
+    assert len(server.requests) == 6  # five 529s, each retried by the SDK, then the answer
+    assert orch.resilience.breaker("messages_api").state.value == "closed"
+
+
+async def test_too_few_retries_fail_with_an_error_naming_them(
+    orch: Orchestrator, api_nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    overloaded = [Reply(error=APIErrorReply(status=529, retry_after_ms=20)) for _ in range(5)]
+    server = await start(api_nursery, [*overloaded, Reply(text="Made it.")])
+    orch.config.agent.max_retries = 2
+    with pytest.raises(AgentError) as caught:
+        await run_agent(orch, "x", api_key="k", base_url=server.url, run_root=tmp_path)
+    assert "529 (overloaded_error) after 2 retries (agent.max_retries)" in str(caught.value)
+    assert caught.value.retryable
+    assert len(server.requests) == 3
+
+
+async def test_a_messages_api_in_trouble_opens_its_breaker_and_runs_fail_fast(
+    orch: Orchestrator, api_nursery: trio.Nursery, tmp_path: Path, fake_backend: Any
+) -> None:
+    from orchestrator.errors import DependencyDown
+
+    server = await start(
+        api_nursery, [Reply(error=APIErrorReply(status=500, type="api_error")) for _ in range(9)]
+    )
+    orch.config.agent.max_retries = 0
+    breaker = orch.resilience.breaker("messages_api")
+    breaker.failures = 2
+    for _ in range(2):
+        with pytest.raises(AgentError, match="500"):
+            await run_agent(orch, "x", api_key="k", base_url=server.url, run_root=tmp_path)
+    asked = len(server.requests)
+    with pytest.raises(DependencyDown) as caught:
+        await run_agent(orch, "x", api_key="k", base_url=server.url, run_root=tmp_path)
+    assert caught.value.breaker == "messages_api"
+    assert len(server.requests) == asked  # failed fast: the API was not asked
+    assert len(fake_backend.sandboxes) == 2  # ... and no sandbox was started for it
+    assert live(fake_backend) == []

@@ -34,7 +34,8 @@ async def healthz() -> dict[str, Any]:
 
 @router.get("/readyz")
 async def readyz(state: ApiStateDep) -> JSONResponse:
-    """The engine is reachable and the default image is present."""
+    """The engine is reachable and the default image is present; every circuit breaker's
+    state (an open ``engine`` breaker fails the engine check at once)."""
     now = time.monotonic()
     if state.ready_cache is not None and now - state.ready_cache[0] < READY_CACHE_SECONDS:
         return JSONResponse(state.ready_cache[1], status_code=state.ready_cache[2])
@@ -54,7 +55,11 @@ async def readyz(state: ApiStateDep) -> JSONResponse:
         if not present:
             checks["image"]["error"] = f"run `sbx images build` to build {image}"
         ok = ok and present
-    body = {"status": "ready" if ok else "not ready", "checks": checks}
+    body = {
+        "status": "ready" if ok else "not ready",
+        "checks": checks,
+        "breakers": state.orch.resilience.breakers(),
+    }
     status = 200 if ok else 503
     state.ready_cache = (now, body, status)
     return JSONResponse(body, status_code=status)

@@ -36,6 +36,7 @@ from orchestrator.backends.docker.guest_volume import GuestVolumes
 from orchestrator.config import Config
 from orchestrator.errors import EngineError, ImageNotFound
 from orchestrator.images.guest_bundle import BUNDLE_DIR, guest_command
+from orchestrator.resilience import Resilience
 
 __all__ = ["DockerBackend", "docker_backend", "host_config_for"]
 
@@ -161,6 +162,8 @@ class DockerBackend:
         base_image: str = "sbx-base:latest",
     ) -> None:
         self.engine = engine
+        self.resilience = engine.resilience
+        """Its retries and the engine's breaker; the runtime adds its own breakers here."""
         self.attach_timeout = attach_timeout
         self._exec_targets: dict[str, Any] = {}
         self.guest_volumes = GuestVolumes(engine, base_image)
@@ -189,8 +192,18 @@ class DockerBackend:
             )
             return result
 
+        async def remove_partial() -> None:
+            # A try that failed may still have made the container (the engine answered
+            # late, or failed after creating it): remove it under its name, so the next try
+            # can take the name and nothing made by a failed try is ever started.
+            await self._remove_quietly(spec.name)
+
         created = await self.engine.call(
-            f"creating sandbox {spec.name} from {spec.image}", create, image=spec.image
+            f"creating sandbox {spec.name} from {spec.image}",
+            create,
+            image=spec.image,
+            retry="create",
+            before_retry=remove_partial,
         )
         return SandboxInfo(
             id=str(created["Id"]),
@@ -216,7 +229,9 @@ class DockerBackend:
 
     async def start(self, sandbox_id: str) -> None:
         api = self.engine.client.api
-        await self.engine.call(f"starting sandbox {sandbox_id[:12]}", api.start, sandbox_id)
+        await self.engine.call(
+            f"starting sandbox {sandbox_id[:12]}", api.start, sandbox_id, retry="start"
+        )
 
     async def stop(self, sandbox_id: str, timeout: float = 5.0) -> None:
         api = self.engine.client.api
@@ -239,15 +254,28 @@ class DockerBackend:
                 sandbox_id,
                 force=True,
                 v=True,
+                retry="remove",
+                guarded=False,
             )
         except EngineError as exc:
             if not _gone(exc):
                 raise
 
+    async def _remove_quietly(self, name: str) -> None:
+        """Remove the container ``name`` if there is one; a failure here is the next
+        try's to report."""
+        try:
+            await self.remove(name)
+        except EngineError as exc:
+            log.warning("could not remove a failed try's container", name=name, error=str(exc))
+
     async def inspect(self, sandbox_id: str) -> SandboxInfo:
         api = self.engine.client.api
         data: dict[str, Any] = await self.engine.call(
-            f"inspecting sandbox {sandbox_id[:12]}", api.inspect_container, sandbox_id
+            f"inspecting sandbox {sandbox_id[:12]}",
+            api.inspect_container,
+            sandbox_id,
+            retry="inspect",
         )
         return _info_from_inspect(data)
 
@@ -394,5 +422,6 @@ def docker_backend(config: Config) -> DockerBackend:
         config.engine.docker_host,
         max_concurrent_calls=config.engine.max_concurrent_calls,
         call_timeout=config.engine.call_timeout,
+        resilience=Resilience(config.resilience),
     )
     return DockerBackend(engine, base_image=config.image_name("base"))

@@ -5,13 +5,20 @@ docker-py is synchronous, so every call runs in a worker thread through
 deadline, and docker-py's exceptions are translated here, once, into the
 ``orchestrator.errors`` tree.  Nothing above ``orchestrator.backends`` sees a
 docker-py type.
+
+Calls go through the engine's circuit breaker (``resilience``): once the
+engine has failed ``breaker_failures`` times in a window, calls fail fast
+with ``DependencyDown`` until a probe succeeds.  Calls made with ``retry``
+(create, start, remove, inspect, image loads) are tried again on transient
+failures -- the engine unreachable, a 5xx that is not a permanent refusal, no
+answer in time.  Removals bypass the breaker: cleaning up is always tried.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import docker
@@ -20,9 +27,16 @@ import requests.exceptions
 import structlog
 import trio
 
-from orchestrator.errors import EngineError, EngineUnavailable, ImageNotFound
+from orchestrator.errors import (
+    DependencyDown,
+    EngineError,
+    EngineUnavailable,
+    ImageNotFound,
+    SbxError,
+)
+from orchestrator.resilience import Resilience, with_retries
 
-__all__ = ["DockerEngine", "translate_docker_errors"]
+__all__ = ["DockerEngine", "counts_against_the_engine", "translate_docker_errors"]
 
 T = TypeVar("T")
 log = structlog.get_logger("orchestrator.docker")
@@ -51,7 +65,12 @@ def translate_docker_errors(
             raise ImageNotFound(image) from None
         raise EngineError(f"{what}: not found on the engine ({_explain(exc)})") from None
     except docker.errors.APIError as exc:
-        raise EngineError(f"{what}: the engine refused: {_explain(exc)}") from None
+        error = EngineError(f"{what}: the engine refused: {_explain(exc)}")
+        if _transient(exc):
+            error.with_hint(
+                retryable=True, remedy="retry; if it persists, check the engine (`docker info`)"
+            )
+        raise error from None
     except (requests.exceptions.ConnectionError, ConnectionError, FileNotFoundError) as exc:
         raise EngineUnavailable(_engine_hint(base_url) + f" ({exc.__class__.__name__})") from None
     except docker.errors.DockerException as exc:
@@ -59,6 +78,25 @@ def translate_docker_errors(
         if "Connection" in text or "connect" in text or "No such file" in text:
             raise EngineUnavailable(_engine_hint(base_url)) from None
         raise EngineError(f"{what}: {text}") from None
+
+
+_PERMANENT = ("oci runtime", "executable file not found", "invalid", "no such", "not found")
+"""Words of a 5xx the engine gives for a refusal that will not change if asked again."""
+
+
+def _transient(exc: docker.errors.APIError) -> bool:
+    """A 5xx that may pass if tried again (the engine's own trouble, not our request's)."""
+    status = exc.status_code or 0
+    if status < 500:
+        return False
+    text = _explain(exc).lower()
+    return not any(word in text for word in _PERMANENT)
+
+
+def counts_against_the_engine(exc: BaseException) -> bool:
+    """Failures that say the engine is in trouble (for its breaker), not that a request
+    was refused: unreachable, a transient 5xx, no answer in time."""
+    return isinstance(exc, SbxError) and exc.retryable and not isinstance(exc, DependencyDown)
 
 
 def _explain(exc: docker.errors.APIError) -> str:
@@ -77,9 +115,12 @@ class DockerEngine:
         *,
         max_concurrent_calls: int = 16,
         call_timeout: float = 60.0,
+        resilience: Resilience | None = None,
     ) -> None:
         self.base_url = base_url
         self.call_timeout = call_timeout
+        self.resilience = resilience if resilience is not None else Resilience()
+        self.breaker = self.resilience.breaker("engine", "the Docker Engine")
         self.limiter = trio.CapacityLimiter(max_concurrent_calls)
         self._client: docker.DockerClient | None = None
 
@@ -103,14 +144,46 @@ class DockerEngine:
         *args: Any,
         timeout: float | None = None,
         image: str | None = None,
+        retry: str | None = None,
+        guarded: bool = True,
+        before_retry: Callable[[], Awaitable[None]] | None = None,
         **kwargs: Any,
     ) -> T:
         """Run ``fn(*args, **kwargs)`` in a worker thread, translating errors.
 
-        ``what`` names the operation for error messages. On cancellation or
-        timeout the thread is abandoned (``abandon_on_cancel``): docker-py
-        cannot be interrupted, and the call finishes or fails on its own.
+        ``what`` names the operation for error messages; ``retry`` names it for the
+        retry count (``create``, ``start``...) and makes transient failures be tried
+        again, ``before_retry`` first.  ``guarded=False`` bypasses the breaker.  On
+        cancellation or timeout the thread is abandoned (``abandon_on_cancel``):
+        docker-py cannot be interrupted, and the call finishes or fails on its own.
         """
+
+        async def once() -> T:
+            if not guarded:
+                return await self._call(what, fn, args, kwargs, timeout, image)
+            with self.breaker.guard(counts_against_the_engine):
+                return await self._call(what, fn, args, kwargs, timeout, image)
+
+        if retry is None:
+            return await once()
+        return await with_retries(
+            retry,
+            once,
+            policy=self.resilience.policy,
+            transient=counts_against_the_engine,
+            on_retry=self.resilience.retried,
+            before_retry=before_retry,
+        )
+
+    async def _call(
+        self,
+        what: str,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        image: str | None,
+    ) -> T:
         deadline = self.call_timeout if timeout is None else timeout
 
         def run() -> T:
@@ -126,7 +199,7 @@ class DockerEngine:
             raise EngineError(
                 f"{what}: the Docker Engine did not answer within {deadline:g} s — check "
                 "`docker info`, or raise `engine.call_timeout` in sbx.toml on a slow host"
-            ) from None
+            ).with_hint(retryable=True, remedy="retry; check the engine (`docker info`)") from None
 
     async def ping(self) -> dict[str, Any]:
         """Version information of a reachable engine, or ``EngineUnavailable``."""

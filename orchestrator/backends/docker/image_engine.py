@@ -126,7 +126,7 @@ class DockerImageEngine:
                             f"the engine refused the image archive for {image} "
                             f"(HTTP {response.status_code}: {response.text.strip()[:300]}) — "
                             "check `docker info` and the engine's log"
-                        )
+                        ).with_hint(retryable=response.status_code >= 500)
                     for raw in response.iter_lines():
                         if should_stop():
                             return
@@ -148,6 +148,8 @@ class DockerImageEngine:
                 raise ImageBuildError(
                     f"loading {image} into the engine failed: {exc} — check that the "
                     "engine is healthy (`docker info`) and has free space in /var/lib/docker"
+                ).with_hint(
+                    retryable=isinstance(exc, requests.exceptions.ConnectionError)
                 ) from None
 
         await self.engine.call(f"loading {image} into the engine", load, timeout=timeout)
