@@ -170,7 +170,7 @@ class DockerBackend:
         """The guest bundle every sandbox mounts at /opt/sbx, whatever its image."""
 
     async def create(self, spec: SandboxSpec) -> SandboxInfo:
-        api = self.engine.client.api
+        api = (await self.engine.connected()).api
         bundle = await self.guest_volumes.volume()
         host_config = api.create_host_config(**host_config_for(spec, guest_volume=bundle))
         command = list(spec.command) if spec.command is not None else []
@@ -228,13 +228,13 @@ class DockerBackend:
         )
 
     async def start(self, sandbox_id: str) -> None:
-        api = self.engine.client.api
+        api = (await self.engine.connected()).api
         await self.engine.call(
             f"starting sandbox {sandbox_id[:12]}", api.start, sandbox_id, retry="start"
         )
 
     async def stop(self, sandbox_id: str, timeout: float = 5.0) -> None:
-        api = self.engine.client.api
+        api = (await self.engine.connected()).api
         try:
             await self.engine.call(
                 f"stopping sandbox {sandbox_id[:12]}",
@@ -246,7 +246,7 @@ class DockerBackend:
                 raise
 
     async def remove(self, sandbox_id: str) -> None:
-        api = self.engine.client.api
+        api = (await self.engine.connected()).api
         try:
             await self.engine.call(
                 f"removing sandbox {sandbox_id[:12]}",
@@ -270,7 +270,7 @@ class DockerBackend:
             log.warning("could not remove a failed try's container", name=name, error=str(exc))
 
     async def inspect(self, sandbox_id: str) -> SandboxInfo:
-        api = self.engine.client.api
+        api = (await self.engine.connected()).api
         data: dict[str, Any] = await self.engine.call(
             f"inspecting sandbox {sandbox_id[:12]}",
             api.inspect_container,
@@ -280,7 +280,7 @@ class DockerBackend:
         return _info_from_inspect(data)
 
     async def list(self, labels: Mapping[str, str]) -> list[SandboxInfo]:
-        api = self.engine.client.api
+        api = (await self.engine.connected()).api
         filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
         rows: list[dict[str, Any]] = await self.engine.call(
             "listing sandboxes", api.containers, all=True, filters=filters
@@ -298,7 +298,7 @@ class DockerBackend:
         ]
 
     async def image_exists(self, image: str) -> bool:
-        api = self.engine.client.api
+        api = (await self.engine.connected()).api
         try:
             await self.engine.call(
                 f"looking up image {image}", api.inspect_image, image, image=image
@@ -308,7 +308,7 @@ class DockerBackend:
         return True
 
     async def root_usage(self, sandbox_id: str) -> int | None:
-        api = self.engine.client.api
+        api = (await self.engine.connected()).api
         listed: list[dict[str, Any]] = await self.engine.call(
             f"measuring sandbox {sandbox_id[:12]}'s root",
             api.containers,
@@ -320,7 +320,7 @@ class DockerBackend:
         return int(size) if isinstance(size, int) else None
 
     async def image_defaults(self, image: str) -> ImageDefaults:
-        api = self.engine.client.api
+        api = (await self.engine.connected()).api
         attrs: dict[str, Any] = await self.engine.call(
             f"looking up image {image}", api.inspect_image, image, image=image
         )
@@ -330,7 +330,7 @@ class DockerBackend:
     async def describe_engine(self) -> dict[str, Any]:
         version = await self.engine.ping()
         info: dict[str, Any] = await self.engine.call(
-            "asking the Docker Engine for its configuration", self.engine.client.info
+            "asking the Docker Engine for its configuration", (await self.engine.connected()).info
         )
         return {
             "version": version.get("Version"),
@@ -349,7 +349,7 @@ class DockerBackend:
         Not a call path: a baseline for ``sbx bench`` and a way in for
         debugging a guest that does not answer.
         """
-        client = self.engine.client
+        client = await self.engine.connected()
         container: Any = self._exec_targets.get(sandbox_id)
         if container is None:
             container = await self.engine.call(

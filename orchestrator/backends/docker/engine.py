@@ -137,6 +137,19 @@ class DockerEngine:
                     self._client = docker.from_env(timeout=int(self.call_timeout))
         return self._client
 
+    async def connected(self) -> docker.DockerClient:
+        """``client``, made off the trio thread: making it asks the engine for its API
+        version, a network round trip that must not stall the event loop (nor deadlock a
+        test that serves the engine's socket from the same loop)."""
+        if self._client is None:
+            with trio.move_on_after(self.call_timeout):
+                await trio.to_thread.run_sync(
+                    lambda: self.client, abandon_on_cancel=True, limiter=self.limiter
+                )
+            if self._client is None:
+                raise EngineUnavailable(_engine_hint(self.base_url))
+        return self._client
+
     async def call(
         self,
         what: str,

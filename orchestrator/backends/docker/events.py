@@ -69,39 +69,53 @@ async def watch_events(
     path = f"/{API_VERSION}/events?filters={quote(json.dumps(filters))}"
     raw, host_header = await connect_engine(docker_host(host))
     try:
-        connection = h11.Connection(h11.CLIENT)
-        request = h11.Request(method="GET", target=path, headers=[("Host", host_header)])
-        await raw.send_all(connection.send(request) + (connection.send(h11.EndOfMessage()) or b""))
-        pending = b""
-        started = False
-        while True:
-            event = connection.next_event()
-            if event is h11.NEED_DATA:
-                data = await raw.receive_some(65536)
-                connection.receive_data(bytes(data))
-                continue
-            if isinstance(event, h11.Response):
-                if event.status_code != 200:
-                    raise EngineError(f"the engine refused the event stream ({event.status_code})")
-                task_status.started()
-                started = True
-            elif isinstance(event, h11.Data):
-                pending += bytes(event.data)
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    if not line.strip():
-                        continue
-                    try:
-                        message = json.loads(line)
-                    except ValueError:
-                        continue
-                    parsed = _event(message) if isinstance(message, dict) else None
-                    if parsed is not None:
-                        on_event(parsed)
-            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-                if not started:
-                    raise EngineError("the engine closed the event stream before answering")
-                return
+        await _read_events(raw, host_header, path, on_event, task_status)
+    except (h11.ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        # A stream cut mid-chunk (an engine restart, a proxy dropping it) is a lost stream,
+        # the caller's to reconnect, never a crash of whoever watches.
+        raise EngineError(f"the engine's event stream broke: {exc}") from None
     finally:
         with trio.CancelScope(shield=True):
             await raw.aclose()
+
+
+async def _read_events(
+    raw: trio.abc.Stream,
+    host_header: str,
+    path: str,
+    on_event: Callable[[SandboxEvent], None],
+    task_status: trio.TaskStatus[None],
+) -> None:
+    connection = h11.Connection(h11.CLIENT)
+    request = h11.Request(method="GET", target=path, headers=[("Host", host_header)])
+    await raw.send_all(connection.send(request) + (connection.send(h11.EndOfMessage()) or b""))
+    pending = b""
+    started = False
+    while True:
+        event = connection.next_event()
+        if event is h11.NEED_DATA:
+            data = await raw.receive_some(65536)
+            connection.receive_data(bytes(data))
+            continue
+        if isinstance(event, h11.Response):
+            if event.status_code != 200:
+                raise EngineError(f"the engine refused the event stream ({event.status_code})")
+            task_status.started()
+            started = True
+        elif isinstance(event, h11.Data):
+            pending += bytes(event.data)
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if not line.strip():
+                    continue
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    continue
+                parsed = _event(message) if isinstance(message, dict) else None
+                if parsed is not None:
+                    on_event(parsed)
+        elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+            if not started:
+                raise EngineError("the engine closed the event stream before answering")
+            return

@@ -54,7 +54,7 @@ class GuestVolumes:
         self._ready = None
 
     async def _ensure(self) -> str:
-        client = self.engine.client
+        client = await self.engine.connected()
         try:
             base = await self.engine.call(
                 "inspecting the base image", client.images.get, self.base_image

@@ -75,7 +75,7 @@ class DockerImageEngine:
         self.engine = engine
 
     async def inspect_image(self, ref: str) -> EngineImage | None:
-        api = self.engine.client.api
+        api = (await self.engine.connected()).api
         try:
             attrs: dict[str, Any] = await self.engine.call(
                 f"inspecting image {ref}", api.inspect_image, ref, image=ref
@@ -85,15 +85,15 @@ class DockerImageEngine:
         return _engine_image(attrs)
 
     async def tag_image(self, image: str, repo: str, tag: str) -> None:
-        api = self.engine.client.api
+        api = (await self.engine.connected()).api
         await self.engine.call(f"tagging {repo}:{tag}", api.tag, image, repo, tag)
 
     async def remove_image(self, ref: str, *, what: str) -> None:
-        api = self.engine.client.api
+        api = (await self.engine.connected()).api
         await self.engine.call(what, api.remove_image, ref)
 
     async def image_tags(self, label: str) -> list[str]:
-        api = self.engine.client.api
+        api = (await self.engine.connected()).api
         images = await self.engine.call(
             "listing sandbox images", api.images, filters={"label": label}
         )
@@ -204,7 +204,7 @@ class DockerBuildContainers:
     async def create(
         self, parent: str, *, name: str, script: str
     ) -> AsyncIterator[DockerBuildContainer]:
-        api = self.engine.client.api
+        api = (await self.engine.connected()).api
         created = await self.engine.call(
             f"creating build container from {parent}",
             api.create_container,
@@ -238,11 +238,11 @@ class DockerBuildContainer:
         self.name = name
 
     async def copy_in(self, directory: str, archive: bytes, *, what: str) -> None:
-        api = self.engine.client.api
+        api = (await self.engine.connected()).api
         await self.engine.call(what, api.put_archive, self.id, directory, archive)
 
     async def start(self) -> None:
-        api = self.engine.client.api
+        api = (await self.engine.connected()).api
         await self.engine.call(f"starting {self.name}", api.start, self.id)
 
     async def follow_output(
@@ -270,7 +270,7 @@ class DockerBuildContainer:
         return int(result.get("StatusCode", -1))
 
     async def output_tail(self, lines: int) -> str:
-        api = self.engine.client.api
+        api = (await self.engine.connected()).api
         logs = await self.engine.call(
             f"reading the log of {self.name}", api.logs, self.id, tail=lines
         )
