@@ -1,0 +1,156 @@
+"""The layers of the configuration, as pydantic-settings sources, lowest first.
+
+Defaults < the file (``sbx.toml`` or ``sbx.yaml``) < the file's chosen profile
+(``[profile.NAME]``) < ``SBX_*`` environment variables < values given on the
+command line or in code.  pydantic-settings merges the layers key by key
+within a section, so ``SBX_SANDBOX__CPUS`` leaves the file's
+``sandbox.memory`` in place.
+
+Must not: format errors or decide what a value's origin is called (``origins``
+does), or hold defaults of its own (the models in ``sections`` do).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+from orchestrator.config.model import Config
+
+__all__ = ["ENV_DELIMITER", "ENV_PREFIX", "LayeredConfig", "LoadRequest", "is_yaml"]
+
+ENV_PREFIX = "SBX_"
+ENV_DELIMITER = "__"
+
+
+def is_yaml(path: Path) -> bool:
+    return path.suffix.lower() in {".yaml", ".yml"}
+
+
+@dataclass
+class LoadRequest:
+    """What one load reads: the file, the profile, the values given on top; and, once
+    loaded, each layer's raw values (for ``origins``), highest first."""
+
+    path: Path | None
+    profile: str | None
+    overrides: dict[str, Any]
+    environment: bool = True
+    """Read ``SBX_*`` (``sbx config validate FILE`` checks the file alone)."""
+    layers: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+_REQUEST: ContextVar[LoadRequest] = ContextVar("sbx_config_request")
+
+
+class _Environment(EnvSettingsSource):
+    """``SBX_*`` variables; a list or table may be a TOML inline value (or JSON)."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo | None, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return tomllib.loads(f"v = {value}")["v"]
+            except tomllib.TOMLDecodeError:
+                pass
+        return json.loads(value)
+
+
+class _TomlBase(TomlConfigSettingsSource):
+    """The TOML file without its ``[profile.*]`` tables (a profile is a layer of its own)."""
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        data = super()._read_file(file_path)
+        data.pop("profile", None)
+        return data
+
+
+class _YamlBase(YamlConfigSettingsSource):
+    """The YAML file without its ``profile:`` mapping."""
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        data = super()._read_file(file_path)
+        if isinstance(data, dict):
+            data.pop("profile", None)
+        return data
+
+
+class LayeredConfig(Config, BaseSettings):
+    """``Config`` read through the layers of the current ``LoadRequest``."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        validate_assignment=True,
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        case_sensitive=False,
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        request = _REQUEST.get()
+        given = InitSettingsSource(settings_cls, init_kwargs=request.overrides)
+        env = _Environment(
+            settings_cls,
+            env_prefix=ENV_PREFIX,
+            env_nested_delimiter=ENV_DELIMITER,
+            case_sensitive=False,
+        )
+        sources: list[tuple[str, PydanticBaseSettingsSource]] = [("given", given)]
+        if request.environment:
+            sources.append(("env", env))
+        path = request.path
+        if path is not None:
+            if is_yaml(path):
+                if request.profile:
+                    section = f"profile.{request.profile}"
+                    profile_source: PydanticBaseSettingsSource = YamlConfigSettingsSource(
+                        settings_cls, yaml_file=path, yaml_config_section=section
+                    )
+                    sources.append(("profile", profile_source))
+                sources.append(("file", _YamlBase(settings_cls, yaml_file=path)))
+            else:
+                if request.profile:
+                    profile_source = TomlConfigSettingsSource(
+                        settings_cls, toml_file=path, toml_table_header=("profile", request.profile)
+                    )
+                    sources.append(("profile", profile_source))
+                sources.append(("file", _TomlBase(settings_cls, toml_file=path)))
+        request.layers = [(name, source()) for name, source in sources]
+        return tuple(source for _, source in sources)
+
+
+def build(request: LoadRequest) -> Config:
+    """Validate the layers of ``request`` into a plain ``Config``.
+
+    Raises pydantic's ``ValidationError``; ``request.layers`` then holds what each
+    layer gave, for the error message.
+    """
+    token = _REQUEST.set(request)
+    try:
+        layered = LayeredConfig()
+    finally:
+        _REQUEST.reset(token)
+    values = {name: getattr(layered, name) for name in Config.model_fields}
+    return Config.model_construct(_fields_set=set(layered.model_fields_set), **values)
