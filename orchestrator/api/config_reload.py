@@ -119,9 +119,12 @@ class ConfigReloader:
         )
         return ReloadOutcome("rejected", reason=reason)
 
-    async def watch_signals(self) -> None:
-        """SIGHUP: read the configuration again."""
+    async def watch_signals(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """SIGHUP: read the configuration again (``started`` once SIGHUP is caught)."""
         with trio.open_signal_receiver(signal.SIGHUP) as signals:
+            task_status.started()
             async for _ in signals:
                 await self.reload("SIGHUP")
 

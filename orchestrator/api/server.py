@@ -88,7 +88,7 @@ async def serve_api(
                 reloader_ready(reloader)
             nursery.start_soon(reloader.watch_file, config.api.config_watch_interval)
             if handle_signals:
-                nursery.start_soon(reloader.watch_signals)
+                await nursery.start(reloader.watch_signals)
 
         server_done = trio.Event()
 
