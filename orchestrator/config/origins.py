@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from orchestrator.config.model import Config
@@ -84,13 +83,15 @@ def key_lines(path: Path) -> dict[Key, int]:
 
 
 def _yaml_lines(text: str) -> dict[Key, int]:
+    import yaml
+
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
         return {}
     lines: dict[Key, int] = {}
 
-    def walk(node: yaml.Node, prefix: Key) -> None:
+    def walk(node: Any, prefix: Key) -> None:
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
                 key = (*prefix, str(key_node.value))
@@ -203,23 +204,41 @@ def _spellings() -> dict[str, Key]:
 
 
 def _unknown_env(names: Iterator[str]) -> Iterator[tuple[str, str]]:
+    """Each variable shaped like a key that is none, with a hint.
+
+    Shaped like a key: ``SBX_A__B``; a section's name (``SBX_POOL``); a section and
+    key run together (``SBX_POOLSIZE``, ``SBX_POOL_SIZE``); or close to a top-level
+    key (``SBX_OWNR``).  Anything else (``SBX_DEPLOY_REGION``) is another program's.
+    """
     spellings = _spellings()
     known = set(config_keys())
     sections = {key[0] for key in known if len(key) == 2}
+    run_together = {
+        f"{key[0]}{glue}{key[1]}": key for key in known if len(key) == 2 for glue in ("", "_")
+    }
+    top_level = [key[0] for key in known if len(key) == 1]
     for name in names:
         rest = name[len(ENV_PREFIX) :].lower()
         parts = tuple(rest.split(ENV_DELIMITER))
         if parts[:1] in known or parts[:2] in known:
             continue  # a key (deeper parts go into a table-valued key)
-        close = difflib.get_close_matches(rest, list(spellings), n=1, cutoff=0.6)
-        if close:
-            hint = f"did you mean {env_name(spellings[close[0]])}?"
-        elif ENV_DELIMITER in rest and parts[0] in sections:
-            hint = f"[{parts[0]}] has " + ", ".join(_fields_at(parts[:1]))
-        elif ENV_DELIMITER in rest:
-            hint = "the sections are " + ", ".join(sorted(sections))
+        if ENV_DELIMITER in rest:
+            close = difflib.get_close_matches(rest, list(spellings), n=1, cutoff=0.6)
+            if close:
+                hint = f"did you mean {env_name(spellings[close[0]])}?"
+            elif parts[0] in sections:
+                hint = f"[{parts[0]}] has " + ", ".join(_fields_at(parts[:1]))
+            else:
+                hint = "the sections are " + ", ".join(sorted(sections))
+        elif rest in sections:
+            hint = f"[{rest}] is a section; set one of its keys, e.g. {name.upper()}__KEY"
+        elif rest in run_together:
+            hint = f"did you mean {env_name(run_together[rest])}?"
         else:
-            continue  # not shaped like a key: some other program's variable
+            close = difflib.get_close_matches(rest, top_level, n=1, cutoff=0.8)
+            if not close:
+                continue  # not shaped like a key: some other program's variable
+            hint = f"did you mean {env_name((close[0],))}?"
         yield name, hint
 
 

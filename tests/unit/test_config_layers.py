@@ -142,9 +142,14 @@ def test_a_broken_file_names_its_line(tmp_path: Path) -> None:
 def test_unrelated_sbx_variables_are_ignored_unless_shaped_like_a_key(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("SBX_DEPLOY_REGION", "eu-west")  # some deployment's own variable
+    for other in ("SBX_DEPLOY_REGION", "SBX_VERSION", "SBX_API_KEY", "SBX_IMAGE"):
+        monkeypatch.setenv(other, "x")  # a deployment's own variables
     monkeypatch.setenv("SBX_PROFILE", "")
     assert load_config().owner == "local"
+    monkeypatch.setenv("SBX_SANDBOX_MEMORY", "1g")  # run together: meant as a key
+    with pytest.raises(ConfigError, match=r"SBX_SANDBOX_MEMORY: .*did you mean SBX_SANDBOX__ME"):
+        load_config()
+    monkeypatch.delenv("SBX_SANDBOX_MEMORY")
     monkeypatch.setenv("SBX_SANDBOX__MEMROY", "1g")
     with pytest.raises(ConfigError) as info:
         load_config()
