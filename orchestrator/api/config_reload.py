@@ -128,12 +128,18 @@ class ConfigReloader:
             async for _ in signals:
                 await self.reload("SIGHUP")
 
-    async def watch_file(self, interval: float) -> None:
-        """Poll the file's identity (inode, size, mtime) every ``interval`` s; reload on change."""
+    async def watch_file(
+        self, interval: float, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Poll the file's identity (inode, size, mtime) every ``interval`` s; reload on change.
+
+        ``started`` once the identity to compare with is taken."""
         path = self._loaded.request.path
         if path is None or interval <= 0:
+            task_status.started()
             return
         last = await _identity(path)
+        task_status.started()
         while True:
             await trio.sleep(interval)
             now = await _identity(path)

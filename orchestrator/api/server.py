@@ -86,7 +86,7 @@ async def serve_api(
             )
             if reloader_ready is not None:
                 reloader_ready(reloader)
-            nursery.start_soon(reloader.watch_file, config.api.config_watch_interval)
+            await nursery.start(reloader.watch_file, config.api.config_watch_interval)
             if handle_signals:
                 await nursery.start(reloader.watch_signals)
 

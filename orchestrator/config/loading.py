@@ -21,7 +21,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from orchestrator.config.model import Config
-from orchestrator.config.origins import describe_errors, env_problems, key_lines, origin_of
+from orchestrator.config.origins import (
+    config_keys,
+    describe_errors,
+    env_problems,
+    key_lines,
+    origin_of,
+)
 from orchestrator.config.sources import LoadRequest, build, is_yaml
 from orchestrator.errors import ConfigError
 
@@ -63,8 +69,6 @@ class LoadedConfig:
 
     def origins(self) -> dict[tuple[str, ...], str]:
         lines = key_lines(self.request.path) if self.request.path is not None else {}
-        from orchestrator.config.origins import config_keys
-
         return {key: origin_of(self.request, key, lines) for key in config_keys()}
 
     def reload(self) -> LoadedConfig:
@@ -120,14 +124,19 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 
 def _check_profile(path: Path | None, data: dict[str, Any], profile: str) -> None:
+    if path is None:
+        raise ConfigError(
+            f"profile {profile!r} (from --profile or SBX_PROFILE) needs a config file with a "
+            f"[profile.{profile}] table, and none was found (--config, SBX_CONFIG, ./sbx.toml, "
+            "./sbx.yaml)"
+        )
     profiles = data.get("profile")
     names = sorted(profiles) if isinstance(profiles, dict) else []
     if profile in names and isinstance(profiles, dict) and isinstance(profiles[profile], dict):
         return
-    where = f"{path}" if path is not None else "no config file"
     have = f"its profiles are {', '.join(names)}" if names else "it defines none"
     raise ConfigError(
-        f"profile {profile!r} (from --profile or SBX_PROFILE) is not in {where}: {have}. "
+        f"profile {profile!r} (from --profile or SBX_PROFILE) is not in {path}: {have}. "
         f"Add a [profile.{profile}] table or choose another"
     )
 

@@ -1,7 +1,8 @@
 """What ``sbx config show`` and ``sbx config schema`` print: values with their origins, the schema.
 
-Secrets never leave here: ``SecretStr`` values and ``sandbox.env`` entries
-whose names look secret are replaced by ``REDACTED``.
+Secrets never leave here: ``SecretStr`` values, the values of
+``sandbox.env`` (keys shown) and of any table entry whose name looks secret
+are replaced by ``REDACTED``.
 
 Must not: print (the CLI does) or read the layers (``loading`` does).
 """
@@ -21,6 +22,8 @@ __all__ = ["REDACTED", "config_schema", "effective_values"]
 
 REDACTED = "**********"
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+_SECRET_TABLES = frozenset({("sandbox", "env")})
+"""Tables whose every value may be a secret: only their keys are shown."""
 
 
 def _plain(value: Any) -> Any:
@@ -50,8 +53,11 @@ def effective_values(loaded: LoadedConfig) -> dict[str, dict[str, Any]]:
         for part in key:
             value = getattr(value, part)
         dotted = ".".join(key)
+        plain = _plain(value)
+        if key in _SECRET_TABLES and isinstance(plain, dict):
+            plain = dict.fromkeys(plain, REDACTED)
         out[dotted] = {
-            "value": _plain(value),
+            "value": plain,
             "source": origin,
             "reload": "live" if is_live(dotted) else "restart",
         }
