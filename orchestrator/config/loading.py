@@ -168,6 +168,9 @@ def explain_config(
     except ValidationError as exc:
         text = describe_errors(exc, request)
         raise ConfigError("\n".join([text, *problems])) from None
+    except Exception as exc:  # the file changed under us (a reload mid-edit), or a source failed
+        where = file_path if file_path is not None else "the environment"
+        raise ConfigError(f"configuration could not be read from {where}: {exc}") from None
     if problems:
         raise ConfigError("\n".join(["invalid configuration:", *problems]))
     return LoadedConfig(config, request)

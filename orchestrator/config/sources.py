@@ -59,15 +59,23 @@ _REQUEST: ContextVar[LoadRequest] = ContextVar("sbx_config_request")
 
 
 class _Environment(EnvSettingsSource):
-    """``SBX_*`` variables; a list or table may be a TOML inline value (or JSON)."""
+    """``SBX_*`` variables; a list or table may be a TOML inline value (or JSON).
+
+    A value that is neither is passed on as the string it is, so that validation
+    names the variable, the key and what is allowed.
+    """
 
     def decode_complex_value(self, field_name: str, field: FieldInfo | None, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return tomllib.loads(f"v = {value}")["v"]
-            except tomllib.TOMLDecodeError:
-                pass
-        return json.loads(value)
+        if not isinstance(value, str):
+            return value
+        try:
+            return tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            pass
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
 
 
 class _TomlBase(TomlConfigSettingsSource):

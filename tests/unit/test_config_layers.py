@@ -127,6 +127,17 @@ def test_a_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPa
         load_config()
 
 
+def test_a_table_in_the_environment_that_does_not_parse_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SBX_SANDBOX__ENV", "{ A = ")
+    with pytest.raises(ConfigError) as info:
+        load_config()
+    assert "sandbox.env = '{ A = ' (env SBX_SANDBOX__ENV): Input should be a valid dict" in str(
+        info.value
+    )
+
+
 def test_an_unknown_key_suggests_the_closest_one(tmp_path: Path) -> None:
     (tmp_path / "sbx.toml").write_text("[sandbox]\ncpus = 1\nmemroy = '1g'\n")
     with pytest.raises(ConfigError) as info:
