@@ -28,7 +28,7 @@ from orchestrator.config.origins import (
     key_lines,
     origin_of,
 )
-from orchestrator.config.sources import LoadRequest, build, is_yaml
+from orchestrator.config.request import ENV_DELIMITER, ENV_PREFIX, LoadRequest, is_yaml
 from orchestrator.errors import ConfigError
 
 __all__ = [
@@ -164,7 +164,7 @@ def explain_config(
     problems = env_problems(NOT_CONFIG_VARIABLES) if environment else []
     request = LoadRequest(file_path, profile, dict(overrides), environment)
     try:
-        config = build(request)
+        config = _build(request)
     except ValidationError as exc:
         text = describe_errors(exc, request)
         raise ConfigError("\n".join([text, *problems])) from None
@@ -191,6 +191,28 @@ def load_config(
     config = loaded.config
     config._loaded = loaded
     return config
+
+
+def _sets_keys(environment: bool) -> bool:
+    """Whether an ``SBX_*`` variable names a key or section (``SBX_OWNER``, ``SBX_POOL__SIZE``)."""
+    if not environment:
+        return False
+    fields = Config.model_fields
+    return any(
+        name.upper().startswith(ENV_PREFIX)
+        and name[len(ENV_PREFIX) :].lower().split(ENV_DELIMITER)[0] in fields
+        for name in os.environ
+    )
+
+
+def _build(request: LoadRequest) -> Config:
+    """The layers validated; the defaults alone, without pydantic-settings, when every
+    layer is empty."""
+    if request.path is None and not request.overrides and not _sets_keys(request.environment):
+        return Config()
+    from orchestrator.config.sources import build
+
+    return build(request)
 
 
 def validate_file(path: str | os.PathLike[str]) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from orchestrator.config.model import Config
-from orchestrator.config.sources import ENV_DELIMITER, ENV_PREFIX, LoadRequest, is_yaml
+from orchestrator.config.request import ENV_DELIMITER, ENV_PREFIX, LoadRequest, is_yaml
 
 __all__ = [
     "config_keys",

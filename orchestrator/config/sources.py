@@ -6,6 +6,9 @@ command line or in code.  pydantic-settings merges the layers key by key
 within a section, so ``SBX_SANDBOX__CPUS`` leaves the file's
 ``sandbox.memory`` in place.
 
+Imported only when some layer has values: pydantic-settings brings asyncio
+and argparse with it, a cost ``sbx run`` with nothing configured need not pay.
+
 Must not: format errors or decide what a value's origin is called (``origins``
 does), or hold defaults of its own (the models in ``sections`` do).
 """
@@ -15,8 +18,6 @@ from __future__ import annotations
 import json
 import tomllib
 from contextvars import ContextVar
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pydantic.fields import FieldInfo
@@ -31,29 +32,9 @@ from pydantic_settings import (
 )
 
 from orchestrator.config.model import Config
+from orchestrator.config.request import ENV_DELIMITER, ENV_PREFIX, LoadRequest, is_yaml
 
-__all__ = ["ENV_DELIMITER", "ENV_PREFIX", "LayeredConfig", "LoadRequest", "is_yaml"]
-
-ENV_PREFIX = "SBX_"
-ENV_DELIMITER = "__"
-
-
-def is_yaml(path: Path) -> bool:
-    return path.suffix.lower() in {".yaml", ".yml"}
-
-
-@dataclass
-class LoadRequest:
-    """What one load reads: the file, the profile, the values given on top; and, once
-    loaded, each layer's raw values (for ``origins``), highest first."""
-
-    path: Path | None
-    profile: str | None
-    overrides: dict[str, Any]
-    environment: bool = True
-    """Read ``SBX_*`` (``sbx config validate FILE`` checks the file alone)."""
-    layers: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
+__all__ = ["LayeredConfig", "build"]
 
 _REQUEST: ContextVar[LoadRequest] = ContextVar("sbx_config_request")
 

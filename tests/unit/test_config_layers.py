@@ -232,3 +232,22 @@ def test_schema_is_json_schema_with_profiles_and_reload_marks(
     sandbox = schema["$defs"]["SandboxConfig"]["properties"]
     assert sandbox["memory"]["x-sbx-reload"] == "restart"
     assert any(alt.get("type") == "string" for alt in sandbox["memory"]["anyOf"])  # "512m"
+
+
+def test_nothing_configured_loads_the_defaults_without_pydantic_settings(tmp_path: Path) -> None:
+    """pydantic-settings brings asyncio and argparse; `sbx run` with nothing set skips them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from orchestrator.config import load_config; c = load_config(); "
+        "print(c.owner, 'pydantic_settings' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SBX_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    argv = [sys.executable, "-c", code]
+    run = subprocess.run(argv, check=False, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.stdout.split() == ["local", "False"], run.stderr
+    (tmp_path / "sbx.toml").write_text('owner = "file"\n')
+    run = subprocess.run(argv, check=False, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.stdout.split() == ["file", "True"], run.stderr
