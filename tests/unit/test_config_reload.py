@@ -193,3 +193,31 @@ async def test_a_changed_file_is_reloaded_without_a_signal(
         assert "not valid TOML" in reloader.outcomes[-1].reason
         assert api_config.limits.max_sessions_per_owner == 7
         shutdown.set()
+
+
+async def test_a_pool_raised_from_zero_by_a_reload_starts_its_spares(
+    fake_config: Config, fake_backend: FakeBackend
+) -> None:
+    from orchestrator import Orchestrator
+
+    fake_config.pool.size = 0
+    fake_config.pool.images = ["code-runner"]
+    async with Orchestrator(fake_config, backend=fake_backend) as orch:
+        pool = orch.supervisor.pool
+        await trio.sleep(0.1)
+        assert pool.spares() == []
+        raised = fake_config.model_copy(deep=True)
+        raised.pool.size = 2
+        apply(fake_config, plan_reload(fake_config, raised))
+        pool.reconfigured()
+        with trio.fail_after(20):
+            while len(pool.spares()) < 2:
+                await trio.sleep(0.01)
+        lowered = fake_config.model_copy(deep=True)
+        lowered.pool.size = 1
+        apply(fake_config, plan_reload(fake_config, lowered))
+        pool.reconfigured()
+        session = await orch.open_session("code-runner", memories=False)
+        await session.close()
+        await trio.sleep(0.2)
+        assert len(pool.spares()) == 1  # the one taken is not replaced past the new size
