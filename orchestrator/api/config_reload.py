@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -64,8 +65,8 @@ class ConfigReloader:
         self._bind = bind
         self._loaded = loaded
         self._lock = trio.Lock()
-        self.outcomes: list[ReloadOutcome] = []
-        """Every reload's outcome, oldest first (for tests and operators' tools)."""
+        self.outcomes: deque[ReloadOutcome] = deque(maxlen=32)
+        """The last reloads' outcomes, oldest first (for tests and operators' tools)."""
         self.reloaded = trio.Event()
         """Set after each reload, then replaced: wait on it to see the next one."""
 
