@@ -14,7 +14,7 @@ import typing as _typing
 if _typing.TYPE_CHECKING:
     from orchestrator.backends.base import BindMount, SandboxBackend, SandboxInfo, SandboxSpec
     from orchestrator.backends.fake import FakeBackend
-    from orchestrator.config import Config, load_config
+    from orchestrator.config import Config, explain_config, load_config
     from orchestrator.desktop import ActionResult, Desktop, Scaling, Screenshot
     from orchestrator.errors import (
         ConfigError,
@@ -90,6 +90,7 @@ __all__ = [
     "SessionNotFound",
     "__version__",
     "configure_logging",
+    "explain_config",
     "load_config",
 ]
 
@@ -135,6 +136,7 @@ _EXPORTS = {
     "SessionLimitReached": "orchestrator.errors",
     "SessionNotFound": "orchestrator.errors",
     "configure_logging": "orchestrator.log",
+    "explain_config": "orchestrator.config",
     "load_config": "orchestrator.config",
 }
 """Where each public name lives.  They are imported on first use (PEP 562):

@@ -105,14 +105,21 @@ class SandboxPool:
             return session
         return None
 
+    def reconfigured(self) -> None:
+        """``pool.size`` (or its timings) changed while running: refill to the new size."""
+        self._changed.set()
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Refill every image's spares, one start at a time, until cancelled."""
         task_status.started()
-        if not self.enabled:
+        if not self._templates:
             return
         retry_at: dict[str, float] = {}
         while not self._stopping:
             self._changed = trio.Event()
+            if not self.enabled:  # pool.size = 0, until a reload raises it
+                await self._changed.wait()
+                continue
             wake_at = trio.current_time() + self._config.pool.max_age
             for image, template in self._templates.items():
                 key = sandbox_key(template, self._config)

@@ -3,7 +3,7 @@
 ``create_app`` mounts one router per tag, the live view's routes, the error
 handlers (one JSON error shape) and the body limit.  It must not define
 routes or checks itself: routes live in ``routes/``, the checks they share in
-``dependencies``.
+``dependencies``, the schema's additions and the offline docs in ``openapi``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from orchestrator import __version__
 from orchestrator.api.dependencies import BodyLimit
 from orchestrator.api.errors import install_error_handlers
 from orchestrator.api.models import ErrorResponse
+from orchestrator.api.openapi import install_openapi, offline_docs_app
 from orchestrator.api.routes import (
     agent_runs,
     desktop,
@@ -47,13 +48,16 @@ _NO_TELEMETRY: dict[str, Any] = (
 
 
 def create_app(state: ApiState) -> FastAPI:
-    app = FastAPI(
+    app = offline_docs_app(
         title="sbx",
         version=__version__,
         description="Hardened sandboxes for Claude's tools and plain exec/file calls.",
         responses=_ERRORS,
+        # Swagger UI would otherwise ask validator.swagger.io about the schema.
+        swagger_ui_parameters={"validatorUrl": None},
         **_NO_TELEMETRY,
     )
+    install_openapi(app)
     app.state.api = state
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=state.config.api.max_body)

@@ -6,6 +6,8 @@ The address is taken before anything else starts, so a port in use is one
 ``api.graceful_timeout`` to finish (a second signal cuts that short), then
 whatever is left is cancelled and every sandbox is removed before the
 process exits; the last log line says what finished and what was cut.
+SIGHUP, or a change of the config file, reloads what can change while
+serving (``config_reload``).
 
 It wires the pieces; it must not define routes or speak HTTP itself.
 """
@@ -13,6 +15,7 @@ It wires the pieces; it must not define routes or speak HTTP itself.
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 
 import structlog
 import trio
@@ -20,10 +23,11 @@ import trio
 from orchestrator.api.agent_runs import AgentRuns
 from orchestrator.api.app import create_app
 from orchestrator.api.auth import Authenticator
+from orchestrator.api.config_reload import ConfigReloader
 from orchestrator.api.http_server import HttpServer, open_listeners
 from orchestrator.api.state import ApiState
 from orchestrator.backends.base import SandboxBackend
-from orchestrator.config import Config
+from orchestrator.config import Config, LoadedConfig
 from orchestrator.metrics import PrometheusObserver
 from orchestrator.runtime import Orchestrator
 
@@ -39,9 +43,17 @@ async def serve_api(
     backend: SandboxBackend | None = None,
     shutdown: trio.Event | None = None,
     handle_signals: bool = True,
+    reload_from: LoadedConfig | None = None,
+    reloader_ready: Callable[[ConfigReloader], None] | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until ``shutdown`` is set or a signal arrives; ``task_status`` gets the URL."""
+    """Serve until ``shutdown`` is set or a signal arrives; ``task_status`` gets the URL.
+
+    ``reload_from`` (by default where ``load_config`` read ``config``) is read again
+    on SIGHUP (with ``handle_signals``) and when its file changes; ``reloader_ready``
+    is handed the reloader (tests reload through it and watch its outcomes).
+    """
+    reload_from = reload_from if reload_from is not None else config._loaded
     bind = bind or config.api.bind
     auth = Authenticator(config.api, bind)  # refuses an unsafe set-up before anything starts
     shutdown = shutdown if shutdown is not None else trio.Event()
@@ -56,7 +68,8 @@ async def serve_api(
     async with orch, trio.open_nursery() as nursery:
         runs = AgentRuns(orch, config.api.runs_dir)
         await nursery.start(runs.serve)
-        app = create_app(ApiState(orch, config, auth, observer, runs))
+        state = ApiState(orch, config, auth, observer, runs)
+        app = create_app(state)
         server = HttpServer(
             app,
             graceful_timeout=config.api.graceful_timeout,
@@ -67,6 +80,15 @@ async def serve_api(
         )
         if handle_signals:
             nursery.start_soon(_watch_signals, shutdown, server)
+        if reload_from is not None:
+            reloader = ConfigReloader(
+                state, bind, reload_from, pool_changed=orch.supervisor.pool.reconfigured
+            )
+            if reloader_ready is not None:
+                reloader_ready(reloader)
+            await nursery.start(reloader.watch_file, config.api.config_watch_interval)
+            if handle_signals:
+                await nursery.start(reloader.watch_signals)
 
         server_done = trio.Event()
 

@@ -27,7 +27,7 @@ from starlette.responses import Response
 
 from orchestrator.observe import Observer
 
-__all__ = ["STREAM_RESPONSES", "Emit", "StreamFormat", "StreamingCall", "negotiate"]
+__all__ = ["Emit", "StreamFormat", "StreamingCall", "negotiate"]
 
 log = structlog.get_logger("orchestrator.api")
 
@@ -37,11 +37,6 @@ MEDIA_TYPES: dict[StreamFormat, str] = {
     "ndjson": "application/x-ndjson",
 }
 _CHUNK_ESTIMATE = 64 * 1024
-
-STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/event-stream": {}, "application/x-ndjson": {}}}
-}
-"""The OpenAPI ``responses`` of a route that can answer with a stream."""
 
 
 class Emit(Protocol):

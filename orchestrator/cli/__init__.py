@@ -32,6 +32,7 @@ COMMAND_GROUP_NAMES = (
     "serve",
     "remote",
     "maintenance",
+    "config",
 )
 """Modules that add sub-commands; each has ``register(subparsers)``.  Imported
 when the full parser is built, never for ``sbx run`` against a server."""
@@ -44,7 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sbx",
         description="Hardened Docker sandboxes for Claude's tools and plain exec/file calls.",
     )
-    parser.add_argument("--config", help="TOML config file (default: $SBX_CONFIG, ./sbx.toml)")
+    parser.add_argument(
+        "--config", help="TOML or YAML config file (default: $SBX_CONFIG, ./sbx.toml, ./sbx.yaml)"
+    )
+    parser.add_argument(
+        "--profile", help="the config file's [profile.NAME] to lay over it (default: $SBX_PROFILE)"
+    )
     parser.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity"
     )
@@ -58,12 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace) -> Config:
+    from orchestrator.cli.config import flag_overrides
     from orchestrator.config import load_config
     from orchestrator.log import configure_logging
 
-    config = load_config(args.config)
-    level = args.log_level or config.logging.level
-    fmt = args.log_format or config.logging.format
+    config = load_config(args.config, profile=args.profile, **flag_overrides(args))
+    level = config.logging.level
+    fmt = config.logging.format
     # One-shot commands keep the terminal for the command's own output.
     if getattr(args, "quiet_logs", False) and not args.log_level:
         level = "warning"
@@ -109,7 +116,7 @@ def main_local(argv: Sequence[str]) -> int:
         (getattr(args, "group_parser", None) or parser).print_help()
         return 2
     try:
-        config = _load(args)
+        config = None if getattr(args, "own_config", False) else _load(args)
         code: int = handler(args, config)
         return code
     except ConfigError as exc:

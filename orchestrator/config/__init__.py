@@ -3,13 +3,21 @@
 ``sections`` holds one model per ``[table]`` (``api_sections`` that of
 ``sbx serve``, ``agent`` the agent loop's), ``model`` the whole ``Config``,
 ``loading`` reads the file and the environment (precedence, highest first:
-values passed in code, ``SBX_*`` variables, the TOML file, the defaults),
-``sizes`` parses ``"512m"``-style sizes.
+values given on the command line or in code, ``SBX_*`` variables, the
+file's profile, the TOML or YAML file, the defaults),
+``sizes`` parses ``"512m"``-style sizes.  ``sources`` are the layers (built on
+pydantic-settings), ``origins`` says where each value came from, ``reload``
+which changes a running server may take.
 """
 
 from orchestrator.config.agent import DEFAULT_PRICES, AgentConfig, ModelPrice
 from orchestrator.config.api_sections import ApiConfig, ApiToken, normalize_base_url
-from orchestrator.config.loading import NOT_CONFIG_VARIABLES, load_config
+from orchestrator.config.loading import (
+    NOT_CONFIG_VARIABLES,
+    LoadedConfig,
+    explain_config,
+    load_config,
+)
 from orchestrator.config.model import Config
 from orchestrator.config.resilience import ResilienceConfig
 from orchestrator.config.sandbox import (
@@ -46,6 +54,7 @@ __all__ = [
     "EngineConfig",
     "ImagesConfig",
     "LimitsConfig",
+    "LoadedConfig",
     "LoggingConfig",
     "MemoryConfig",
     "ModelPrice",
@@ -54,6 +63,7 @@ __all__ = [
     "SandboxConfig",
     "SessionConfig",
     "ToolsConfig",
+    "explain_config",
     "human_bytes",
     "load_config",
     "memory_arithmetic",

@@ -119,6 +119,12 @@ class ApiConfig(_Section):
         gt=0,
         description="An idle keep-alive connection is closed after this long, s.",
     )
+    config_watch_interval: float = Field(
+        default=2.0,
+        ge=0,
+        description="How often `sbx serve` checks its config file for changes to reload, s "
+        "(0: only on SIGHUP).",
+    )
     max_connections: int = Field(
         default=1024,
         ge=1,

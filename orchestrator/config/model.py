@@ -5,7 +5,9 @@ Must not: read files or the environment (``loading`` does).
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from typing import Any
+
+from pydantic import Field, PrivateAttr, model_validator
 
 from orchestrator.config.agent import AgentConfig
 from orchestrator.config.api_sections import ApiConfig
@@ -64,6 +66,9 @@ class Config(_Section):
         default=True, description="At start-up, remove sandboxes left by a dead supervisor."
     )
     shutdown_timeout: float = Field(default=15.0, gt=0)
+
+    _loaded: Any = PrivateAttr(default=None)
+    """The ``LoadedConfig`` this came from (``load_config`` sets it): how to read it again."""
 
     def image_name(self, name: str) -> str:
         """The engine's name of an image given by its short or full name."""

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 __all__ = ["ByteSize", "MemoryShare", "MountSize", "human_bytes", "parse_bytes", "parse_mount_size"]
 
@@ -49,7 +49,15 @@ def parse_bytes(value: Any) -> int:
     )
 
 
-ByteSize = Annotated[int, BeforeValidator(parse_bytes)]
+_SIZE_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "integer", "minimum": 0},
+        {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*([kKmMgGtT]i?[bB]?|[bB])?\s*$"},
+    ],
+    "description": "bytes, or a size such as '512m', '1g', '64KiB'",
+}
+
+ByteSize = Annotated[int, BeforeValidator(parse_bytes), WithJsonSchema(_SIZE_SCHEMA)]
 """An integer number of bytes that also accepts ``"512m"``-style strings."""
 
 
@@ -95,5 +103,8 @@ MountSize = Annotated[
     int | MemoryShare,
     BeforeValidator(parse_mount_size),
     PlainSerializer(lambda size: str(size) if isinstance(size, MemoryShare) else size),
+    WithJsonSchema(
+        {"anyOf": [*_SIZE_SCHEMA["anyOf"], {"type": "string", "pattern": r"^\s*\d+(\.\d+)?%\s*$"}]}
+    ),
 ]
 """A tmpfs mount's size: bytes, or a share of the sandbox's memory such as ``"50%"``."""

@@ -17,7 +17,8 @@ from orchestrator.api.agent_access import messages_target
 from orchestrator.api.dependencies import ApiStateDep, Caller, OwnedRun
 from orchestrator.api.errors import ApiError
 from orchestrator.api.models import AgentRunCreate, AgentRunInfo
-from orchestrator.api.streaming import STREAM_RESPONSES, Emit
+from orchestrator.api.stream_events import stream_responses
+from orchestrator.api.streaming import Emit
 
 __all__ = ["router"]
 
@@ -60,7 +61,7 @@ async def cancel_agent_run(run: OwnedRun, state: ApiStateDep) -> Response:
 
 @router.get(
     "/agent-runs/{run_id}/events",
-    responses=STREAM_RESPONSES,
+    responses=stream_responses("AgentRunStreamEvent"),
 )
 async def agent_run_events(
     run: OwnedRun,

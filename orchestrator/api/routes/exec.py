@@ -24,7 +24,8 @@ from fastapi.routing import APIRoute
 from orchestrator.api.dependencies import OwnedSession, owned_session, state_of
 from orchestrator.api.errors import ApiError
 from orchestrator.api.models import ExecRequest, ExecResponse, text_or_base64
-from orchestrator.api.streaming import STREAM_RESPONSES, Emit, negotiate
+from orchestrator.api.stream_events import stream_responses
+from orchestrator.api.streaming import Emit, negotiate
 
 __all__ = ["ExecRoute", "decode_stdin", "exec_command", "router"]
 
@@ -59,7 +60,11 @@ router = APIRouter(prefix="/v1", tags=["exec"], route_class=ExecRoute)
 _OUTPUT_FIELDS = {"stdout", "stderr", "stdout_b64", "stderr_b64"}
 
 
-@router.post("/sessions/{session_id}/exec", response_model=ExecResponse, responses=STREAM_RESPONSES)
+@router.post(
+    "/sessions/{session_id}/exec",
+    response_model=ExecResponse,
+    responses=stream_responses("ExecStreamEvent"),
+)
 async def exec_command(session: OwnedSession, body: ExecRequest, request: Request) -> Any:
     """Run a command; JSON result, or a stream when the request accepts
     ``text/event-stream`` (SSE) or ``application/x-ndjson``."""

@@ -12,7 +12,8 @@ from fastapi import APIRouter, Request
 
 from orchestrator.api.dependencies import ApiStateDep, OwnedSession
 from orchestrator.api.models import ToolsRequest, ToolsResponse
-from orchestrator.api.streaming import STREAM_RESPONSES, Emit
+from orchestrator.api.stream_events import stream_responses
+from orchestrator.api.streaming import Emit
 from orchestrator.router import ToolCallEvent, normalize_tool_uses
 
 __all__ = ["router"]
@@ -21,7 +22,9 @@ router = APIRouter(prefix="/v1", tags=["tools"])
 
 
 @router.post(
-    "/sessions/{session_id}/tools", response_model=ToolsResponse, responses=STREAM_RESPONSES
+    "/sessions/{session_id}/tools",
+    response_model=ToolsResponse,
+    responses=stream_responses("ToolsStreamEvent"),
 )
 async def run_tools(
     session: OwnedSession, body: ToolsRequest, request: Request, state: ApiStateDep

@@ -22,7 +22,8 @@ from orchestrator.api.auth import Principal
 from orchestrator.api.dependencies import ApiStateDep, Caller
 from orchestrator.api.errors import ApiError
 from orchestrator.api.models import WorkflowRunRequest, WorkflowRunResponse
-from orchestrator.api.streaming import STREAM_RESPONSES, Emit
+from orchestrator.api.stream_events import stream_responses
+from orchestrator.api.streaming import Emit
 from orchestrator.config import AgentConfig
 from orchestrator.workflows.loading import load_workflow, load_workflow_text
 from orchestrator.workflows.model import Workflow
@@ -79,7 +80,11 @@ def _agent_clients(
     return targets
 
 
-@router.post("/workflows", response_model=WorkflowRunResponse, responses=STREAM_RESPONSES)
+@router.post(
+    "/workflows",
+    response_model=WorkflowRunResponse,
+    responses=stream_responses("WorkflowStreamEvent"),
+)
 async def run_workflow_route(
     body: WorkflowRunRequest, who: Caller, request: Request, state: ApiStateDep
 ) -> Any:
