@@ -10,85 +10,29 @@ refuses is skipped and reported, never written.  Sizes are counted as
 entries arrive, and pax or long-name headers past a small bound are refused
 before they are read, so memory stays bounded whatever the archive says.
 
-Both sides run tarfile in a worker thread, fed chunk by chunk from trio (at
-most a few chunks in flight), so a folder of any size costs a window of
-memory.  Must not: write outside the destination, follow a link while
-writing, or hold an archive whole.
+Both sides run in worker threads (``tar_stream``), a chunk at a time, so a
+folder of any size costs a chunk of memory.  Must not: write outside the
+destination, follow a link while writing, or hold an archive whole.
 """
 
 from __future__ import annotations
 
-import os
 import tarfile
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
 
 from orchestrator.errors import InputTooLarge, InvalidInput
+from orchestrator.tar_stream import DirCopy, iter_tar, unpack
 
 __all__ = ["DirCopy", "local_tar", "unpack_tar"]
 
 _CHUNK = 256 << 10
-MAX_META_HEADER = 1 << 20
-"""The largest pax or GNU long-name header accepted (it would be held in memory)."""
-
-
-@dataclass
-class DirCopy:
-    """What a folder copy moved: entries written, bytes of file data, entries refused."""
-
-    entries: int = 0
-    bytes: int = 0
-    skipped: list[str] = field(default_factory=list)
-    """Entries not unpacked because they were unsafe, with why (first 100)."""
-
-
-class _BoundedTarInfo(tarfile.TarInfo):
-    """Refuses pax and long-name headers over ``MAX_META_HEADER`` before reading them."""
-
-    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
-        meta = (
-            tarfile.XHDTYPE,
-            tarfile.XGLTYPE,
-            tarfile.GNUTYPE_LONGNAME,
-            tarfile.GNUTYPE_LONGLINK,
-        )
-        if self.type in meta and self.size > MAX_META_HEADER:
-            raise tarfile.HeaderError(f"a {self.size}-byte pax or long-name header")
-        result: tarfile.TarInfo = super()._proc_member(tarfile_)  # type: ignore[misc]
-        return result
 
 
 # -- making an archive of a local folder ----------------------------------------------
-
-
-class _ChannelWriter:
-    """A file object for tarfile's stream mode whose writes go to trio, in big chunks."""
-
-    def __init__(self, send: trio.MemorySendChannel[bytes]) -> None:
-        self._send = send
-        self._buffer = bytearray()
-
-    def write(self, data: bytes) -> int:
-        self._buffer += data
-        if len(self._buffer) >= _CHUNK:
-            self.flush()
-        return len(data)
-
-    def flush(self) -> None:
-        if self._buffer:
-            chunk, self._buffer = bytes(self._buffer), bytearray()
-            trio.from_thread.run(self._send.send, chunk)
-
-
-def _write_tar(folder: Path, writer: _ChannelWriter) -> None:
-    with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
-        for name in sorted(os.listdir(folder)):
-            tar.add(folder / name, arcname=name, recursive=True)
-    writer.flush()
 
 
 @asynccontextmanager
@@ -98,16 +42,24 @@ async def local_tar(folder: Path) -> AsyncIterator[AsyncIterable[bytes]]:
         raise InvalidInput(
             f"{folder} is not a folder on this machine; pass an existing local folder"
         )
-    send, receive = trio.open_memory_channel[bytes](2)
+    made = iter_tar(folder)
 
-    async def produce() -> None:
-        async with send:
-            await trio.to_thread.run_sync(_write_tar, folder, _ChannelWriter(send))
+    async def chunks() -> AsyncIterator[bytes]:
+        while True:
+            try:
+                chunk = await trio.to_thread.run_sync(next, made, None)
+            except OSError as exc:
+                raise InvalidInput(
+                    f"cannot read {folder} to copy it: {exc}; check the folder's permissions"
+                ) from None
+            if chunk is None:
+                return
+            yield chunk
 
-    async with trio.open_nursery() as nursery, receive:
-        nursery.start_soon(produce)
-        yield receive
-        nursery.cancel_scope.cancel()
+    try:
+        yield chunks()
+    finally:
+        made.close()
 
 
 # -- unpacking an archive from a sandbox ------------------------------------------------
@@ -151,25 +103,6 @@ class _ChunkReader:
         return data
 
 
-def _unpack(reader: _ChunkReader, dest: Path, outcome: DirCopy) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=reader, mode="r|", tarinfo=_BoundedTarInfo) as tar:  # type: ignore[call-overload]
-        for member in tar:
-            try:
-                safe = tarfile.data_filter(member, str(dest))
-            except tarfile.FilterError as exc:
-                if len(outcome.skipped) < 100:
-                    outcome.skipped.append(f"{member.name}: {exc}")
-                continue
-            if safe.isreg():
-                outcome.bytes += safe.size
-            tar.extract(safe, dest, set_attrs=True, filter="fully_trusted")
-            outcome.entries += 1
-        # Read to the end, so the sender's verdict is not held back by a full window.
-        while reader.read(_CHUNK):
-            pass
-
-
 async def unpack_tar(chunks: AsyncIterable[bytes], dest: Path, *, limit: int) -> DirCopy:
     """Unpack the tar stream ``chunks`` into the local folder ``dest`` (made if missing).
 
@@ -179,7 +112,7 @@ async def unpack_tar(chunks: AsyncIterable[bytes], dest: Path, *, limit: int) ->
     outcome = DirCopy()
     reader = _ChunkReader(aiter(chunks), limit)
     try:
-        await trio.to_thread.run_sync(_unpack, reader, dest, outcome)
+        await trio.to_thread.run_sync(unpack, reader, dest, outcome)
     except tarfile.TarError as exc:
         raise InvalidInput(
             f"the archive from the sandbox is not a valid tar stream ({exc}); nothing past "

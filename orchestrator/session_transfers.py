@@ -131,8 +131,13 @@ class SessionTransfers(SessionCalls):
                 data += chunk
         return bytes(data)
 
-    def _limit(self) -> int:
+    @property
+    def file_size_limit(self) -> int:
+        """The largest file one call may read or write (``session.file_size_limit``)."""
         return int(self._config.session.file_size_limit)
+
+    def _limit(self) -> int:
+        return self.file_size_limit
 
     @asynccontextmanager
     async def read_file_stream(

@@ -181,3 +181,53 @@ async def test_unpacking_skips_what_would_leave_the_destination(tmp_path: Path) 
     assert (dest / str(outside / "abs.txt").lstrip("/")).read_bytes() == b"hi"
     refused = {entry.split(":")[0] for entry in done.skipped}
     assert refused == {"../up.txt", "out", "rel", "hard", "dev"}
+
+
+async def test_files_and_folders_stream_over_the_http_api(api, tmp_path: Path) -> None:
+    from tests.api_harness import new_session
+
+    api.config.session.file_size_limit = FAST_FILE_BYTES + 8192
+    root = api.config.sandbox.allowed_roots[0]
+    data = os.urandom(FAST_FILE_BYTES + 4097)
+    source = tmp_path / "tree"
+    source.mkdir()
+    _make_tree(source)
+    from orchestrator.tar_stream import iter_tar
+
+    async def body() -> AsyncIterator[bytes]:
+        for chunk in iter_tar(source):
+            yield chunk
+
+    async with api.client() as c:
+        sid = await new_session(c)
+        put = await c.put(f"/v1/sessions/{sid}/files", params={"path": f"{root}/big"}, content=data)
+        assert put.json() == {"path": f"{root}/big", "size": len(data)}
+        got = await c.get(f"/v1/sessions/{sid}/files", params={"path": f"{root}/big"})
+        assert got.content == data
+        assert int(got.headers["content-length"]) == len(data)
+        sent = await c.put(f"/v1/sessions/{sid}/dirs", params={"path": f"{root}/t"}, content=body())
+        assert sent.status_code == 200, sent.text
+        tar = await c.get(f"/v1/sessions/{sid}/dirs", params={"path": f"{root}/t"})
+        assert tar.headers["content-type"] == "application/x-tar"
+        missing = await c.get(f"/v1/sessions/{sid}/dirs", params={"path": f"{root}/nope"})
+        not_dir = await c.get(f"/v1/sessions/{sid}/dirs", params={"path": f"{root}/big"})
+        over = b"o" * (FAST_FILE_BYTES + 8193)
+        declared = await c.put(
+            f"/v1/sessions/{sid}/files", params={"path": f"{root}/huge"}, content=over
+        )
+
+        async def chunked() -> AsyncIterator[bytes]:
+            yield over
+
+        streamed = await c.put(
+            f"/v1/sessions/{sid}/files", params={"path": f"{root}/huge"}, content=chunked()
+        )
+    assert _snapshot(Path(root) / "t") == _snapshot(source)
+    back = tmp_path / "back"
+    done = await unpack_tar(_single(tar.content), back, limit=1 << 30)
+    assert _snapshot(back) == _snapshot(source) and not done.skipped
+    assert missing.status_code == 404
+    assert not_dir.status_code in (400, 409, 422)
+    for refused in (declared, streamed):
+        assert refused.status_code == 413 and "file_size_limit" in refused.text
+    assert not (Path(root) / "huge").exists()
