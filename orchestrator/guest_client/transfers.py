@@ -36,11 +36,15 @@ _VERDICT_KEEP = 64 << 10
 class TransferStream:
     """The data of a transfer as it streams out, then its verdict."""
 
-    def __init__(self, call: CallStream, request: rq.GuestRequest, label: str) -> None:
+    def __init__(
+        self, call: CallStream, request: rq.GuestRequest, label: str, limit: int | None = None
+    ) -> None:
         self._call = call
         self._request = request
         self._label = label
         self._errors = bytearray()
+        self._limit = limit
+        self._received = 0
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks()
@@ -52,6 +56,13 @@ class TransferStream:
                 return
             stream, data = item
             if stream == protocol.STDOUT:
+                self._received += len(data)
+                if self._limit is not None and self._received > self._limit:
+                    raise GuestError(
+                        f"{self._request.op} in {self._label} sent more than the "
+                        f"{self._limit} bytes it may; something in the sandbox interfered "
+                        "with the transfer — close the session"
+                    )
                 yield data
             else:
                 self._errors += data
@@ -125,8 +136,10 @@ async def send(
 async def receive(client: GuestClient, request: rq.GuestRequest) -> AsyncIterator[TransferStream]:
     """The transfer ``request``'s data as it streams out; ``verdict()`` once it is read.
 
-    Leaving the block before the end cancels the transfer in the guest.
+    More data than the request's ``limit`` is an error, not more memory.  Leaving
+    the block before the end cancels the transfer in the guest.
     """
     timeout = float(getattr(request, "timeout", client.limits.call_timeout))
+    limit = request.limit if isinstance(request, rq.TransferReadRequest) else None
     async with client.stream(request, timeout=client.allowance(timeout)) as call:
-        yield TransferStream(call, request, client.label)
+        yield TransferStream(call, request, client.label, limit)

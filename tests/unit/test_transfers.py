@@ -231,3 +231,23 @@ async def test_files_and_folders_stream_over_the_http_api(api, tmp_path: Path) -
     for refused in (declared, streamed):
         assert refused.status_code == 413 and "file_size_limit" in refused.text
     assert not (Path(root) / "huge").exists()
+
+
+async def test_a_stream_longer_than_announced_is_cut_off(fake_config, fake_backend, ws) -> None:
+    """A read whose child (hijacked inside the sandbox) sends more than the limit allows
+    is an error at the limit, not host memory."""
+    from orchestrator.errors import GuestError
+    from orchestrator.guest_client import requests as rq
+    from orchestrator.guest_client import transfers
+
+    class ToldAnotherLimit(rq.TransferReadRequest):
+        def wire(self) -> dict[str, object]:
+            return {**super().wire(), "limit": 1000}  # what a hijacked child would ignore
+
+    (ws / "small").write_bytes(b"s" * 100)
+    async with Orchestrator(fake_config, backend=fake_backend) as orch, orch.session() as s:
+        request = ToldAnotherLimit(path=f"{ws}/small", timeout=30, grace=1, limit=10)
+        with pytest.raises(GuestError, match="more than the 10 bytes"):
+            async with transfers.receive(s.client, request) as stream:
+                async for _ in stream:
+                    pass
