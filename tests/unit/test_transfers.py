@@ -251,3 +251,22 @@ async def test_a_stream_longer_than_announced_is_cut_off(fake_config, fake_backe
             async with transfers.receive(s.client, request) as stream:
                 async for _ in stream:
                     pass
+
+
+async def test_a_source_that_fails_midway_leaves_no_partial_file(
+    fake_config, fake_backend, ws
+) -> None:
+    class SourceBroke(Exception):
+        pass
+
+    async def breaks() -> AsyncIterator[bytes]:
+        yield b"a" * (1 << 20)
+        raise SourceBroke
+
+    async with Orchestrator(fake_config, backend=fake_backend) as orch, orch.session() as s:
+        with pytest.raises(SourceBroke):
+            await s.write_file(f"{ws}/half", breaks())
+        assert (await s.exec("echo still-here")).stdout == b"still-here\n"
+        leftovers = await s.exec(f"ls -a {ws}")
+    assert not (ws / "half").exists()
+    assert b"sbx-tmp" not in leftovers.stdout
