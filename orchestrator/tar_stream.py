@@ -9,7 +9,7 @@ refuses absolute names, ``..``, links that leave the destination (and
 anything written through such a link), devices and FIFOs, and drops owners
 and special mode bits; refused entries are skipped and listed, never
 written; pax and long-name headers past a small bound are refused before
-they are read.
+they are read, and so is an archive of more than ``MAX_ENTRIES`` entries.
 
 Must not: write outside the destination, follow a link while writing, or
 hold an archive or a file whole.
@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["MAX_META_HEADER", "DirCopy", "Readable", "iter_tar", "unpack"]
+__all__ = ["MAX_ENTRIES", "MAX_META_HEADER", "DirCopy", "Readable", "iter_tar", "unpack"]
 
 CHUNK = 256 << 10
+MAX_ENTRIES = 1_000_000
+"""The most entries one archive may unpack: tiny entries cost inodes, not bytes."""
 MAX_META_HEADER = 1 << 20
 """The largest pax or GNU long-name header accepted (it would be held in memory)."""
 _BLOCK = tarfile.BLOCKSIZE
@@ -122,6 +124,10 @@ def unpack(source: Readable, dest: Path, outcome: DirCopy) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=source, mode="r|", tarinfo=_BoundedTarInfo) as tar:  # type: ignore[call-overload]
         for member in tar:
+            if outcome.entries >= MAX_ENTRIES:
+                raise tarfile.ReadError(
+                    f"more than {MAX_ENTRIES} entries; copy the folder in parts"
+                )
             try:
                 safe = tarfile.data_filter(member, str(dest))
             except tarfile.FilterError as exc:

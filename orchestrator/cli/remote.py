@@ -211,7 +211,7 @@ def _cp(args: argparse.Namespace, config: Config) -> int:
             else:
                 assert src_session is not None
                 if dst == "-":
-                    sys.stdout.buffer.write(client.download(src_session, src))
+                    client.download_to(src_session, src, sys.stdout.buffer)
                 else:
                     client.download_file(src_session, src, dst)
         return 0

@@ -270,3 +270,16 @@ async def test_a_source_that_fails_midway_leaves_no_partial_file(
         leftovers = await s.exec(f"ls -a {ws}")
     assert not (ws / "half").exists()
     assert b"sbx-tmp" not in leftovers.stdout
+
+
+async def test_an_archive_of_too_many_entries_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator import tar_stream
+    from orchestrator.errors import InvalidInput
+
+    monkeypatch.setattr(tar_stream, "MAX_ENTRIES", 3)
+    archive = _tar([(f"f{n}", b"x") for n in range(5)])
+    with pytest.raises(InvalidInput, match="more than 3 entries"):
+        await unpack_tar(_single(archive), tmp_path / "d", limit=1 << 20)
+    assert len(os.listdir(tmp_path / "d")) == 3

@@ -25,7 +25,7 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote, urlencode
 
 from orchestrator.api.client._connection import HttpConnection
@@ -286,16 +286,26 @@ class SbxClient:
             chunks = iter(lambda: source.read(_CHUNK), b"")
             return self._streamed("files", session_id, params, chunks, length=size)
 
+    def download_to(self, session_id: str, path: str, out: BinaryIO) -> int:
+        """Stream ``path`` in the sandbox into the open binary file ``out``; its size."""
+        written = 0
+        with self._download("files", session_id, path) as body:
+            for piece in body:
+                out.write(piece)
+                written += len(piece)
+        return written
+
     def download_file(self, session_id: str, path: str, local: str | Path) -> int:
         """Stream ``path`` in the sandbox into the local file ``local``; its size."""
         target = Path(local)
         partial = target.with_name(f".{target.name}.sbx-partial")
-        written = 0
-        with self._download("files", session_id, path) as body, open(partial, "wb") as out:
-            for piece in body:
-                out.write(piece)
-                written += len(piece)
-        partial.replace(target)
+        try:
+            with open(partial, "wb") as out:
+                written = self.download_to(session_id, path, out)
+            partial.replace(target)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         return written
 
     def put_dir(self, session_id: str, local: str | Path, remote: str) -> JsonObject:
