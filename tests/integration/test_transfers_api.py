@@ -88,6 +88,8 @@ async def test_sbx_cp_r_round_trips_a_5000_file_folder(server: ApiProcess, tmp_p
     assert _tree_digest(tmp_path / "back") == _tree_digest(source)
     plain = await sbx("cp", str(source), f"{sid}:/workspace/x")
     assert plain.returncode != 0 and b"sbx cp -r" in plain.stderr
+    to_stdout = await sbx("cp", f"{sid}:/workspace/tree/d1/e1/f1/ünïcødé-1", "-")
+    assert to_stdout.stdout == (source / "d1/e1/f1/ünïcødé-1").read_bytes()
     missing = await sbx("cp", "-r", f"{sid}:/workspace/nope", str(tmp_path / "none"))
     assert missing.returncode == 1 and b"nope" in missing.stderr
     with client_of(server) as client:
