@@ -217,8 +217,15 @@ class SessionTransfers(SessionCalls):
 
         Nothing the sandbox sends can write outside ``local``: entries that would
         (absolute names, ``..``, links out, devices) are skipped and listed in the
-        result's ``skipped``; ``session.dir_transfer_limit`` caps the bytes.
+        result's ``skipped``, beside what the sandbox could not send (unreadable
+        files, FIFOs); ``session.dir_transfer_limit`` caps the bytes.
         """
-        async with self.get_dir_archive(remote, timeout=timeout) as archive:
-            return await unpack_tar(archive, Path(local), limit=self._dir_limit())
-        raise AssertionError("unreachable")  # pragma: no cover
+        request = rq.DirGetRequest(path=remote, **self._transfer_fields(timeout, self._dir_limit()))
+        async with transfers.receive(self.client, request) as stream:
+            copied = await unpack_tar(stream, Path(local), limit=self._dir_limit())
+            sent = await stream.verdict()
+        left_out = sent.get("skipped")
+        for name in left_out if isinstance(left_out, list) else []:
+            if len(copied.skipped) < 100:
+                copied.skipped.append(f"{name}: not sent (unreadable, or a device, FIFO or socket)")
+        return copied

@@ -164,3 +164,20 @@ async def test_exec_details_in_a_real_sandbox(orch: Orchestrator) -> None:
         )
         assert echoed.stdout == b"\xff\xfe\x01\x00"
         assert (await s.exec("cat", stdin="texte à lire")).stdout == "texte à lire".encode()
+
+
+async def test_get_dir_skips_links_that_lead_out_and_says_so(
+    orch: Orchestrator, tmp_path: Path
+) -> None:
+    async with orch.session(image=IMAGE) as s:
+        await s.exec(
+            "mkdir -p /workspace/d/sub && echo hi > /workspace/d/sub/f && "
+            "ln -s /etc/passwd /workspace/d/abs && ln -s ../../../../etc /workspace/d/up && "
+            "ln -s sub/f /workspace/d/inside && mkfifo /workspace/d/fifo"
+        )
+        got = await s.get_dir("/workspace/d", tmp_path / "d")
+    assert (tmp_path / "d/sub/f").read_text() == "hi\n"
+    assert os.readlink(tmp_path / "d/inside") == "sub/f"
+    assert not (tmp_path / "d/abs").exists() and not (tmp_path / "d/up").is_symlink()
+    assert {entry.split(":")[0] for entry in got.skipped} == {"abs", "up", "fifo"}
+    assert not (tmp_path / "d/fifo").exists()
