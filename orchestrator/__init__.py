@@ -45,6 +45,7 @@ if _typing.TYPE_CHECKING:
     from orchestrator.results import ExecResult, FileInfo, OutputChunk
     from orchestrator.runtime import Orchestrator
     from orchestrator.session import Session
+    from orchestrator.tar_stream import DirCopy
 
 __version__ = "0.1.0"
 
@@ -56,6 +57,7 @@ __all__ = [
     "ConfigError",
     "Desktop",
     "DesktopError",
+    "DirCopy",
     "EngineError",
     "EngineUnavailable",
     "ExecResult",
@@ -103,6 +105,7 @@ _EXPORTS = {
     "ConfigError": "orchestrator.errors",
     "Desktop": "orchestrator.desktop",
     "DesktopError": "orchestrator.errors",
+    "DirCopy": "orchestrator.tar_stream",
     "EngineError": "orchestrator.errors",
     "EngineUnavailable": "orchestrator.errors",
     "ExecResult": "orchestrator.results",

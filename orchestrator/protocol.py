@@ -142,6 +142,15 @@ OP_DESKTOP_NOVNC = "desktop.novnc"
 OP_NET_CONNECT = "net.connect"
 E_DESKTOP = "desktop"
 
+# Streamed transfers (guest extension ``transfer``): files of any size and whole folders
+# (tar streams).  Input follows the request as ``data`` frames, output comes as ``out``
+# frames on stdout, both flow-controlled; the result is an ``exec`` result whose last
+# stderr line is the transfer's JSON verdict.
+OP_TRANSFER_WRITE = "transfer.write"
+OP_TRANSFER_READ = "transfer.read"
+OP_TRANSFER_PUT_DIR = "transfer.put_dir"
+OP_TRANSFER_GET_DIR = "transfer.get_dir"
+
 ERROR_CODES = {
     E_BAD_REQUEST: "the request's arguments are missing or invalid",
     E_UNKNOWN_OP: "the guest does not implement the operation",

@@ -37,6 +37,9 @@ class ExecResult(BaseModel):
     """For shell commands: the shell had died and this command ran in a fresh one."""
     shell_exited: bool = False
     """For shell commands: the command ended the shell (``exit``, a kill after a timeout)."""
+    spawn_error: Literal["not_found", "permission_denied", "exec_failed"] | None = None
+    """The program could not be started: no such program (exit 127), not executable
+    (126), or another reason the kernel refused it (126, ``exec_failed``)."""
     sandbox_restarted: str | None = None
     """The session's sandbox had been lost and replaced by a fresh one before this command
     ran (``restart_on_crash``): what happened, and that the old state is gone."""

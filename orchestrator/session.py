@@ -50,9 +50,9 @@ from orchestrator.sandbox_start import (
     mount_memory_store,
     start_sandbox,
 )
-from orchestrator.session_calls import SessionCalls
 from orchestrator.session_health import SandboxHealth
 from orchestrator.session_recovery import SessionRecovery
+from orchestrator.session_transfers import SessionTransfers
 
 __all__ = ["Session", "SessionHooks", "SessionState", "ToolRunner", "ViewLinker"]
 
@@ -87,7 +87,7 @@ class SessionHooks:
     """Breakers per image (``sandbox_start``); ``None``: none."""
 
 
-class Session(SessionRecovery, SessionCalls):
+class Session(SessionRecovery, SessionTransfers):
     """A live sandbox. Made by ``Orchestrator.session()``; never constructed directly."""
 
     _hooks: SessionHooks

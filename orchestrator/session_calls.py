@@ -23,7 +23,7 @@ from orchestrator import protocol
 from orchestrator.channel import CallStream
 from orchestrator.command_input import check_command_input
 from orchestrator.config import Config
-from orchestrator.errors import InputTooLarge, SbxError
+from orchestrator.errors import InputTooLarge, InvalidInput, SbxError
 from orchestrator.guest_client import requests as rq
 from orchestrator.guest_client.client import GuestClient
 from orchestrator.guest_client.exec_stream import ExecStream, OutputCallback
@@ -36,6 +36,19 @@ if TYPE_CHECKING:
     from orchestrator.interpreter import CodeResult
 
 __all__ = ["SessionCalls"]
+
+
+def _stdin_bytes(stdin: bytes | str | None) -> bytes | None:
+    """stdin as bytes: text is sent as UTF-8."""
+    if not isinstance(stdin, str):
+        return stdin
+    try:
+        return stdin.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(
+            f"stdin holds text that is not valid Unicode ({exc.reason} at {exc.start}); "
+            "pass bytes instead, or decode the text with its real encoding"
+        ) from None
 
 
 def _noted(result: ExecResult, notice: str | None) -> ExecResult:
@@ -115,7 +128,7 @@ class SessionCalls:
         timeout: float | None = None,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
-        stdin: bytes | None = None,
+        stdin: bytes | str | None = None,
         max_output: int | None = None,
         collect: bool = True,
         window: int = protocol.DEFAULT_WINDOW,
@@ -127,7 +140,9 @@ class SessionCalls:
         ``collect=False`` keeps no copy of the output for the result, for
         consumers that forward it elsewhere; memory then stays bounded by
         ``window``, the output the sandbox may send ahead of the consumer.
+        ``stdin`` is bytes, or text sent as UTF-8.
         """
+        stdin = _stdin_bytes(stdin)
         request = self._exec_request(
             command,
             timeout=timeout,
@@ -149,7 +164,7 @@ class SessionCalls:
         timeout: float | None = None,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
-        stdin: bytes | None = None,
+        stdin: bytes | str | None = None,
         max_output: int | None = None,
         on_output: OutputCallback | None = None,
         user: str | None = None,
@@ -158,8 +173,11 @@ class SessionCalls:
 
         ``user`` runs it as someone else than the session's user: ``"root"`` (with the
         capabilities to install packages, never those to reach the guest), a name of
-        the image's, or ``uid[:gid]``.
+        the image's, or ``uid[:gid]``.  ``stdin`` is bytes, or text sent as UTF-8.  A
+        ``cwd`` that is relative is taken from the session's working directory.  A program
+        that cannot be started ends with 127 or 126, and ``spawn_error`` says why.
         """
+        stdin = _stdin_bytes(stdin)
         request = self._exec_request(
             command,
             timeout=timeout,

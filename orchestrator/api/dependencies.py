@@ -102,6 +102,12 @@ async def owned_run(run_id: str, request: Request) -> AgentRun:
 OwnedRun = Annotated[AgentRun, Depends(owned_run)]
 
 
+STREAMED_UPLOADS = ("/files", "/dirs")
+"""Upload routes (``PUT .../files``, ``PUT .../dirs``) whose bodies stream into the
+sandbox: ``api.max_body`` does not apply to them, their own limits do
+(``session.file_size_limit``, ``session.dir_transfer_limit``)."""
+
+
 class BodyLimit:
     """Refuses request bodies over ``limit`` bytes with 413, before reading them."""
 
@@ -112,6 +118,9 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope.get("method") == "PUT" and scope["path"].endswith(STREAMED_UPLOADS):
+            await self.app(scope, receive, send)  # streamed to the sandbox under its own limits
             return
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if declared is not None and declared.isdigit() and int(declared) > self.limit:

@@ -164,6 +164,11 @@ class ExecResponse(BaseModel):
     stdout_bytes: int = 0
     stderr_bytes: int = 0
     duration: float = 0.0
+    spawn_error: Literal["not_found", "permission_denied", "exec_failed"] | None = Field(
+        default=None,
+        description="The program could not be started (beside exit 127 or 126): not_found, "
+        "permission_denied, or exec_failed.",
+    )
     sandbox_restarted: str | None = Field(
         default=None,
         description="Set when the sandbox had been lost and replaced before this command "

@@ -20,14 +20,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     build.add_argument("names", nargs="*", help="images to build (default: all)")
     build.add_argument("--base", help="start sbx-base from this Debian-like image")
     build.add_argument("--force", action="store_true", help="rebuild even if up to date")
-    build.set_defaults(
-        handler=lambda args, config: trio.run(
-            build_images, config, args.names, args.base, args.force
-        )
-    )
+    build.add_argument("--file", "-f", help="build a user image from this Dockerfile (with --tag)")
+    build.add_argument("--tag", "-t", help="the user image's name; the positional is its CONTEXT")
+    build.set_defaults(handler=_build)
     ls = actions.add_parser("ls", help="list images with size and recipe hash")
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(handler=lambda args, config: trio.run(list_images, config, args.json))
+
+
+def _build(args: argparse.Namespace, config: Config) -> int:
+    if args.tag is None and args.file is None:
+        return trio.run(build_images, config, args.names, args.base, args.force)
+    from orchestrator.cli.user_image import build_user_image
+
+    return build_user_image(args, config)
 
 
 async def build_images(config: Config, names: list[str], base: str | None, force: bool) -> int:

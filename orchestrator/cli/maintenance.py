@@ -62,6 +62,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="benchmark the agent's context management instead: a scripted run with a "
         "screenshot every turn, managed and with trimming, caching and compaction off",
     )
+    bench.add_argument(
+        "--files",
+        action="store_true",
+        help="benchmark a 100 MiB file into and out of a sandbox instead, against docker cp",
+    )
     bench.add_argument("--turns", type=int, default=200, help="turns of the --agent run")
     bench.add_argument(
         "--budget",
@@ -113,6 +118,12 @@ def _bench(args: argparse.Namespace, config: Config) -> int:
             )
         )
         print(json.dumps(report) if args.json else format_agent(report))
+        return 0
+    if args.files:
+        from orchestrator.bench.files import collect_files, format_files
+
+        found = trio.run(collect_files, config, 3, args.image)
+        print(json.dumps(found) if args.json else format_files(found))
         return 0
     if args.desktop:
         from orchestrator.bench.desktop import collect_desktop, format_desktop

@@ -65,8 +65,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     exec_.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...")
     exec_.set_defaults(handler=_exec, group_parser=exec_)
 
-    cp = sub.add_parser("cp", help="copy a file to or from a session (SESSION:/path)")
+    cp = sub.add_parser(
+        "cp", help="copy a file, or a folder with -r, to or from a session (SESSION:/path)"
+    )
     _client_args(cp)
+    cp.add_argument(
+        "-r",
+        "--recursive",
+        action="store_true",
+        help="copy a folder: SOURCE's contents into DEST (made if missing), as a tar stream",
+    )
     cp.add_argument("source")
     cp.add_argument("dest")
     cp.set_defaults(handler=_cp)
@@ -191,16 +199,21 @@ def _cp(args: argparse.Namespace, config: Config) -> int:
 
     def act() -> int:
         with _client(args) as client:
+            if args.recursive:
+                return _cp_folder(client, src_session, src, dst_session, dst)
             if dst_session is not None:
-                data = sys.stdin.buffer.read() if src == "-" else Path(src).read_bytes()
-                client.upload(dst_session, dst, data)
+                if src == "-":
+                    client.upload(dst_session, dst, sys.stdin.buffer.read())
+                elif Path(src).is_dir():
+                    raise ConfigError(f"{src} is a folder; copy it with `sbx cp -r`")
+                else:
+                    client.upload_file(dst_session, dst, src)
             else:
                 assert src_session is not None
-                data = client.download(src_session, src)
                 if dst == "-":
-                    sys.stdout.buffer.write(data)
+                    client.download_to(src_session, src, sys.stdout.buffer)
                 else:
-                    Path(dst).write_bytes(data)
+                    client.download_file(src_session, src, dst)
         return 0
 
     try:
@@ -208,6 +221,30 @@ def _cp(args: argparse.Namespace, config: Config) -> int:
     except OSError as exc:
         print(f"sbx: {exc}", file=sys.stderr)
         return 1
+
+
+def _cp_folder(
+    client: SbxClient,
+    src_session: str | None,
+    src: str,
+    dst_session: str | None,
+    dst: str,
+) -> int:
+    """``sbx cp -r``: a folder's contents into another (made if missing)."""
+    if "-" in (src, dst):
+        raise ConfigError("sbx cp -r copies folders, not stdin or stdout; name a local folder")
+    if dst_session is not None:
+        if not Path(src).is_dir():
+            raise ConfigError(f"{src} is not a local folder; check the path")
+        done = client.put_dir(dst_session, src, dst)
+        print(f"copied {done.get('entries', 0)} entries ({done.get('bytes', 0)} bytes) to {dst}")
+        return 0
+    assert src_session is not None
+    copied = client.get_dir(src_session, src, dst)
+    for skipped in copied.skipped:
+        print(f"sbx: skipped {skipped}", file=sys.stderr)
+    print(f"copied {copied.entries} entries ({copied.bytes} bytes) to {dst}")
+    return 1 if copied.skipped else 0
 
 
 def _view(args: argparse.Namespace, config: Config) -> int:

@@ -80,7 +80,18 @@ class SessionConfig(_Section):
     output_limit: ByteSize = Field(
         default=16 << 20, ge=1, description="Bytes kept per stream of one exec."
     )
-    file_size_limit: ByteSize = Field(default=32 << 20, ge=1, le=64 << 20)
+    file_size_limit: ByteSize = Field(
+        default=32 << 20,
+        ge=1,
+        le=1 << 40,
+        description="Largest file read or written by one call (streamed past 8 MiB).",
+    )
+    dir_transfer_limit: ByteSize = Field(
+        default=4 << 30,
+        ge=1,
+        le=1 << 40,
+        description="Bytes of file data one folder copy (put_dir/get_dir) may move.",
+    )
     max_command_bytes: ByteSize = Field(
         default=2 << 20,
         ge=4 << 10,

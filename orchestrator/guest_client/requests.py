@@ -27,6 +27,8 @@ __all__ = [
     "DesktopStatusRequest",
     "DesktopStopRequest",
     "DesktopVncRequest",
+    "DirGetRequest",
+    "DirPutRequest",
     "EditCreateRequest",
     "EditDeleteRequest",
     "EditInsertRequest",
@@ -51,6 +53,8 @@ __all__ = [
     "ShellRestartRequest",
     "ShellRunRequest",
     "ShotArgs",
+    "TransferReadRequest",
+    "TransferWriteRequest",
 ]
 
 
@@ -384,3 +388,43 @@ class ConnectRequest(GuestRequest):
     port: int
     timeout: float
     window: int
+
+
+# -- streamed transfers (guest extension ``transfer``) --------------------------------
+
+
+class _TransferRequest(GuestRequest):
+    """A transfer's path, its deadline (``timeout`` s, then ``grace`` to stop) and its
+    byte limit; the data itself streams (see ``guest_client.transfers``)."""
+
+    path: str
+    timeout: float
+    grace: float
+    limit: int
+
+
+class TransferWriteRequest(_TransferRequest):
+    op: ClassVar[str] = protocol.OP_TRANSFER_WRITE
+
+    mode: int | None = None
+    parents: bool = True
+    overwrite: bool = True
+
+
+class TransferReadRequest(_TransferRequest):
+    op: ClassVar[str] = protocol.OP_TRANSFER_READ
+
+    offset: int = 0
+    length: int | None = None
+
+
+class DirPutRequest(_TransferRequest):
+    """A tar stream unpacked into the folder ``path`` (made if missing)."""
+
+    op: ClassVar[str] = protocol.OP_TRANSFER_PUT_DIR
+
+
+class DirGetRequest(_TransferRequest):
+    """The folder ``path`` as a tar stream."""
+
+    op: ClassVar[str] = protocol.OP_TRANSFER_GET_DIR

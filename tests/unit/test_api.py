@@ -78,9 +78,7 @@ async def test_bad_input_is_a_4xx_naming_the_field(api: Api) -> None:
         )
         no_session = await c.post("/v1/sessions/nope/exec", json={"command": "true"})
         no_image = await c.post("/v1/sessions", json={"image": "sbx-nope"})
-        too_big = await c.put(
-            "/v1/sessions/x/files?path=/a", content=b"x" * (api.config.api.max_body + 1)
-        )
+        too_big = await c.post("/v1/sessions/x/exec", content=b"x" * (api.config.api.max_body + 1))
         sid = await new_session(c)
         bad_command = await c.post(f"/v1/sessions/{sid}/exec", json={"command": []})
         escape = await c.get(f"/v1/sessions/{sid}/files", params={"path": "/etc/passwd"})

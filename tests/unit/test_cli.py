@@ -144,3 +144,19 @@ def test_the_end_of_a_run_says_its_tokens_and_cost() -> None:
     assert "end_turn after 12 turn(s)" in line
     assert "300 input (+50000 cache read, 4000 cache write) + 900 output tokens" in line
     assert "about $0.0321; 1 compaction(s)" in line
+
+
+def test_a_user_image_build_needs_a_tag_and_one_context(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["images", "build", "--file", str(tmp_path / "Dockerfile")]) == 2
+    assert "--file needs --tag NAME" in capsys.readouterr().err
+    assert main(["images", "build", "--tag", "mine:1", "a", "b"]) == 2
+    assert "at most one build CONTEXT" in capsys.readouterr().err
+    assert main(["images", "build", "--tag", "mine:1", str(tmp_path / "none")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_sbx_cp_r_refuses_stdin(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cp", "-r", "-", "abc123:/workspace/x"]) == 2
+    assert "not stdin or stdout" in capsys.readouterr().err

@@ -23,12 +23,17 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote, urlencode
 
 from orchestrator.api.client._connection import HttpConnection
 from orchestrator.error_kinds import error_class
 from orchestrator.errors import SbxError
+
+if TYPE_CHECKING:
+    from orchestrator.tar_stream import DirCopy
 
 __all__ = ["DEFAULT_URL", "ApiClientError", "JsonObject", "SbxClient", "api_error"]
 
@@ -38,6 +43,8 @@ JsonObject = dict[str, Any]
 """A JSON object as the API returns it; its fields are in ``/openapi.json``."""
 
 _JSON = {"Content-Type": "application/json"}
+_TAR = "application/x-tar"
+_CHUNK = 1 << 20
 _NDJSON = {"Content-Type": "application/json", "Accept": "application/x-ndjson"}
 
 
@@ -267,6 +274,107 @@ class SbxClient:
             "GET", _path("v1", "sessions", session_id, "files"), params={"path": path}
         )
 
+    def upload_file(
+        self, session_id: str, path: str, local: str | Path, mode: int | None = None
+    ) -> JsonObject:
+        """Stream the local file ``local`` to ``path`` in the sandbox, whatever its size."""
+        params: dict[str, Any] = {"path": path}
+        if mode is not None:
+            params["mode"] = mode
+        with open(local, "rb") as source:
+            size = os.fstat(source.fileno()).st_size
+            chunks = iter(lambda: source.read(_CHUNK), b"")
+            return self._streamed("files", session_id, params, chunks, length=size)
+
+    def download_to(self, session_id: str, path: str, out: BinaryIO) -> int:
+        """Stream ``path`` in the sandbox into the open binary file ``out``; its size."""
+        written = 0
+        with self._download("files", session_id, path) as body:
+            for piece in body:
+                out.write(piece)
+                written += len(piece)
+        return written
+
+    def download_file(self, session_id: str, path: str, local: str | Path) -> int:
+        """Stream ``path`` in the sandbox into the local file ``local``; its size."""
+        target = Path(local)
+        partial = target.with_name(f".{target.name}.sbx-partial")
+        try:
+            with open(partial, "wb") as out:
+                written = self.download_to(session_id, path, out)
+            partial.replace(target)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        return written
+
+    def put_dir(self, session_id: str, local: str | Path, remote: str) -> JsonObject:
+        """Copy the local folder ``local`` into the sandbox folder ``remote``, as a tar stream."""
+        from orchestrator.tar_stream import iter_tar  # tarfile: only for those who copy folders
+
+        folder = Path(local)
+        if not folder.is_dir():
+            raise ApiClientError(0, "invalid_request", f"{folder} is not a local folder")
+        return self._streamed("dirs", session_id, {"path": remote}, iter_tar(folder))
+
+    def get_dir(self, session_id: str, remote: str, local: str | Path) -> DirCopy:
+        """Copy the sandbox folder ``remote`` into the local folder ``local``.
+
+        The archive comes from the sandbox: entries that would land outside ``local``
+        (absolute names, ``..``, links out, devices) are skipped and listed in
+        ``skipped``, never written.
+        """
+        import tarfile
+
+        from orchestrator.tar_stream import DirCopy, unpack
+
+        outcome = DirCopy()
+        with self._download("dirs", session_id, remote) as body:
+            try:
+                unpack(_PiecesReader(body), Path(local), outcome)
+            except tarfile.TarError as exc:
+                raise ApiClientError(
+                    0, "invalid_archive", f"the folder's archive is not a valid tar stream: {exc}"
+                ) from None
+        return outcome
+
+    def _streamed(
+        self,
+        kind: str,
+        session_id: str,
+        params: dict[str, Any],
+        chunks: Iterator[bytes],
+        *,
+        length: int | None = None,
+    ) -> JsonObject:
+        path = _path("v1", "sessions", session_id, kind) + "?" + urlencode(params)
+        headers = {"Content-Type": "application/octet-stream" if kind == "files" else _TAR}
+        try:
+            status, data = self._http.send_streamed("PUT", path, chunks, headers, length=length)
+        except (OSError, ValueError) as exc:
+            raise self._unreachable(exc) from None
+        if status >= 400:
+            raise api_error(status, data)
+        answer: JsonObject = json.loads(data)
+        return answer
+
+    @contextmanager
+    def _download(self, kind: str, session_id: str, path: str) -> Iterator[Iterator[bytes]]:
+        target = _path("v1", "sessions", session_id, kind) + "?" + urlencode({"path": path})
+        try:
+            status, body = self._http.stream("GET", target)
+            if status >= 400:
+                raise api_error(status, b"".join(body))
+            yield body
+            for _ in body:  # whatever was left unread, so the connection can be reused
+                pass
+        except (OSError, ValueError) as exc:
+            self._http.close()
+            raise self._unreachable(exc) from None
+        except BaseException:
+            self._http.close()
+            raise
+
     def view_url(self, session_id: str, *, interactive: bool = False) -> str:
         """A URL that shows a desktop session live in a browser."""
         answer = self._json(
@@ -283,6 +391,23 @@ class SbxClient:
     def get(self, path: str) -> Any:
         """``GET path`` (``/healthz``, ``/v1/agent-runs``, ...), its JSON answer."""
         return self._json("GET", path)
+
+
+class _PiecesReader:
+    """A response body's pieces read as a file, for tarfile's stream mode."""
+
+    def __init__(self, pieces: Iterator[bytes]) -> None:
+        self._pieces = pieces
+        self._pending = b""
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._pending:
+            self._pending = next(self._pieces, b"")
+        if size < 0 or size >= len(self._pending):
+            data, self._pending = self._pending, b""
+        else:
+            data, self._pending = self._pending[:size], self._pending[size:]
+        return data
 
 
 def _param(value: Any) -> str:

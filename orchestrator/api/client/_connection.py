@@ -13,7 +13,7 @@ It must not know the API's routes or error shapes: ``SbxClient`` does.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlsplit
 
@@ -129,6 +129,68 @@ class HttpConnection:
                 self.close()
 
         return status, lines()
+
+    def stream(
+        self, method: str, path: str, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, Iterator[bytes]]:
+        """Send a body-less request; its status and its body in pieces, as they arrive.
+
+        Read the pieces to the end before the next request, or ``close()``.
+        """
+        (status, response_headers), _ = self._send(method, path, b"", headers)
+        pieces = self._body(method, status, response_headers)
+
+        def body() -> Iterator[bytes]:
+            yield from pieces
+            if response_headers.get("connection", "").lower() == "close":
+                self.close()
+
+        return status, body()
+
+    def send_streamed(
+        self,
+        method: str,
+        path: str,
+        chunks: Iterable[bytes],
+        headers: Mapping[str, str] | None = None,
+        *,
+        length: int | None = None,
+    ) -> HttpResponse:
+        """Send a body made as it is sent (``Content-Length`` when ``length`` is known,
+        chunked otherwise); the whole response.
+
+        A streamed body cannot be sent twice, so it goes on a fresh connection.  A
+        server that answers early (an error) and stops reading is heard all the same.
+        """
+        self.close()
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+        framing = (
+            f"Content-Length: {length}\r\n"
+            if length is not None
+            else "Transfer-Encoding: chunked\r\n"
+        )
+        head = f"{method} {self.prefix}{path} HTTP/1.1\r\n{self._fixed_head}{extra}{framing}\r\n"
+        sock = self._sock = self._connect()
+        try:
+            sock.sendall(head.encode("latin-1"))
+            for chunk in chunks:
+                if chunk and length is None:
+                    sock.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+                elif chunk:
+                    sock.sendall(chunk)
+            if length is None:
+                sock.sendall(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server stopped reading: its answer says why
+        except BaseException:
+            self.close()
+            raise
+        try:
+            status, response_headers = self._read_head()
+            data = b"".join(self._body(method, status, response_headers))
+        finally:
+            self.close()
+        return HttpResponse(status, data)
 
     def _send(
         self, method: str, path: str, body: bytes, headers: Mapping[str, str] | None

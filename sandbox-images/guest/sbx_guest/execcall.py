@@ -87,6 +87,8 @@ class ExecCall(RunningCall):
         self.status: Optional[int] = None
         self.term_pids: Set[int] = set()
         self.drain_timer: Optional[Timer] = None
+        self.spawn_error: Optional[str] = None
+        """``not_found`` or ``permission_denied`` when the program could not be started."""
         self.pid = self._spawn(args, payload, defaults)
         self.pgid = self.pid
         self.watcher = ExitWatcher(loop, self.pid, self._exited)
@@ -104,12 +106,16 @@ class ExecCall(RunningCall):
             raise CallError(
                 protocol.E_BAD_REQUEST, "exec needs 'argv' (a list) or 'cmd' (a string)"
             )
-        cwd = args.get("cwd") or defaults.get("workdir") or None
+        workdir = defaults.get("workdir") or None
+        cwd = args.get("cwd") or workdir
+        if cwd is not None and not cwd.startswith("/"):
+            # A relative directory is the session's working directory's, as in a shell there.
+            cwd = os.path.normpath(os.path.join(workdir or "/", cwd))
         env = dict(os.environ)
         env.update({str(k): str(v) for k, v in (args.get("env") or {}).items()})
         program = which(argv[0], env.get("PATH", DEFAULT_PATH))
         if program is None:
-            return self._spawn_failure(argv[0], 127, "command not found")
+            return self._spawn_failure(argv[0], 127, "command not found", "not_found")
         want_stdin = bool(args.get("stdin"))
         # Our descriptors are all close-on-exec; the child gets exactly 0, 1 and 2.
         out_r, out_w = os.pipe()
@@ -137,10 +143,10 @@ class ExecCall(RunningCall):
                 if fd >= 0:
                     os.close(fd)
             if isinstance(exc, FileNotFoundError):
-                return self._spawn_failure(argv[0], 127, "command not found")
+                return self._spawn_failure(argv[0], 127, "command not found", "not_found")
             if isinstance(exc, PermissionError):
-                return self._spawn_failure(argv[0], 126, "Permission denied")
-            return self._spawn_failure(argv[0], 126, exc.strerror or str(exc))
+                return self._spawn_failure(argv[0], 126, "Permission denied", "permission_denied")
+            return self._spawn_failure(argv[0], 126, exc.strerror or str(exc), "exec_failed")
         finally:
             if cwd is not None:
                 leave_directory()
@@ -171,8 +177,13 @@ class ExecCall(RunningCall):
         if self.writer is not None and not self.finished:
             self.writer.feed(payload, eof)
 
-    def _spawn_failure(self, program: str, code: int, message: str) -> int:
-        """Report a program that cannot be started the way a shell would: 127/126 and a message."""
+    def _spawn_failure(self, program: str, code: int, message: str, kind: str) -> int:
+        """Report a program that cannot be started the way a shell would: 127/126 and a message.
+
+        The result also says so outright (``spawn_error``), so a caller need not
+        guess from an exit status that the program itself may return.
+        """
+        self.spawn_error = kind
         return self._spawn(
             {
                 "argv": [
@@ -264,6 +275,8 @@ class ExecCall(RunningCall):
             "duration": time.monotonic() - self.started,
             "pid": self.pid,
         }
+        if self.spawn_error is not None:
+            result["spawn_error"] = self.spawn_error
         result.update(self.sink.summary())
         self.answer(result)
 

@@ -43,6 +43,7 @@ EXTENSIONS["desktop"] = "sbx_guest.desktop"
 EXTENSIONS["net"] = "sbx_guest.net"
 EXTENSIONS["edit"] = "sbx_guest.textedit"
 EXTENSIONS["kernel"] = "sbx_guest.kernel"
+EXTENSIONS["transfer"] = "sbx_guest.transfer"
 
 
 def _cwd() -> str:
