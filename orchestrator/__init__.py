@@ -36,6 +36,7 @@ if _typing.TYPE_CHECKING:
         SessionError,
         SessionLimitReached,
         SessionNotFound,
+        SnapshotError,
     )
     from orchestrator.guest_client.connection import SandboxConnection
     from orchestrator.guest_client.exec_stream import ExecStream
@@ -45,6 +46,7 @@ if _typing.TYPE_CHECKING:
     from orchestrator.results import ExecResult, FileInfo, OutputChunk
     from orchestrator.runtime import Orchestrator
     from orchestrator.session import Session
+    from orchestrator.snapshots import Snapshot
 
 __version__ = "0.1.0"
 
@@ -88,6 +90,8 @@ __all__ = [
     "SessionError",
     "SessionLimitReached",
     "SessionNotFound",
+    "Snapshot",
+    "SnapshotError",
     "__version__",
     "configure_logging",
     "load_config",
@@ -134,6 +138,8 @@ _EXPORTS = {
     "SessionError": "orchestrator.errors",
     "SessionLimitReached": "orchestrator.errors",
     "SessionNotFound": "orchestrator.errors",
+    "Snapshot": "orchestrator.snapshots",
+    "SnapshotError": "orchestrator.errors",
     "configure_logging": "orchestrator.log",
     "load_config": "orchestrator.config",
 }
