@@ -108,13 +108,18 @@ async def remove(config: Config, names: list[str], force: bool) -> int:
 
 
 async def collect_old_snapshots(config: Config, older_than: float) -> list[str]:
-    """Remove snapshots older than ``older_than`` seconds (and half-made leftovers)."""
+    """Remove this installation's snapshots (``<images.prefix>snapshot:*``) older than
+    ``older_than`` seconds, and half-made leftovers."""
     from orchestrator.images.catalog import collect_snapshots
+    from orchestrator.snapshots import snapshot_repository
 
     builder, engine = _catalog(config)
     try:
         return await collect_snapshots(
-            engine, older_than, partial_after=config.session.snapshot_timeout + 60
+            engine,
+            older_than,
+            repository=snapshot_repository(config),
+            partial_after=config.session.snapshot_timeout + 60,
         )
     finally:
         await builder.aclose()

@@ -148,11 +148,16 @@ async def remove_images(engine: ImageCatalog, names: Sequence[str], *, force: bo
 
 
 async def collect_snapshots(
-    engine: ImageCatalog, older_than: float, *, partial_after: float, now: float | None = None
+    engine: ImageCatalog,
+    older_than: float,
+    *,
+    repository: str,
+    partial_after: float,
+    now: float | None = None,
 ) -> list[str]:
-    """Remove snapshots taken more than ``older_than`` seconds ago, and half-made ones
-    older than ``partial_after``; the names (or ids) removed.  One that a container
-    still uses is kept (and not listed)."""
+    """Remove the snapshots in ``repository`` taken more than ``older_than`` seconds ago,
+    and half-made ones older than ``partial_after``; the names (or ids) removed.  One that
+    a container still uses is kept (and not listed)."""
     now = time.time() if now is None else now
     removed = []
     for image in await engine.list_images():
@@ -160,7 +165,7 @@ async def collect_snapshots(
         if _kind(image) == "snapshot":
             if now - _created(image) < older_than:
                 continue
-            refs = [tag for tag in image.tags if tag != "<none>:<none>"] or [image.id]
+            refs = [tag for tag in image.tags if tag.rpartition(":")[0] == repository]
         elif partial:
             if now - _created(image) < partial_after:
                 continue
