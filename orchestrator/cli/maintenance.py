@@ -69,6 +69,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="benchmark the agent's context management instead: a scripted run with a "
         "screenshot every turn, managed and with trimming, caching and compaction off",
     )
+    bench.add_argument(
+        "--snapshots",
+        action="store_true",
+        help="benchmark snapshots instead: 100 MB of workspace kept, forks against cold starts",
+    )
     bench.add_argument("--turns", type=int, default=200, help="turns of the --agent run")
     bench.add_argument(
         "--budget",
@@ -98,6 +103,12 @@ def _doctor(args: argparse.Namespace, config: Config) -> int:
 
 
 def _bench(args: argparse.Namespace, config: Config) -> int:
+    if args.snapshots:
+        from orchestrator.bench.snapshots import collect_snapshot_bench, format_snapshot_bench
+
+        found = trio.run(collect_snapshot_bench, config, args.image)
+        print(json.dumps(found) if args.json else format_snapshot_bench(found))
+        return 0
     if args.evals:
         from orchestrator.bench.evals import collect_evals, format_evals
 
