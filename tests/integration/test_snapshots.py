@@ -143,6 +143,23 @@ async def test_a_snapshot_forked_three_times_gives_three_independent_sessions(
         assert seen["main_after"] == f"parent-workspace\n{i}\n".encode()
 
 
+async def test_a_snapshot_of_a_fork_keeps_what_the_fork_deleted_deleted(
+    orch: Orchestrator, snapshots: list[str]
+) -> None:
+    async with orch.session(image=IMAGE) as parent:
+        await parent.exec("echo a > /workspace/a; echo b > /workspace/b")
+        first = await parent.snapshot()
+        snapshots.append(first.image)
+    async with orch.session(image=first) as fork:
+        await fork.exec("rm /workspace/a; echo c > /workspace/c")
+        second = await fork.snapshot()
+        snapshots.append(second.image)
+    assert second.parent_image == first.image
+    async with orch.session(image=second) as grandchild:
+        listing = await grandchild.exec("ls /workspace")
+    assert listing.stdout.split() == [b"b", b"c"]
+
+
 async def test_a_full_disk_and_unreadable_files_still_snapshot_and_a_small_fork_says_why(
     orch: Orchestrator, snapshots: list[str]
 ) -> None:
@@ -164,6 +181,22 @@ async def test_a_full_disk_and_unreadable_files_still_snapshot_and_a_small_fork_
     with pytest.raises(SnapshotError, match=r"tmpfs_sizes"):
         async with orch.session(image=snap, tmpfs_sizes={"/workspace": "8m"}):
             pass
+
+
+async def test_a_snapshot_past_its_deadline_is_a_snapshot_error_and_the_session_goes_on(
+    orch: Orchestrator, snapshots: list[str], docker_client: docker.DockerClient
+) -> None:
+    import glob
+    import tempfile
+
+    async with orch.session(image=IMAGE) as s:
+        fill = await s.exec("head -c 300000000 /dev/zero > /workspace/big")
+        assert fill.exit_code == 0, fill.stderr
+        orch.config.session.snapshot_timeout = 0.3
+        with trio.fail_after(10), pytest.raises(SnapshotError, match="snapshot_timeout"):
+            await s.snapshot()
+        assert (await s.exec("stat -c %s /workspace/big")).stdout == b"300000000\n"
+    assert not glob.glob(os.path.join(tempfile.gettempdir(), "sbx-snapshot-*"))
 
 
 def test_snapshot_over_the_api_and_the_cli_then_ls_rm_and_gc(snapshots: list[str]) -> None:
