@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import tempfile
 import time
 from collections.abc import Mapping
@@ -149,8 +150,10 @@ async def take_snapshot(
     snap_id = secrets.token_hex(6)
     started = trio.current_time()
     mounts = data_mounts(tmpfs)
+    tmp: str | None = None
     try:
-        with trio.fail_after(timeout), tempfile.TemporaryDirectory(prefix="sbx-snapshot-") as tmp:
+        with trio.fail_after(timeout):
+            tmp = await trio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="sbx-snapshot-"))
             path = os.path.join(tmp, "mounts.tar")
             limit = 2 * sum(size for name, size in tmpfs if name in mounts) + (64 << 20)
             summary = await _archive(client, path, snap_id, mounts, limit, timeout)
@@ -189,6 +192,10 @@ async def take_snapshot(
             f"cannot hold the snapshot's files on this host ({exc.strerror or exc}); free "
             "space in the temporary directory (TMPDIR) and retry"
         ).with_hint(retryable=True) from None
+    finally:
+        if tmp is not None:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(lambda: shutil.rmtree(tmp, ignore_errors=True))
     seconds = trio.current_time() - started
     log.info("snapshot taken", image=f"{repository}:{snap_id}", seconds=round(seconds, 3))
     return Snapshot(

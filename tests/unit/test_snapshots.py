@@ -6,10 +6,11 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 import tarfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -25,8 +26,10 @@ from orchestrator.images.catalog import (
 from orchestrator.images.engine import EngineImage
 from orchestrator.snapshots import check_fork_allowed, data_mounts
 
-sys.path.insert(0, str(Path(__file__).parents[2] / "sandbox-images" / "guest"))
-from sbx_guest import snapshot_files
+
+@pytest.fixture
+def snapshot_files(guest_module: Callable[[str], ModuleType]) -> ModuleType:
+    return guest_module("snapshot_files")
 
 
 def make_tree(root: Path) -> None:
@@ -39,7 +42,9 @@ def make_tree(root: Path) -> None:
     os.mkfifo(root / "fifo")
 
 
-def test_archive_then_restore_gives_back_the_tree_with_modes_and_links(tmp_path: Path) -> None:
+def test_archive_then_restore_gives_back_the_tree_with_modes_and_links(
+    tmp_path: Path, snapshot_files: ModuleType
+) -> None:
     mount = tmp_path / "workspace"
     mount.mkdir()
     make_tree(mount)
@@ -69,7 +74,7 @@ def test_archive_then_restore_gives_back_the_tree_with_modes_and_links(tmp_path:
     assert (fork / "fifo").is_fifo()
 
 
-def test_the_guests_own_runtime_state_is_never_archived(tmp_path: Path) -> None:
+def test_the_guests_own_runtime_state_is_never_archived(snapshot_files: ModuleType) -> None:
     assert snapshot_files._guest_state("/tmp/sbx-desktop/wm.log")
     assert snapshot_files._guest_state("/tmp/.X11-unix")
     assert snapshot_files._guest_state("/tmp/.X99-lock")
@@ -77,7 +82,9 @@ def test_the_guests_own_runtime_state_is_never_archived(tmp_path: Path) -> None:
     assert data_mounts({"/tmp": 1, "/run": 1, "/workspace": 2}) == ["/tmp", "/workspace"]
 
 
-def test_a_file_that_shrinks_while_archived_is_padded_not_fatal(tmp_path: Path) -> None:
+def test_a_file_that_shrinks_while_archived_is_padded_not_fatal(
+    tmp_path: Path, snapshot_files: ModuleType
+) -> None:
     path = tmp_path / "f"
     path.write_bytes(b"abc")
     fd = os.open(path, os.O_RDONLY)
@@ -91,7 +98,7 @@ def test_a_file_that_shrinks_while_archived_is_padded_not_fatal(tmp_path: Path) 
 
 
 def test_restore_never_writes_through_what_is_there_and_names_the_mount(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], snapshot_files: ModuleType
 ) -> None:
     target = tmp_path / "w"
     kept = tmp_path / "snap" / str(target).strip("/")
