@@ -218,7 +218,9 @@ async def _archive(
 ) -> dict[str, Any]:
     """Stream the mounts' tar from the guest into ``path``; the archiver's summary."""
     request = rq.ExecRequest(
-        argv=_snapshot_argv("archive", f"{SNAPSHOT_FILES_ROOT.lstrip('/')}/{snap_id}", *mounts),
+        argv=_snapshot_argv(
+            "archive", str(limit // 2), f"{SNAPSHOT_FILES_ROOT.lstrip('/')}/{snap_id}", *mounts
+        ),
         timeout=timeout,
         max_output=limit,
         grace=0.5,
@@ -237,6 +239,13 @@ async def _archive(
                 report.extend(chunk.data[: _REPORT_CAP - len(report)])
         result = await running.result()
     text = bytes(report).decode("utf-8", "replace").strip()
+    if result.exit_code == 3 and '"too_large"' in text:
+        big = json.loads(text.splitlines()[-1])
+        raise SnapshotError(
+            f"the session's mounts hold more than {big['limit']} bytes of files (at "
+            f"{big['too_large']}; a sparse file counts at its full size); remove what the "
+            "snapshot need not keep and retry"
+        )
     if result.stdout_truncated:
         raise SnapshotError(
             f"the session's mounts came to more than {limit} bytes of archive; remove "

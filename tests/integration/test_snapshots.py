@@ -183,7 +183,7 @@ async def test_a_full_disk_and_unreadable_files_still_snapshot_and_a_small_fork_
             pass
 
 
-async def test_a_snapshot_past_its_deadline_is_a_snapshot_error_and_the_session_goes_on(
+async def test_a_snapshot_past_its_deadline_or_size_is_a_snapshot_error_and_the_session_goes_on(
     orch: Orchestrator, snapshots: list[str], docker_client: docker.DockerClient
 ) -> None:
     import glob
@@ -196,6 +196,10 @@ async def test_a_snapshot_past_its_deadline_is_a_snapshot_error_and_the_session_
         with trio.fail_after(10), pytest.raises(SnapshotError, match="snapshot_timeout"):
             await s.snapshot()
         assert (await s.exec("stat -c %s /workspace/big")).stdout == b"300000000\n"
+        orch.config.session.snapshot_timeout = 120
+        await s.exec("rm /workspace/big; truncate -s 50G /workspace/sparse")
+        with trio.fail_after(60), pytest.raises(SnapshotError, match="sparse file"):
+            await s.snapshot()
     assert not glob.glob(os.path.join(tempfile.gettempdir(), "sbx-snapshot-*"))
 
 

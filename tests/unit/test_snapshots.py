@@ -240,3 +240,25 @@ async def test_gc_keeps_a_snapshot_a_fork_still_uses() -> None:
         engine, 0, repository="sbx-snapshot", partial_after=10**9, now=10_000
     )
     assert removed == ["sbx-snapshot:new"]
+
+
+def test_files_past_the_limit_stop_the_archive_with_the_path(
+    tmp_path: Path, snapshot_files: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mount = tmp_path / "w"
+    mount.mkdir()
+    with open(mount / "sparse", "wb") as f:
+        f.truncate(10 << 30)  # ten gigabytes of nothing: a tar would hold every byte
+    with pytest.raises(snapshot_files.TooLarge):
+        snapshot_files.archive("p/x", [str(mount)], io.BytesIO(), 1 << 20)
+    stdout = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+            code = snapshot_files.main(["archive", str(1 << 20), "p/x", str(mount)])
+    finally:
+        os.dup2(stdout, 1)
+        os.close(stdout)
+    assert code == 3
+    report = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert report == {"too_large": str(mount / "sparse"), "limit": 1 << 20}

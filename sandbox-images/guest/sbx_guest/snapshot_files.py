@@ -44,6 +44,15 @@ _SKIPPED_REPORT = 50
 _CHUNK = 1 << 20
 
 
+class TooLarge(Exception):
+    """The mounts' files come to more than the host will take (a sparse file counts at its
+    full size: a tar holds every byte)."""
+
+    def __init__(self, path: str, limit: int) -> None:
+        super().__init__(path)
+        self.path, self.limit = path, limit
+
+
 def _guest_state(path: str) -> bool:
     if any(path == p or path.startswith(p + "/") for p in GUEST_STATE):
         return True
@@ -81,10 +90,11 @@ def _info(name: str, st: os.stat_result) -> tarfile.TarInfo:
 class Archiver:
     """Writes mounts into one tar stream, counting what it wrote and what it skipped."""
 
-    def __init__(self, out: IO[bytes], prefix: str) -> None:
+    def __init__(self, out: IO[bytes], prefix: str, limit: int = 1 << 62) -> None:
         # Closed by close(): the archive spans many calls.
         self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115
         self.prefix = prefix.strip("/")
+        self.limit = limit
         self.files = 0
         self.bytes = 0
         self.skipped: List[Dict[str, str]] = []
@@ -164,6 +174,8 @@ class Archiver:
     def add_file(
         self, path: str, name: str, dirfd: int, info: tarfile.TarInfo, st: os.stat_result
     ) -> None:
+        if self.bytes + st.st_size > self.limit:
+            raise TooLarge(path, self.limit)
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOATIME", 0)
         try:
             fd = os.open(name, flags, dir_fd=dirfd)
@@ -194,8 +206,10 @@ class Archiver:
         }
 
 
-def archive(prefix: str, mounts: List[str], out: IO[bytes]) -> Dict[str, object]:
-    archiver = Archiver(out, prefix)
+def archive(
+    prefix: str, mounts: List[str], out: IO[bytes], limit: int = 1 << 62
+) -> Dict[str, object]:
+    archiver = Archiver(out, prefix, limit)
     archiver.add_prefix_dirs()
     for mount in mounts:
         archiver.add_mount(mount)
@@ -281,14 +295,19 @@ def restore(source: str, mount: str) -> Dict[str, int]:
 
 
 def main(argv: List[str]) -> int:
-    """``archive PREFIX MOUNT...`` (tar on stdout) or ``restore SOURCE MOUNT...``."""
+    """``archive LIMIT PREFIX MOUNT...`` (tar on stdout; exit 3 past ``LIMIT`` bytes of
+    files) or ``restore SOURCE MOUNT...``."""
     if len(argv) < 2 or argv[0] not in ("archive", "restore"):
-        sys.stderr.write("usage: archive PREFIX MOUNT... | restore SOURCE MOUNT...\n")
+        sys.stderr.write("usage: archive LIMIT PREFIX MOUNT... | restore SOURCE MOUNT...\n")
         return 2
     os.umask(0o077)
     if argv[0] == "archive":
         out = os.fdopen(os.dup(1), "wb", buffering=_CHUNK)
-        summary = archive(argv[1], argv[2:], out)
+        try:
+            summary = archive(argv[2], argv[3:], out, int(argv[1]))
+        except TooLarge as exc:
+            sys.stderr.write(json.dumps({"too_large": exc.path, "limit": exc.limit}) + "\n")
+            return 3
         out.close()
         sys.stderr.write(json.dumps(summary) + "\n")
         return 0
