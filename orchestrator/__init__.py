@@ -36,6 +36,7 @@ if _typing.TYPE_CHECKING:
         SessionError,
         SessionLimitReached,
         SessionNotFound,
+        SnapshotError,
     )
     from orchestrator.guest_client.connection import SandboxConnection
     from orchestrator.guest_client.exec_stream import ExecStream
@@ -45,6 +46,7 @@ if _typing.TYPE_CHECKING:
     from orchestrator.results import ExecResult, FileInfo, OutputChunk
     from orchestrator.runtime import Orchestrator
     from orchestrator.session import Session
+    from orchestrator.snapshots import Snapshot
     from orchestrator.tar_stream import DirCopy
 
 __version__ = "0.1.0"
@@ -90,6 +92,8 @@ __all__ = [
     "SessionError",
     "SessionLimitReached",
     "SessionNotFound",
+    "Snapshot",
+    "SnapshotError",
     "__version__",
     "configure_logging",
     "explain_config",
@@ -138,6 +142,8 @@ _EXPORTS = {
     "SessionError": "orchestrator.errors",
     "SessionLimitReached": "orchestrator.errors",
     "SessionNotFound": "orchestrator.errors",
+    "Snapshot": "orchestrator.snapshots",
+    "SnapshotError": "orchestrator.errors",
     "configure_logging": "orchestrator.log",
     "explain_config": "orchestrator.config",
     "load_config": "orchestrator.config",

@@ -43,6 +43,7 @@ ERROR_KINDS: tuple[tuple[type[errors.SbxError], int, str], ...] = (
     (errors.ImageBuildError, 502, "image_build_failed"),
     (errors.EngineError, 502, "engine_error"),
     (errors.SessionLimitReached, 429, "session_limit"),
+    (errors.SnapshotError, 502, "snapshot_failed"),
     (errors.SessionError, 409, "session_error"),
     (errors.ProtocolError, 502, "protocol_error"),
     (errors.SbxError, 400, "error"),

@@ -80,6 +80,7 @@ __all__ = [
     "SessionLimitReached",
     "SessionNotFound",
     "ShellBusy",
+    "SnapshotError",
     "ToolBatchError",
     "guest_error_from_wire",
 ]
@@ -230,6 +231,12 @@ class InputTooLarge(SbxError, ValueError):
 
 class SessionError(SbxError):
     """A session cannot do what was asked."""
+
+
+class SnapshotError(SessionError):
+    """A snapshot could not be taken, or a fork could not restore one."""
+
+    remedy = "read the message: it names what failed and what to change"
 
 
 class SessionClosed(SessionError):

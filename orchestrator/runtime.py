@@ -32,6 +32,7 @@ from orchestrator.options import parse_options
 from orchestrator.resilience import Resilience
 from orchestrator.router import ToolRouter
 from orchestrator.session import Session
+from orchestrator.snapshots import Snapshot
 from orchestrator.supervisor import Supervisor
 from orchestrator.tools.registry import default_registry
 
@@ -150,7 +151,7 @@ class Orchestrator:
         return await self.view.url_for(session, interactive=interactive)
 
     async def open_session(
-        self, image: str | None = None, *, owner: str | None = None, **options: Any
+        self, image: str | Snapshot | None = None, *, owner: str | None = None, **options: Any
     ) -> Session:
         """Start a session the caller must ``close()``; prefer ``session()``.
 
@@ -162,13 +163,18 @@ class Orchestrator:
                 "use `async with Orchestrator(...) as orch:` before opening sessions"
             )
         if image is not None:
-            options["image"] = image
+            options["image"] = image.image if isinstance(image, Snapshot) else image
         parsed = parse_options(options, self.config)
         return await self.supervisor.open_session(parsed, owner=owner)
 
     @asynccontextmanager
-    async def session(self, image: str | None = None, **options: Any) -> AsyncIterator[Session]:
-        """A session for the block: its sandbox is removed when the block ends."""
+    async def session(
+        self, image: str | Snapshot | None = None, **options: Any
+    ) -> AsyncIterator[Session]:
+        """A session for the block: its sandbox is removed when the block ends.
+
+        ``image`` may be a ``Snapshot`` (``await s.snapshot()``): the session is a fork.
+        """
         session = await self.open_session(image, **options)
         try:
             yield session

@@ -53,6 +53,7 @@ from orchestrator.sandbox_start import (
 from orchestrator.session_health import SandboxHealth
 from orchestrator.session_recovery import SessionRecovery
 from orchestrator.session_transfers import SessionTransfers
+from orchestrator.snapshots import Snapshot, check_fork_allowed, restore_snapshot, take_snapshot
 
 __all__ = ["Session", "SessionHooks", "SessionState", "ToolRunner", "ViewLinker"]
 
@@ -233,6 +234,7 @@ class Session(SessionRecovery, SessionTransfers):
     async def _start_sandbox(self, nursery: trio.Nursery) -> None:
         t0 = trio.current_time()
         defaults = await self._backend.image_defaults(self.image)
+        check_fork_allowed(self.image, defaults, self.owner)
         self.shape = with_image_defaults(self.shape, self.options, defaults)
         mounts = await mount_memory_store(self._config, self.shape.memory_store)
         channel = await start_sandbox(
@@ -247,6 +249,8 @@ class Session(SessionRecovery, SessionTransfers):
             resilience=self._hooks.resilience,
         )
         self._client = make_client(channel, self._config, self.id, self._hooks.observer)
+        if defaults.snapshot_files is not None:  # a fork: its mounts as the snapshot kept them
+            await restore_snapshot(self._client, self._config, self.shape, defaults.snapshot_files)
         seconds = trio.current_time() - t0
         self._hooks.observer.session_started(self.image, seconds)
         self._log.info(
@@ -351,6 +355,21 @@ class Session(SessionRecovery, SessionTransfers):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+    async def snapshot(self) -> Snapshot:
+        """This session's filesystem (root changes and tmpfs mounts, not its processes) as
+        a local image that ``orch.session(image=snap)`` forks; ``SnapshotError`` if not."""
+        if self.state != "ready" or self.sandbox_id is None:
+            raise SessionClosed(f"session {self.id} is {self.state}; only a ready one snapshots")
+        return await take_snapshot(
+            self._backend,
+            self.client,
+            self._config,
+            self.sandbox_id,
+            self.id,
+            self.shape,
+            self.owner,
+        )
 
     # -- tools, the desktop and its live view ------------------------------------------
 

@@ -22,7 +22,15 @@ __all__ = [
     "LABEL_MANAGED",
     "LABEL_OWNER",
     "LABEL_SESSION",
+    "LABEL_SNAPSHOT",
+    "LABEL_SNAPSHOT_CLIENT",
+    "LABEL_SNAPSHOT_CREATED",
+    "LABEL_SNAPSHOT_FILES",
+    "LABEL_SNAPSHOT_PARENT",
+    "LABEL_SNAPSHOT_PARTIAL",
+    "LABEL_SNAPSHOT_SESSION",
     "LABEL_SUPERVISOR",
+    "SNAPSHOT_FILES_ROOT",
     "BindMount",
     "EventSink",
     "ImageDefaults",
@@ -30,6 +38,8 @@ __all__ = [
     "SandboxEvent",
     "SandboxInfo",
     "SandboxSpec",
+    "SnapshotBackend",
+    "SnapshotCommit",
     "StderrSink",
 ]
 
@@ -40,6 +50,25 @@ LABEL_SUPERVISOR = "io.sbx.supervisor"
 LABEL_EXPIRES = "io.sbx.expires"
 LABEL_CLIENT = "io.sbx.client"
 """Who the session is for (the HTTP API's token owner), distinct from the installation owner."""
+
+LABEL_SNAPSHOT = "io.sbx.snapshot"
+"""On a snapshot image: the snapshot's id (``sbx images ls`` and ``sbx gc --snapshots``
+find snapshots by it)."""
+LABEL_SNAPSHOT_PARENT = "io.sbx.snapshot.parent"
+"""The image the snapshotted session ran."""
+LABEL_SNAPSHOT_SESSION = "io.sbx.snapshot.session"
+"""The id of the snapshotted session."""
+LABEL_SNAPSHOT_CREATED = "io.sbx.snapshot.created"
+"""When the snapshot was taken, Unix seconds."""
+LABEL_SNAPSHOT_CLIENT = "io.sbx.snapshot.client"
+"""Whom the snapshotted session was for (an API token's owner): only they may fork it."""
+LABEL_SNAPSHOT_FILES = "io.sbx.snapshot.files"
+"""Where in the image the tmpfs mounts' contents are kept, restored when a fork starts."""
+LABEL_SNAPSHOT_PARTIAL = "io.sbx.snapshot.partial"
+"""On the half-made image of a snapshot in progress (a snapshot id; empty once finished):
+``sbx gc --snapshots`` removes those a cancelled snapshot left."""
+SNAPSHOT_FILES_ROOT = "/.sbx-snapshot"
+"""The hidden directory of a snapshot image holding its mounts' contents (one per snapshot)."""
 
 StderrSink = Callable[[bytes], None]
 """Receives the guest's stderr (its JSON log lines) as it arrives."""
@@ -121,6 +150,26 @@ class ImageDefaults:
     """``WORKDIR``; ``None`` where the image sets none (or ``/``)."""
     user: str | None = None
     """``USER``; ``None`` where the image sets none or root (root must be asked for)."""
+    snapshot_files: str | None = None
+    """For a snapshot: the directory (under ``SNAPSHOT_FILES_ROOT``) whose contents a fork
+    copies into its tmpfs mounts before anything runs."""
+    snapshot_client: str | None = None
+    """For a snapshot: whom its session was for (``None``: local use)."""
+
+
+@dataclass(frozen=True)
+class SnapshotCommit:
+    """What a snapshot image is made of, besides the sandbox's root changes."""
+
+    repository: str
+    tag: str
+    labels: Mapping[str, str]
+    """The snapshot's labels (``LABEL_SNAPSHOT``...)."""
+    user: str
+    """The image's ``USER``: the snapshotted session's user."""
+    workdir: str
+    files_archive: str
+    """A tar on this host of the tmpfs mounts' contents, added to the image at ``/``."""
 
 
 @dataclass(frozen=True)
@@ -198,3 +247,18 @@ class SandboxBackend(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class SnapshotBackend(Protocol):
+    """A backend that can keep a sandbox's filesystem as a local image."""
+
+    async def commit_snapshot(
+        self, sandbox_id: str, commit: SnapshotCommit, *, timeout: float
+    ) -> str:
+        """The id of a new image: the sandbox's root as it is now, plus ``files_archive``.
+
+        The sandbox keeps running (it is not paused).  Within ``timeout`` seconds, or
+        ``EngineError``; nothing half-made is left behind on failure.
+        """
+        ...

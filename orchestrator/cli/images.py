@@ -1,12 +1,12 @@
-"""``sbx images build|ls``: the sandbox images, built without a registry."""
+"""``sbx images build|ls|rm``: the sandbox images, built without a registry."""
 
 from __future__ import annotations
 
 import argparse
-import json
 
 import trio
 
+from orchestrator.cli.image_catalog import list_all_images, register_rm
 from orchestrator.config import Config
 
 __all__ = ["register"]
@@ -23,9 +23,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     build.add_argument("--file", "-f", help="build a user image from this Dockerfile (with --tag)")
     build.add_argument("--tag", "-t", help="the user image's name; the positional is its CONTEXT")
     build.set_defaults(handler=_build)
-    ls = actions.add_parser("ls", help="list images with size and recipe hash")
+    ls = actions.add_parser("ls", help="list the images sessions can run: sbx's, snapshots, yours")
     ls.add_argument("--json", action="store_true", help="print JSON")
-    ls.set_defaults(handler=lambda args, config: trio.run(list_images, config, args.json))
+    ls.set_defaults(handler=lambda args, config: trio.run(list_all_images, config, args.json))
+    register_rm(actions)
 
 
 def _build(args: argparse.Namespace, config: Config) -> int:
@@ -56,27 +57,5 @@ async def build_images(config: Config, names: list[str], base: str | None, force
         print(
             f"{outcome.image:<28} {what:<10} {outcome.seconds:6.1f} s  "
             f"recipe {outcome.recipe_hash[:12]}"
-        )
-    return 0
-
-
-async def list_images(config: Config, as_json: bool) -> int:
-    from orchestrator.backends.registry import make_image_builder
-
-    builder = make_image_builder(config)
-    try:
-        statuses = await builder.status()
-    finally:
-        await builder.aclose()
-    if as_json:
-        print(json.dumps([status.model_dump(mode="json") for status in statuses]))
-        return 0
-    print(f"{'NAME':<13} {'IMAGE':<24} {'SIZE':>9}  {'RECIPE':<12}  STATE")
-    for status in statuses:
-        size = f"{status.size / 1e6:.0f} MB" if status.size else "-"
-        state = "current" if status.current else ("stale" if status.present else "missing")
-        print(
-            f"{status.name:<13} {status.image:<24} {size:>9}  "
-            f"{(status.image_hash or status.expected_hash)[:12]:<12}  {state}"
         )
     return 0

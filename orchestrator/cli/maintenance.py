@@ -22,7 +22,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     gc = sub.add_parser("gc", help="remove sandboxes left behind by dead supervisors")
     gc.add_argument("--json", action="store_true", help="print JSON")
-    gc.set_defaults(handler=lambda args, config: trio.run(collect_garbage, config, args.json))
+    gc.add_argument(
+        "--snapshots",
+        metavar="OLDER_THAN",
+        help="also remove snapshots taken longer ago than this (45s, 30m, 12h, 7d; 0s: all)",
+    )
+    gc.set_defaults(
+        handler=lambda args, config: trio.run(collect_garbage, config, args.json, args.snapshots)
+    )
 
     bench = sub.add_parser("bench", help="measure call latency against docker exec")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
@@ -67,6 +74,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="benchmark a 100 MiB file into and out of a sandbox instead, against docker cp",
     )
+    bench.add_argument(
+        "--snapshots",
+        action="store_true",
+        help="benchmark snapshots instead: 100 MB of workspace kept, forks against cold starts",
+    )
     bench.add_argument("--turns", type=int, default=200, help="turns of the --agent run")
     bench.add_argument(
         "--budget",
@@ -96,6 +108,12 @@ def _doctor(args: argparse.Namespace, config: Config) -> int:
 
 
 def _bench(args: argparse.Namespace, config: Config) -> int:
+    if args.snapshots:
+        from orchestrator.bench.snapshots import collect_snapshot_bench, format_snapshot_bench
+
+        found = trio.run(collect_snapshot_bench, config, args.image)
+        print(json.dumps(found) if args.json else format_snapshot_bench(found))
+        return 0
     if args.evals:
         from orchestrator.bench.evals import collect_evals, format_evals
 
@@ -163,18 +181,26 @@ def _version(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-async def collect_garbage(config: Config, as_json: bool) -> int:
+async def collect_garbage(config: Config, as_json: bool, snapshots: str | None = None) -> int:
     from orchestrator.backends.registry import make_backend
+    from orchestrator.cli.image_catalog import collect_old_snapshots
+    from orchestrator.images.catalog import parse_duration
     from orchestrator.supervisor import Supervisor
 
+    older_than = parse_duration(snapshots) if snapshots is not None else None
     backend = make_backend(config)
     try:
         reaped = await Supervisor(config, backend).reap_orphans()
     finally:
         await backend.aclose()
+    images = await collect_old_snapshots(config, older_than) if older_than is not None else []
     if as_json:
-        print(json.dumps({"removed": [info.id for info in reaped]}))
+        print(json.dumps({"removed": [info.id for info in reaped], "snapshots": images}))
     else:
+        for image in images:
+            print(f"removed snapshot {image}")
+        if older_than is not None:
+            print(f"{len(images)} snapshot(s) removed")
         for info in reaped:
             session = info.labels.get("io.sbx.session", "?")
             print(f"removed {info.id[:12]}  session {session}  ({info.status})")

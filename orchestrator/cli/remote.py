@@ -1,6 +1,6 @@
 """Commands that drive a running ``sbx serve`` over HTTP (``SBX_URL``, ``SBX_TOKEN``).
 
-``sbx session new|ls|rm``, ``sbx exec SESSION -- CMD``, ``sbx cp``, ``sbx tool``.
+``sbx session new|ls|rm|snapshot``, ``sbx exec SESSION -- CMD``, ``sbx cp``, ``sbx tool``.
 They print what the server says and exit non-zero with its message on errors.
 """
 
@@ -55,6 +55,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _client_args(rm)
     rm.add_argument("ids", nargs="+")
     rm.set_defaults(handler=_session_rm)
+    snap = actions.add_parser(
+        "snapshot", help="keep a session's files as an image; prints its name (fork: new --image)"
+    )
+    _client_args(snap)
+    snap.add_argument("id")
+    snap.add_argument("--json", action="store_true")
+    snap.set_defaults(handler=_session_snapshot)
 
     exec_ = sub.add_parser("exec", help="run a command in a server's session, output streamed")
     _client_args(exec_)
@@ -136,6 +143,16 @@ def _session_ls(args: argparse.Namespace, config: Config) -> int:
                 f"{s['id']:<14} {s['image']:<24} {s['state']:<8} {s.get('owner') or '-':<12} "
                 f"{s.get('active_calls', 0)}"
             )
+        return 0
+
+    return _run(act)
+
+
+def _session_snapshot(args: argparse.Namespace, config: Config) -> int:
+    def act() -> int:
+        with _client(args) as client:
+            snapshot = client.snapshot_session(args.id)
+        print(json.dumps(snapshot) if args.json else snapshot["image"])
         return 0
 
     return _run(act)

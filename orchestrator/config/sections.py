@@ -120,6 +120,11 @@ class SessionConfig(_Section):
         description="Fresh sandboxes a restart_on_crash session may get in all; past it, a "
         "lost sandbox leaves the session crashed.",
     )
+    snapshot_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        description="Deadline of one snapshot (archiving the mounts, both commits), s.",
+    )
 
 
 class PoolConfig(_Section):

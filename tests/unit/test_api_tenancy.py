@@ -29,6 +29,7 @@ SESSION_ROUTES: list[tuple[str, str, Any, dict[str, str]]] = [
     ("GET", "/files/list?path=/workspace", None, {}),
     ("GET", "/screenshot", None, {}),
     ("POST", "/view", None, {}),
+    ("POST", "/snapshot", None, {}),
 ]
 
 RUN_ROUTES = [("GET", ""), ("DELETE", ""), ("GET", "/events"), ("GET", "/transcript")]

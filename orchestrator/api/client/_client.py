@@ -201,6 +201,11 @@ class SbxClient:
         sessions: list[JsonObject] = self._json("GET", "/v1/sessions")["sessions"]
         return sessions
 
+    def snapshot_session(self, session_id: str) -> JsonObject:
+        """Keep a session's filesystem as an image; its ``image`` starts forks."""
+        result: JsonObject = self._json("POST", _path("v1", "sessions", session_id, "snapshot"))
+        return result
+
     def delete_session(self, session_id: str) -> None:
         """Close a session: its calls are cancelled and its sandbox removed."""
         self.request("DELETE", _path("v1", "sessions", session_id))

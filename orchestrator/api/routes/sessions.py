@@ -1,4 +1,4 @@
-"""``/v1/sessions``: start, list, inspect and close sandbox sessions.
+"""``/v1/sessions``: start, list, inspect, snapshot and close sandbox sessions.
 
 It must not run anything in a session; the other routers do.
 """
@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response
 
 from orchestrator.api.dependencies import ApiStateDep, Caller, OwnedSession
 from orchestrator.api.models import SessionCreate, SessionInfo, SessionList
+from orchestrator.snapshots import Snapshot
 
 __all__ = ["router"]
 
@@ -39,3 +40,10 @@ async def delete_session(session: OwnedSession) -> Response:
     """Close the session: its calls are cancelled and its sandbox removed."""
     await session.close("closed over the API")
     return Response(status_code=204)
+
+
+@router.post("/sessions/{session_id}/snapshot", status_code=201, response_model=Snapshot)
+async def snapshot_session(session: OwnedSession) -> Snapshot:
+    """Keep the session's filesystem (root changes and tmpfs mounts) as a local image;
+    start forks with ``POST /v1/sessions {"image": <image>}``.  Processes are not kept."""
+    return await session.snapshot()

@@ -15,6 +15,7 @@ options, so nothing here can be asked for privileges.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,16 +24,21 @@ import structlog
 import trio
 
 from orchestrator.backends.base import (
+    LABEL_SNAPSHOT_CLIENT,
+    LABEL_SNAPSHOT_FILES,
+    SNAPSHOT_FILES_ROOT,
     EventSink,
     ImageDefaults,
     SandboxInfo,
     SandboxSpec,
+    SnapshotCommit,
     StderrSink,
 )
 from orchestrator.backends.docker.attach import attach
 from orchestrator.backends.docker.engine import DockerEngine
 from orchestrator.backends.docker.events import watch_events
 from orchestrator.backends.docker.guest_volume import GuestVolumes
+from orchestrator.backends.docker.snapshot_commit import commit_snapshot
 from orchestrator.config import Config
 from orchestrator.errors import EngineError, ImageNotFound
 from orchestrator.images.guest_bundle import BUNDLE_DIR, guest_command
@@ -51,14 +57,22 @@ ROOT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "NET_BIND_SERV
 apt-get, dpkg and pip; never KILL, SETUID, SETGID, SETPCAP or SYS_PTRACE."""
 
 
+_SNAPSHOT_FILES = re.compile(re.escape(SNAPSHOT_FILES_ROOT) + r"/[0-9a-f]{12}")
+
+
 def image_defaults_from(config: Mapping[str, Any]) -> ImageDefaults:
-    """An image config's WORKDIR and USER as session defaults (root's USER is not one)."""
+    """An image config's WORKDIR and USER as session defaults (root's USER is not one),
+    and what a snapshot's fork restores (only a directory of the shape sbx writes)."""
     workdir = str(config.get("WorkingDir") or "")
     user = str(config.get("User") or "")
     root = user.split(":", 1)[0] in ("", "0", "root")
+    labels = config.get("Labels") or {}
+    files = str(labels.get(LABEL_SNAPSHOT_FILES) or "")
     return ImageDefaults(
         workdir=workdir if workdir not in ("", "/") else None,
         user=None if root else user,
+        snapshot_files=files if _SNAPSHOT_FILES.fullmatch(files) else None,
+        snapshot_client=labels.get(LABEL_SNAPSHOT_CLIENT) or None,
     )
 
 
@@ -326,6 +340,11 @@ class DockerBackend:
         )
         config = attrs.get("Config") or {}
         return image_defaults_from(config)
+
+    async def commit_snapshot(
+        self, sandbox_id: str, commit: SnapshotCommit, *, timeout: float
+    ) -> str:
+        return await commit_snapshot(self.engine, sandbox_id, commit, timeout=timeout)
 
     async def describe_engine(self) -> dict[str, Any]:
         version = await self.engine.ping()

@@ -17,7 +17,7 @@ import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import docker
@@ -83,6 +83,25 @@ class DockerImageEngine:
         except ImageNotFound:
             return None
         return _engine_image(attrs)
+
+    async def list_images(self) -> list[EngineImage]:
+        """Every image the engine holds (``ImageCatalog``): ``docker images -a``."""
+        api = self.engine.client.api
+        rows: list[dict[str, Any]] = await self.engine.call(
+            "listing the engine's images", api.images, all=True
+        )
+        return [
+            EngineImage(
+                id=str(row.get("Id") or ""),
+                tags=tuple(row.get("RepoTags") or ()),
+                labels={k: v for k, v in (row.get("Labels") or {}).items() if isinstance(v, str)},
+                size=int(row["Size"]) if isinstance(row.get("Size"), int) else None,
+                created=datetime.fromtimestamp(row["Created"], UTC)
+                if isinstance(row.get("Created"), int)
+                else None,
+            )
+            for row in rows or []
+        ]
 
     async def tag_image(self, image: str, repo: str, tag: str) -> None:
         api = (await self.engine.connected()).api
