@@ -13,7 +13,28 @@ import docker.types
 from orchestrator.backends.base import SandboxSpec
 from orchestrator.images.guest_bundle import BUNDLE_DIR
 
-__all__ = ["GUEST_CAPABILITIES", "ROOT_CAPABILITIES", "host_config_for"]
+__all__ = ["GUEST_CAPABILITIES", "ROOT_CAPABILITIES", "engine_limits", "host_config_for"]
+
+GVISOR_TASKS_PER_PROCESS = 20
+"""Host tasks per sandboxed process under gVisor's ptrace platform: 8-10 measured here
+for sleeping processes, 12.3 for a fork bomb at its limit (a stub per task, a tracing
+thread each, and the Go runtime's threads for blocked calls); with room."""
+GVISOR_BASE_TASKS = 512
+"""Host tasks of the gVisor kernel, its gofer and the guest (about 50 measured) and room."""
+GVISOR_MEMORY_HEADROOM = 256 << 20
+"""Memory for the gVisor kernel itself above the sandbox's, plus an eighth of the limit:
+room for the guest's watcher to kill a command before the host's OOM killer acts."""
+
+
+def engine_limits(spec: SandboxSpec) -> tuple[int, int]:
+    """``(pids, memory)`` for the engine: the user's limits, or -- where the guest
+    enforces them inside (gVisor) -- those plus the runtime's overhead, so that the
+    sandbox's own limit, not the host's, is what a fork or memory bomb meets."""
+    if not spec.limits_inside:
+        return spec.pids_limit, spec.memory_limit
+    pids = GVISOR_BASE_TASKS + GVISOR_TASKS_PER_PROCESS * spec.pids_limit
+    memory = spec.memory_limit + GVISOR_MEMORY_HEADROOM + spec.memory_limit // 8
+    return pids, memory
 
 
 GUEST_CAPABILITIES = ("KILL", "SETGID", "SETPCAP", "SETUID")
@@ -39,6 +60,7 @@ def host_config_for(spec: SandboxSpec, *, guest_volume: str | None = None) -> di
     """The hardened HostConfig keyword arguments for one sandbox (``guest_volume``: the
     guest bundle to mount read-only at /opt/sbx)."""
     owner = _owner(spec.user)
+    pids_limit, memory_limit = engine_limits(spec)
     tmpfs: dict[str, str] = {}
     for mount, size in spec.tmpfs.items():
         # Docker mounts tmpfs noexec unless told otherwise; a sandbox exists to run what
@@ -67,11 +89,11 @@ def host_config_for(spec: SandboxSpec, *, guest_volume: str | None = None) -> di
             *(["NET_ADMIN"] if spec.network else []),
         ],
         "security_opt": ["no-new-privileges"],
-        "pids_limit": spec.pids_limit,
+        "pids_limit": pids_limit,
         # tmpfs pages count towards the memory cgroup: the limit covers them, so a
         # full /workspace is ENOSPC for the writer, not an OOM kill of the sandbox.
-        "mem_limit": spec.memory_limit,
-        "memswap_limit": spec.memory_limit,
+        "mem_limit": memory_limit,
+        "memswap_limit": memory_limit,
         "shm_size": spec.shm_size,
         "nano_cpus": int(spec.cpus * 1e9),
         "network_mode": "bridge" if spec.network else "none",
