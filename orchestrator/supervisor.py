@@ -240,7 +240,7 @@ class Supervisor:
                 nursery.start_soon(session.close, reason)
         # Removals that missed their deadline get one more try; what is left is the
         # reaper's (its label names this supervisor, which is gone by then).
-        await self.late_removals.drain(self.config.shutdown_timeout)
+        await self.late_removals.drain(min(5.0, self.config.shutdown_timeout))
 
     async def reap_orphans(self, *, all_expired: bool = True) -> list[SandboxInfo]:
         """Remove sandboxes of this owner whose supervisor is gone (or that are expired)."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 from .logs import log
 
@@ -53,6 +54,8 @@ class InnerLimits:
         self._loop: Optional[Loop] = None
         self._timer: Optional[Timer] = None
         self._victim: Optional[int] = None
+        self._killed_at = 0.0
+        self._used_at_kill = 0
         self._resource: Any = None
 
     def configure(self, settings: Optional[dict], loop: Loop) -> None:
@@ -87,21 +90,26 @@ class InnerLimits:
         if self.memory is None or self._loop is None:
             return
         used = memory_in_use()
-        if used is not None and used > self.memory and not self._victim_alive():
-            self._kill_largest()
+        if used is not None and used > self.memory and not self._settling(used):
+            self._kill_largest(used)
         busy = used is not None and used * 4 > self.memory * 3
         self._timer = self._loop.call_later(_BUSY_POLL if busy else _CALM_POLL, self._check)
 
-    def _victim_alive(self) -> bool:
-        """A process killed a moment ago is still giving its memory back: not another yet."""
+    def _settling(self, used: int) -> bool:
+        """A process killed a moment ago is still giving its memory back: not another yet.
+
+        Until it is gone, and for a second after while use does not grow past what it
+        was at the kill (the kernel frees a dead process's pages lazily)."""
         if self._victim is None:
             return False
         if os.path.exists("/proc/%d" % self._victim):
             return True
+        if time.monotonic() < self._killed_at + 1.0 and used <= self._used_at_kill:
+            return True
         self._victim = None
         return False
 
-    def _kill_largest(self) -> None:
+    def _kill_largest(self, used: int) -> None:
         victim = pick_victim(os.getuid(), os.getpid())
         if victim is None:
             return
@@ -112,6 +120,8 @@ class InnerLimits:
             return
         self.kills += 1
         self._victim = pid
+        self._killed_at = time.monotonic()
+        self._used_at_kill = used
         log("out of memory: killed the largest process", pid=pid, rss=rss, limit=self.memory)
 
 
