@@ -64,6 +64,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     bench.add_argument("--turns", type=int, default=200, help="turns of the --agent run")
     bench.add_argument(
+        "--runtimes",
+        help="compare exec under these OCI runtimes instead, the first the baseline "
+        "(e.g. runc,runsc)",
+    )
+    bench.add_argument(
         "--budget",
         type=int,
         default=20_000,
@@ -91,6 +96,13 @@ def _doctor(args: argparse.Namespace, config: Config) -> int:
 
 
 def _bench(args: argparse.Namespace, config: Config) -> int:
+    if args.runtimes:
+        from orchestrator.bench.runtimes import collect_runtimes, format_runtimes
+
+        names = [name.strip() for name in args.runtimes.split(",") if name.strip()]
+        report = trio.run(collect_runtimes, config, names, max(10, args.iterations), args.image)
+        print(json.dumps(report) if args.json else format_runtimes(report))
+        return 0
     if args.evals:
         from orchestrator.bench.evals import collect_evals, format_evals
 

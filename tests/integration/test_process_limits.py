@@ -36,7 +36,7 @@ async def test_a_fork_bomb_meets_the_sessions_pids_limit_and_times_out_contained
 ) -> None:
     async with orch.session(image=IMAGE, memories=False, pids_limit=128) as s:
         r = await s.exec("bomb() { bomb | bomb & }; bomb; sleep 30", timeout=6)
-        assert r.timed_out and r.exit_code == 124, r
+        assert r.timed_out and r.exit_code in (128 + 15, 128 + 9), r  # TERM, or KILL after grace
         assert b"Resource temporarily unavailable" in r.stderr, r.stderr[-500:]
         # The same sandbox serves on: the bomb's processes went with its call.
         after = await s.exec("echo alive; pgrep -c -u sandbox bash || true", timeout=20)
