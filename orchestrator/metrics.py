@@ -99,6 +99,11 @@ class PrometheusObserver:
             "Output dropped because a client read too slowly.",
             registry=r,
         )
+        self.late_removals = Counter(
+            "sbx_sandbox_removals_late_total",
+            "Sandbox removals that missed their deadline (then retried in the background).",
+            registry=r,
+        )
 
     def session_started(self, image: str, seconds: float) -> None:
         self.starts.labels(image).inc()
@@ -124,6 +129,9 @@ class PrometheusObserver:
 
     def stream_dropped(self, nbytes: int) -> None:
         self.dropped.inc(nbytes)
+
+    def removal_late(self) -> None:
+        self.late_removals.inc()
 
     def watch_resilience(self, resilience: Resilience) -> None:
         """Show ``resilience``'s retries and breakers, read when scraped."""

@@ -30,6 +30,10 @@ class Observer(Protocol):
 
     def stream_dropped(self, nbytes: int) -> None: ...
 
+    def removal_late(self) -> None:
+        """A sandbox's removal missed its deadline (it is retried in the background)."""
+        ...
+
 
 class NullObserver:
     """Observes nothing."""
@@ -53,4 +57,7 @@ class NullObserver:
         pass
 
     def stream_dropped(self, nbytes: int) -> None:
+        pass
+
+    def removal_late(self) -> None:
         pass

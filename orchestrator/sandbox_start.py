@@ -44,6 +44,10 @@ def guest_config(config: Config, spec: SandboxSpec) -> dict[str, Any]:
         "max_output": config.session.output_limit,
         "kill_grace": config.session.kill_grace,
     }
+    if spec.limits_inside:
+        # The engine's limits are raised by the runtime's overhead; the guest holds
+        # the user's (see sbx_guest/inner_limits.py).
+        settings["inner_limits"] = {"pids": spec.pids_limit, "memory": spec.memory_limit}
     if spec.network:
         blocked = [*config.sandbox.egress_blocked, *(f"{a}/32" for a in local_ipv4_addresses())]
         settings["egress"] = {"blocked": blocked, "allowed": list(config.sandbox.egress_allowed)}

@@ -32,7 +32,7 @@ from orchestrator._exceptions import unwrap_single_exception
 from orchestrator.backends.base import BindMount, SandboxBackend, SandboxSpec
 from orchestrator.config import Config
 from orchestrator.desktop.desktop import Desktop, start_session_desktop
-from orchestrator.errors import SandboxLost, SbxError, SessionClosed, SessionError
+from orchestrator.errors import SandboxLost, SessionClosed, SessionError
 from orchestrator.guest_client.client import GuestClient
 from orchestrator.locks import ResourceLocks
 from orchestrator.observe import NullObserver, Observer
@@ -73,6 +73,15 @@ ViewLinker = Callable[["Session", bool], Awaitable[str]]
 """Makes a live-view URL for a session's desktop; ``True`` for an interactive one."""
 
 
+def _log_late_removal(sandbox_id: str, session_id: str, reason: str) -> None:
+    log.warning(
+        "sandbox removal missed its deadline; `sbx gc` removes it",
+        sandbox=sandbox_id[:12],
+        session_id=session_id,
+        reason=reason,
+    )
+
+
 @dataclass
 class SessionHooks:
     """What a session needs from whoever runs it, handed over when it is made."""
@@ -86,6 +95,9 @@ class SessionHooks:
     view_url: ViewLinker | None = None
     resilience: Resilience | None = None
     """Breakers per image (``sandbox_start``); ``None``: none."""
+    remove_later: Callable[[str, str, str], None] = _log_late_removal
+    """Told ``(sandbox_id, session_id, why)`` when a removal missed its deadline: the
+    supervisor's ``LateRemovals`` retries it in the background."""
 
 
 class Session(SessionRecovery, SessionTransfers):
@@ -303,18 +315,10 @@ class Session(SessionRecovery, SessionTransfers):
     async def _teardown(self) -> None:
         """Cancel calls, close the channel, remove the sandbox: shielded, bounded, logged."""
         self.state = "closing"
-        with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + self._config.shutdown_timeout
-            try:
-                if self._client is not None:
-                    self._client.close(self.close_reason or "closed")
-                    await self._client.aclose()
-                if self.sandbox_id is not None:
-                    await self._backend.remove(self.sandbox_id)
-            except SbxError as exc:
-                self._log.warning("sandbox removal failed; `sbx gc` will retry", error=str(exc))
-            except Exception:
-                self._log.exception("sandbox removal failed; `sbx gc` will retry")
+        try:
+            await self._close_and_remove(self.close_reason or "closed")
+        except Exception:
+            self._log.exception("sandbox removal failed; `sbx gc` will retry")
         self.state = "closed"
         self._closed.set()
         self._hooks.forget(self)

@@ -26,6 +26,7 @@ import structlog
 import trio
 
 from orchestrator.errors import SandboxLost, SbxError
+from orchestrator.sandbox_removal import remove_sandbox
 from orchestrator.session_health import RootWatch, SandboxHealth
 
 if TYPE_CHECKING:
@@ -44,6 +45,9 @@ LossState = Literal["broken", "crashed"]
 class _Hooks(Protocol):
     @property
     def observer(self) -> Observer: ...
+
+    @property
+    def remove_later(self) -> Callable[[str, str, str], None]: ...
 
 
 class SessionRecovery:
@@ -163,13 +167,31 @@ class SessionRecovery:
     async def _discard_sandbox(self, cause: str) -> None:
         """Fail the calls in flight with ``self._gone`` and remove the sandbox: shielded,
         bounded, logged."""
+        await self._close_and_remove(cause, gone=self._gone)
+
+    async def _close_and_remove(self, reason: str, *, gone: SandboxLost | None = None) -> None:
+        """Close the channel and remove the sandbox within ``shutdown_timeout``, shielded.
+
+        A removal that misses the deadline (or fails) is not forgotten: it is logged,
+        counted and handed to the supervisor's ``LateRemovals``, which retries it in the
+        background until the engine no longer lists the sandbox.
+        """
+        timeout = self._config.shutdown_timeout
+        sandbox_id = self.sandbox_id
+        failure: str | None = None
         with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + self._config.shutdown_timeout
+            scope.deadline = trio.current_time() + timeout
             try:
                 if self._client is not None:
-                    self._client.close(cause, gone=self._gone)
+                    self._client.close(reason, gone=gone)
                     await self._client.aclose()
-                if self.sandbox_id is not None:
-                    await self._backend.remove(self.sandbox_id)
             except SbxError as exc:
-                self._log.warning("removing a lost sandbox failed", error=str(exc))
+                self._log.warning("closing the channel failed", error=str(exc))
+            if sandbox_id is not None:
+                failure = await remove_sandbox(self._backend, sandbox_id)
+        if sandbox_id is None:
+            return
+        if scope.cancelled_caught:
+            failure = f"not removed within shutdown_timeout ({timeout:g} s)"
+        if failure is not None:
+            self._hooks.remove_later(sandbox_id, self.id, failure)

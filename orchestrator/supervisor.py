@@ -39,6 +39,7 @@ from orchestrator.observe import NullObserver, Observer
 from orchestrator.options import SandboxOptions
 from orchestrator.pool import SandboxPool
 from orchestrator.resilience import Resilience
+from orchestrator.sandbox_removal import LateRemovals
 from orchestrator.session import Session, SessionHooks, ToolRunner, ViewLinker
 
 __all__ = ["Supervisor", "process_identity", "supervisor_alive"]
@@ -93,6 +94,8 @@ class Supervisor:
         self._stopping = False
         self.observer: Observer = observer or NullObserver()
         """Told about session starts, failures and closes (metrics)."""
+        self.late_removals = LateRemovals(backend, on_late=self.observer.removal_late)
+        """Sandboxes whose removal missed its deadline, retried until the engine drops them."""
         self.hooks = SessionHooks(
             identity=self.identity,
             observer=self.observer,
@@ -100,6 +103,7 @@ class Supervisor:
             run_tools=run_tools,
             view_url=view_url,
             resilience=resilience,
+            remove_later=self.late_removals.add,
         )
         """What every session of this supervisor is handed (it never reaches back up)."""
         self.pool = SandboxPool(self, config)
@@ -118,6 +122,7 @@ class Supervisor:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._watch_engine)
+            await nursery.start(self.late_removals.run)
             if self.config.reap_orphans:
                 nursery.start_soon(self._reap_at_start)
             else:
@@ -233,6 +238,9 @@ class Supervisor:
             nursery.start_soon(self.pool.close_all)
             for session in list(self.sessions.values()):
                 nursery.start_soon(session.close, reason)
+        # Removals that missed their deadline get one more try; what is left is the
+        # reaper's (its label names this supervisor, which is gone by then).
+        await self.late_removals.drain(min(5.0, self.config.shutdown_timeout))
 
     async def reap_orphans(self, *, all_expired: bool = True) -> list[SandboxInfo]:
         """Remove sandboxes of this owner whose supervisor is gone (or that are expired)."""

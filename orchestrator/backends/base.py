@@ -122,6 +122,13 @@ class SandboxSpec:
     """The most a writable root may hold beyond its image, in bytes (0: no root changes)."""
 
     @property
+    def limits_inside(self) -> bool:
+        """Whether the guest enforces the pids and memory limits itself: under gVisor
+        (a ``runsc`` runtime) the container's cgroups hold the gVisor kernel, not the
+        user's processes, so the engine's limits are raised by its overhead instead."""
+        return self.runtime is not None and ("runsc" in self.runtime or "gvisor" in self.runtime)
+
+    @property
     def memory_limit(self) -> int:
         """The container's memory limit: processes, every tmpfs and /dev/shm together,
         because tmpfs pages count towards the container's memory (``sandbox_memory_limit``)."""

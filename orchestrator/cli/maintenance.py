@@ -81,6 +81,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     bench.add_argument("--turns", type=int, default=200, help="turns of the --agent run")
     bench.add_argument(
+        "--runtimes",
+        help="compare exec under these OCI runtimes instead, the first the baseline "
+        "(e.g. runc,runsc)",
+    )
+    bench.add_argument(
         "--budget",
         type=int,
         default=20_000,
@@ -113,6 +118,13 @@ def _bench(args: argparse.Namespace, config: Config) -> int:
 
         found = trio.run(collect_snapshot_bench, config, args.image)
         print(json.dumps(found) if args.json else format_snapshot_bench(found))
+        return 0
+    if args.runtimes:
+        from orchestrator.bench.runtimes import collect_runtimes, format_runtimes
+
+        names = [name.strip() for name in args.runtimes.split(",") if name.strip()]
+        report = trio.run(collect_runtimes, config, names, max(10, args.iterations), args.image)
+        print(json.dumps(report) if args.json else format_runtimes(report))
         return 0
     if args.evals:
         from orchestrator.bench.evals import collect_evals, format_evals

@@ -19,7 +19,6 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import docker.types
 import structlog
 import trio
 
@@ -38,23 +37,16 @@ from orchestrator.backends.docker.attach import attach
 from orchestrator.backends.docker.engine import DockerEngine
 from orchestrator.backends.docker.events import watch_events
 from orchestrator.backends.docker.guest_volume import GuestVolumes
+from orchestrator.backends.docker.host_config import host_config_for
 from orchestrator.backends.docker.snapshot_commit import commit_snapshot
 from orchestrator.config import Config
 from orchestrator.errors import EngineError, ImageNotFound
-from orchestrator.images.guest_bundle import BUNDLE_DIR, guest_command
+from orchestrator.images.guest_bundle import guest_command
 from orchestrator.resilience import Resilience
 
 __all__ = ["DockerBackend", "docker_backend", "host_config_for"]
 
 log = structlog.get_logger("orchestrator.docker")
-
-
-GUEST_CAPABILITIES = ("KILL", "SETGID", "SETPCAP", "SETUID")
-"""What the guest keeps after dropping root: signal the user's processes, become the user
-in a child, and empty that child's bounding set."""
-ROOT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "NET_BIND_SERVICE", "SETFCAP")
-"""What a command run as root gets (the guest holds them only to hand them on): enough for
-apt-get, dpkg and pip; never KILL, SETUID, SETGID, SETPCAP or SYS_PTRACE."""
 
 
 _SNAPSHOT_FILES = re.compile(re.escape(SNAPSHOT_FILES_ROOT) + r"/[0-9a-f]{12}")
@@ -74,93 +66,6 @@ def image_defaults_from(config: Mapping[str, Any]) -> ImageDefaults:
         snapshot_files=files if _SNAPSHOT_FILES.fullmatch(files) else None,
         snapshot_client=labels.get(LABEL_SNAPSHOT_CLIENT) or None,
     )
-
-
-def _owner(user: str) -> tuple[str, str] | None:
-    """Numeric owner of the session's mounts: ``uid:gid``, ``root``; ``None`` for a name
-    (only the image knows its uid)."""
-    if user == "root":
-        return "0", "0"
-    uid, _, gid = user.partition(":")
-    if not uid.isdigit() or (gid and not gid.isdigit()):
-        return None
-    return uid, gid or uid
-
-
-def host_config_for(spec: SandboxSpec, *, guest_volume: str | None = None) -> dict[str, Any]:
-    """The hardened HostConfig keyword arguments for one sandbox (``guest_volume``: the
-    guest bundle to mount read-only at /opt/sbx)."""
-    owner = _owner(spec.user)
-    tmpfs: dict[str, str] = {}
-    for mount, size in spec.tmpfs.items():
-        # Docker mounts tmpfs noexec unless told otherwise; a sandbox exists to run what
-        # it builds (compiled programs, scripts, virtualenvs), so its writable places are
-        # exec. /run holds only runtime state and stays noexec.
-        exec_flag = "noexec" if mount == "/run" else "exec"
-        base = f"rw,{exec_flag},nosuid,nodev,size={size}"
-        if mount in ("/tmp", "/var/tmp") or owner is None:
-            tmpfs[mount] = f"{base},mode=1777"  # shared, or a user known only by name
-        else:
-            tmpfs[mount] = f"{base},uid={owner[0]},gid={owner[1]},mode=0755"
-    config: dict[str, Any] = {
-        "auto_remove": True,
-        "init": True,
-        "read_only": not spec.writable_root,
-        "tmpfs": tmpfs,
-        # The guest starts as root with these four and drops to a uid of its own,
-        # keeping them (see sbx_guest/privileges.py); every command it starts runs as
-        # spec.user with no capability at all.
-        "cap_drop": ["ALL"],
-        # NET_ADMIN only lets the guest, still root, restrict a networked sandbox's
-        # routes; it drops it before anything else runs.
-        "cap_add": [
-            *GUEST_CAPABILITIES,
-            *ROOT_CAPABILITIES,
-            *(["NET_ADMIN"] if spec.network else []),
-        ],
-        "security_opt": ["no-new-privileges"],
-        "pids_limit": spec.pids_limit,
-        # tmpfs pages count towards the memory cgroup: the limit covers them, so a
-        # full /workspace is ENOSPC for the writer, not an OOM kill of the sandbox.
-        "mem_limit": spec.memory_limit,
-        "memswap_limit": spec.memory_limit,
-        "shm_size": spec.shm_size,
-        "nano_cpus": int(spec.cpus * 1e9),
-        "network_mode": "bridge" if spec.network else "none",
-        "privileged": False,
-        "ipc_mode": "private",
-        # The attached stdout is the guest channel: a log would copy every byte of it
-        # (file contents, command output) to the host's disk. Off unless configured,
-        # and capped when on.
-        "log_config": docker.types.LogConfig(
-            type=spec.log_driver,
-            config={}
-            if spec.log_driver == "none"
-            else {"max-size": str(spec.log_max_size), "max-file": "1"},
-        ),
-    }
-    if spec.runtime:
-        config["runtime"] = spec.runtime
-    # Mounts (not binds): the engine refuses a missing source instead of creating it as root.
-    mounts = [
-        docker.types.Mount(
-            target=mount.target,
-            source=mount.source,
-            type="bind",
-            read_only=mount.read_only,
-            propagation="rprivate",
-        )
-        for mount in spec.mounts
-    ]
-    if guest_volume is not None:
-        mounts.append(
-            docker.types.Mount(
-                target=str(BUNDLE_DIR), source=guest_volume, type="volume", read_only=True
-            )
-        )
-    if mounts:
-        config["mounts"] = mounts
-    return config
 
 
 class DockerBackend:
@@ -260,6 +165,12 @@ class DockerBackend:
                 raise
 
     async def remove(self, sandbox_id: str) -> None:
+        """Remove by force and return once the engine no longer has it.
+
+        A removal already under way (auto-remove after the guest exited) is waited
+        for: it may take a minute for a runtime tearing down many processes, and the
+        caller's deadline, not this answer, decides how long to wait.
+        """
         api = (await self.engine.connected()).api
         try:
             await self.engine.call(
@@ -272,8 +183,28 @@ class DockerBackend:
                 guarded=False,
             )
         except EngineError as exc:
-            if not _gone(exc):
+            if "already in progress" in str(exc).lower():
+                await self._wait_removed(sandbox_id)
+            elif not _gone(exc):
                 raise
+
+    async def _wait_removed(self, sandbox_id: str) -> None:
+        api = (await self.engine.connected()).api
+        pause = 0.05
+        while True:
+            try:
+                await self.engine.call(
+                    f"inspecting sandbox {sandbox_id[:12]}",
+                    api.inspect_container,
+                    sandbox_id,
+                    guarded=False,
+                )
+            except EngineError as exc:
+                if _gone(exc):
+                    return
+                raise
+            await trio.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
     async def _remove_quietly(self, name: str) -> None:
         """Remove the container ``name`` if there is one; a failure here is the next

@@ -86,7 +86,7 @@ class DockerImageEngine:
 
     async def list_images(self) -> list[EngineImage]:
         """Every image the engine holds (``ImageCatalog``): ``docker images -a``."""
-        api = self.engine.client.api
+        api = (await self.engine.connected()).api
         rows: list[dict[str, Any]] = await self.engine.call(
             "listing the engine's images", api.images, all=True
         )

@@ -53,7 +53,7 @@ async def commit_snapshot(
     engine: DockerEngine, sandbox_id: str, commit: SnapshotCommit, *, timeout: float
 ) -> str:
     """The id of the snapshot image of ``sandbox_id`` (see the module), within ``timeout``."""
-    api = engine.client.api
+    api = (await engine.connected()).api
     deadline = trio.current_time() + timeout
 
     def left() -> float:

@@ -226,6 +226,12 @@ class ExecCall(RunningCall):
 
     def _data_after_exit(self) -> None:
         if self.status is not None and not self.finished:
+            if self.reason is not None:
+                # Stopped (timeout, cancel): whatever still writes escaped the kill (a
+                # fork bomb forks on meanwhile); kill its group again, and let it not
+                # stretch the drain: the answer is due.
+                signal_tree(self.pgid, set(), signal.SIGKILL)
+                return
             self._arm_drain()
 
     def _give_up_draining(self) -> None:

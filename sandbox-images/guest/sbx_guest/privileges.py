@@ -80,6 +80,7 @@ class Person:
 
 _PR_SET_DUMPABLE = 4
 _PR_SET_KEEPCAPS = 8
+_PR_CAPBSET_READ = 23
 _PR_CAPBSET_DROP = 24
 _CAP_VERSION_3 = 0x20080522
 
@@ -114,7 +115,7 @@ class Identity:
         # Whatever else the container granted for the guest's set-up (CAP_NET_ADMIN for a
         # networked sandbox's routes) leaves the bounding set, so nothing can regain it.
         held = KEPT_CAPS + ROOT_CAPS
-        for cap in range(_last_cap() + 1):
+        for cap in range(_last_cap(libc) + 1):
             if cap not in held:
                 _check(libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0), "prctl(PR_CAPBSET_DROP)")
         _check(libc.prctl(_PR_SET_KEEPCAPS, 1, 0, 0, 0), "prctl(PR_SET_KEEPCAPS)")
@@ -138,7 +139,21 @@ class Identity:
         self._libc.setfsgid(gid)
         self._libc.setfsuid(uid)
         if self._libc.setfsgid(gid) != gid or self._libc.setfsuid(uid) != uid:
-            raise OSError("cannot take the sandbox user's filesystem identity %d:%d" % (uid, gid))
+            if self._libc.setfsuid(uid) != -1:
+                raise OSError(
+                    "cannot take the sandbox user's filesystem identity %d:%d" % (uid, gid)
+                )
+            # A kernel without setfsuid (gVisor): the effective ids are the file
+            # identity instead.  Real and saved stay GUEST_UID, which is what signals
+            # and ptrace check, so the user still cannot reach the guest.
+            os.setresgid(-1, gid, -1)
+            os.setresuid(-1, uid, -1)
+            _capset(
+                self._libc,
+                effective=KEPT_CAPS + (ROOT_CAPS if uid == 0 else ()),
+                permitted=KEPT_CAPS + ROOT_CAPS,
+            )
+            _check(self._libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
         self.user.environ(os.environ)  # type: ignore[arg-type]
 
     def person(self, spec: Optional[str]) -> Person:
@@ -191,12 +206,18 @@ def _capset(libc: Any, *, effective: Tuple[int, ...], permitted: Tuple[int, ...]
     _check(libc.capset(header, data), "capset")
 
 
-def _last_cap() -> int:
+def _last_cap(libc: Any) -> int:
+    """The kernel's highest capability: from /proc, or -- where there is no such file
+    (gVisor) -- the last one ``PR_CAPBSET_READ`` accepts (dropping one past it is EINVAL)."""
     try:
         with open("/proc/sys/kernel/cap_last_cap") as f:
             return int(f.read())
     except (OSError, ValueError):
-        return 40
+        pass
+    last = -1
+    while last < 63 and libc.prctl(_PR_CAPBSET_READ, last + 1, 0, 0, 0) >= 0:
+        last += 1
+    return last
 
 
 def _check(result: int, what: str) -> None:

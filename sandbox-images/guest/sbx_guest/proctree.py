@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 
+from .inner_limits import limits
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~9 ms of a sandbox's start; annotations need none of it
     from typing import Callable, Dict, List, Optional, Set
@@ -77,8 +79,10 @@ _oom_path: Optional[str] = None
 
 
 def oom_kill_count() -> Optional[int]:
-    """The cgroup's OOM-kill counter (v2 or v1), or None where the kernel hides it."""
+    """The cgroup's OOM-kill counter (v2 or v1) plus the guest's own memory kills
+    (``inner_limits``, under gVisor), or None where neither is known."""
     global _oom_path
+    own = limits.kills if limits.memory is not None else None
     for path in (_oom_path,) if _oom_path else _OOM_SOURCES:
         try:
             with open(path) as f:
@@ -86,10 +90,10 @@ def oom_kill_count() -> Optional[int]:
                     key, _, value = line.partition(" ")
                     if key == "oom_kill":
                         _oom_path = path
-                        return int(value)
+                        return int(value) + (own or 0)
         except (OSError, ValueError):
             continue
-    return None
+    return own
 
 
 class ExitWatcher:

@@ -213,6 +213,10 @@ class Guest:
         for key in ("workdir", "kill_grace", "max_output"):
             if config.get(key) is not None:
                 self.defaults[key] = config[key]
+        if config.get("inner_limits"):
+            from .inner_limits import limits
+
+            limits.configure(config["inner_limits"], self.loop)
 
     def handle_request(self, header: dict, payload: bytes) -> None:
         call_id = header.get("id")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import signal
 
+from .inner_limits import limits
 from .privileges import Person, identity
 
 TYPE_CHECKING = False
@@ -103,6 +104,7 @@ def _fork_as_user(
                     os.dup2(fd, number)
                 for sig in _RESET_SIGNALS:
                     signal.signal(sig, signal.SIG_DFL)
+                limits.apply_in_child()
                 identity.child(person)
                 os.execve(program, argv, env)
             except OSError as exc:

@@ -1,0 +1,114 @@
+"""``sbx bench --runtimes runc,runsc``: what a call costs under each OCI runtime, in one run.
+
+The same image and calls in a sandbox of each runtime, one after another on
+the same engine, each figure beside the first runtime's (the baseline) as a
+ratio, because absolute times on a shared machine mean little.  It also says
+which gVisor platforms the installed ``runsc`` offers (``systrap``, the
+faster one, is only in releases from 2023 on).
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+from typing import Any
+
+import trio
+
+from orchestrator.bench.timing import measure, percentile
+from orchestrator.config import Config
+
+__all__ = ["collect_runtimes", "format_runtimes", "runsc_platforms"]
+
+
+def runsc_platforms() -> list[str] | None:
+    """The platforms the local ``runsc`` names in its flags; ``None`` without one."""
+    runsc = shutil.which("runsc")
+    if runsc is None:
+        return None
+    try:
+        done = subprocess.run(
+            [runsc, "flags"], capture_output=True, text=True, timeout=10, check=False
+        )
+        text = done.stdout + done.stderr
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in text.splitlines():
+        if "which platform to use" in line:
+            listed = line.split(":", 1)[1].rsplit("(default", 1)[0].replace("(default)", "")
+            return [name.strip(" .") for name in listed.split(",") if name.strip(" .")]
+    return []
+
+
+async def _one(config: Config, runtime: str, iterations: int, image: str | None) -> dict[str, Any]:
+    from orchestrator.backends.docker.backend import DockerBackend
+    from orchestrator.runtime import Orchestrator
+
+    sandbox = config.sandbox.model_copy(update={"runtime": runtime})
+    settings = config.model_copy(update={"sandbox": sandbox, "reap_orphans": False})
+    async with Orchestrator(settings) as orch:
+        backend = orch.backend
+        if not isinstance(backend, DockerBackend):  # pragma: no cover - config only offers docker
+            raise RuntimeError("sbx bench --runtimes needs the Docker backend")
+        started = trio.current_time()
+        async with orch.session(image=image, memories=False) as session:
+            start_ms = (trio.current_time() - started) * 1000
+            sandbox_id = session.sandbox_id or ""
+            channel = await measure(lambda: session.exec(["true"]), iterations)
+            docker = await measure(
+                lambda: backend.native_exec(sandbox_id, ["true"]),
+                max(10, min(iterations, 40)),
+                warmup=2,
+            )
+            image_name = session.image
+    return {
+        "runtime": runtime,
+        "image": image_name,
+        "session_start_ms": round(start_ms, 1),
+        "exec_p50_ms": round(statistics.median(channel), 3),
+        "exec_p95_ms": round(percentile(channel, 0.95), 3),
+        "docker_exec_p50_ms": round(statistics.median(docker), 3),
+    }
+
+
+async def collect_runtimes(
+    config: Config, runtimes: list[str], iterations: int, image: str | None
+) -> dict[str, Any]:
+    rows = [await _one(config, runtime, iterations, image) for runtime in runtimes]
+    base = rows[0]
+    for row in rows:
+        row["exec_vs_baseline"] = round(row["exec_p50_ms"] / base["exec_p50_ms"], 2)
+        row["docker_exec_vs_baseline"] = round(
+            row["docker_exec_p50_ms"] / base["docker_exec_p50_ms"], 2
+        )
+    return {
+        "iterations": iterations,
+        "baseline": base["runtime"],
+        "runsc_platforms": runsc_platforms(),
+        "runtimes": rows,
+    }
+
+
+def format_runtimes(report: dict[str, Any]) -> str:
+    lines = [
+        f"sbx bench --runtimes — {report['iterations']} calls each, "
+        f"ratios against {report['baseline']} in this run"
+    ]
+    for row in report["runtimes"]:
+        lines.append(
+            f"  {row['runtime']:<14} exec `true` p50 {row['exec_p50_ms']:>8.3f} ms "
+            f"(p95 {row['exec_p95_ms']:.3f}; {row['exec_vs_baseline']:.2f}x)   "
+            f"docker exec p50 {row['docker_exec_p50_ms']:>8.3f} ms "
+            f"({row['docker_exec_vs_baseline']:.2f}x)   start {row['session_start_ms']:.0f} ms"
+        )
+    platforms = report["runsc_platforms"]
+    if platforms is None:
+        lines.append("  runsc: not installed here")
+    else:
+        has = "systrap" in platforms
+        lines.append(
+            f"  runsc platforms: {', '.join(platforms) or '?'}"
+            + ("" if has else " (no systrap: this runsc predates it)")
+        )
+    return "\n".join(lines)
