@@ -7,9 +7,10 @@ with the server's own models and raises the library's exception classes::
         async with client.session(image="code-runner") as session:
             print((await session.exec("echo hi")).stdout)
 
-For blocking code, ``orchestrator.api.client.SbxClient`` sends the same
-requests (built once, in ``orchestrator.api.client._operations``) over the
-standard library and answers with JSON objects.
+For blocking code, ``SyncClient`` has the same methods, models and errors
+without ``await``: a thin layer over ``SbxClient``'s blocking connection,
+sending the same requests (built once, in
+``orchestrator.api.client._operations``).
 """
 
 from orchestrator.api.client import ApiClientError
@@ -25,6 +26,7 @@ from orchestrator.api.models import (
 from orchestrator.client._client import Client
 from orchestrator.client._session import RemoteSession
 from orchestrator.client._streams import EventStream, ExecOutputStream, StreamEvent
+from orchestrator.client._sync import SyncClient, SyncExecOutput
 from orchestrator.results import ExecResult, OutputChunk
 
 __all__ = [
@@ -42,5 +44,7 @@ __all__ = [
     "SessionCreate",
     "SessionInfo",
     "StreamEvent",
+    "SyncClient",
+    "SyncExecOutput",
     "WorkflowRunResponse",
 ]

@@ -14,7 +14,7 @@ import anyio
 import pytest
 import trio
 
-from orchestrator.client import ApiClientError, Client, StreamEvent
+from orchestrator.client import ApiClientError, Client, StreamEvent, SyncClient
 from orchestrator.errors import SessionNotFound
 from orchestrator.testing.api_process import ApiProcess, start_api_process
 
@@ -184,6 +184,29 @@ def test_the_client_under_asyncio(server: ApiProcess) -> None:
 
 def test_the_client_under_trio(server: ApiProcess) -> None:
     trio.run(scenario, server.url)
+
+
+def test_the_sync_client_has_the_same_methods_models_and_errors(server: ApiProcess) -> None:
+    with SyncClient(server.url, TOKEN, timeout=120) as client:
+        with client.session(image=IMAGE) as sid:
+            done = client.exec(sid, "cat; echo $X", stdin=b"\xff", env={"X": "y"})
+            assert (done.exit_code, done.stdout) == (0, b"\xffy\n")
+            client.write_file(sid, "/workspace/a/b.txt", "sync")
+            assert client.read_file(sid, "/workspace/a/b.txt") == b"sync"
+            assert [e.name for e in client.list_files(sid, "/workspace/a").entries] == ["b.txt"]
+            with client.exec_stream(sid, "echo one; echo two >&2; exit 4") as running:
+                chunks = [(c.stream, c.data) for c in running]
+                assert running.result().exit_code == 4
+            assert sorted(chunks) == [("stderr", b"two\n"), ("stdout", b"one\n")]
+            with client.exec_stream(sid, "echo started; exec sleep 300") as running:
+                for _ in running:
+                    break  # leaving early cancels the command
+            deadline = time.monotonic() + 20
+            while client.get_session(sid).active_calls and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert client.exec(sid, "pgrep -x sleep || true").stdout == b""
+        with pytest.raises(SessionNotFound):
+            client.get_session(sid)
 
 
 def test_a_wrong_token_is_the_servers_401(server: ApiProcess) -> None:
