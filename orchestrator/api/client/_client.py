@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from typing import Any
 
 from orchestrator.api.client import _operations as ops
@@ -195,7 +195,7 @@ class SbxClient:
 
     def exec_stream(
         self, session_id: str, command: str | list[str], **options: Any
-    ) -> Iterator[JsonObject]:
+    ) -> Generator[JsonObject, None, None]:
         """NDJSON events: ``stdout``/``stderr`` chunks, then ``result`` (or ``error``).
 
         Leaving the loop early closes the connection, which cancels the command."""
