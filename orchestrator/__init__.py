@@ -14,6 +14,7 @@ import typing as _typing
 if _typing.TYPE_CHECKING:
     from orchestrator.backends.base import BindMount, SandboxBackend, SandboxInfo, SandboxSpec
     from orchestrator.backends.fake import FakeBackend
+    from orchestrator.client import Client
     from orchestrator.config import Config, explain_config, load_config
     from orchestrator.desktop import ActionResult, Desktop, Scaling, Screenshot
     from orchestrator.errors import (
@@ -54,6 +55,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ActionResult",
     "BindMount",
+    "Client",
     "CodeResult",
     "Config",
     "ConfigError",
@@ -105,6 +107,7 @@ _EXPORTS = {
     "ActionResult": "orchestrator.desktop",
     "BindMount": "orchestrator.backends.base",
     "CodeResult": "orchestrator.interpreter",
+    "Client": "orchestrator.client",
     "Config": "orchestrator.config",
     "ConfigError": "orchestrator.errors",
     "Desktop": "orchestrator.desktop",

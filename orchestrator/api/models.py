@@ -80,6 +80,16 @@ class SessionCreate(BaseModel):
         default=None, max_length=32, description="Desktop screen, WIDTHxHEIGHT[xDEPTH]."
     )
     desktop: bool | None = Field(default=None, description="Start the desktop (default: if any).")
+    user: str | None = Field(
+        default=None,
+        pattern=r"^(root|[a-z_][a-z0-9_.-]{0,31}|[0-9]{1,10}(:[0-9]{1,10})?)$",
+        description="Whom commands run as: 'root', a user of the image, or uid[:gid] "
+        "(default: the image's USER unless root, else the server's sandbox.user).",
+    )
+    writable_root: bool | None = Field(
+        default=None,
+        description="A writable root filesystem (default: the server's sandbox.writable_root).",
+    )
     memories: bool | None = Field(
         default=None, description="Mount your memory store at /memories (default: on)."
     )
@@ -146,6 +156,12 @@ def text_or_base64(data: bytes) -> tuple[str | None, str | None]:
         return None, base64.b64encode(data).decode("ascii")
 
 
+def _output_bytes(text: str | None, b64: str | None) -> bytes:
+    if b64 is not None:
+        return base64.b64decode(b64)
+    return text.encode("utf-8") if text is not None else b""
+
+
 class ExecResponse(BaseModel):
     """The fields of ``ExecResult``; output as text, or base64 when it is not UTF-8."""
 
@@ -178,6 +194,15 @@ class ExecResponse(BaseModel):
     def json_bytes(self) -> bytes:
         """The response body: compact JSON, UTF-8."""
         return self.__pydantic_serializer__.to_json(self)
+
+    def to_result(self) -> ExecResult:
+        """The library's ``ExecResult`` of this response: output back to bytes."""
+        data = self.model_dump(exclude={"stdout", "stderr", "stdout_b64", "stderr_b64"})
+        return ExecResult(
+            stdout=_output_bytes(self.stdout, self.stdout_b64),
+            stderr=_output_bytes(self.stderr, self.stderr_b64),
+            **data,
+        )
 
     @classmethod
     def from_result(cls, result: ExecResult) -> ExecResponse:

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
+from orchestrator.api.client import _operations as ops
 from orchestrator.api.client._connection import HttpConnection
 from orchestrator.error_kinds import error_class
 from orchestrator.errors import SbxError
@@ -35,17 +36,15 @@ from orchestrator.errors import SbxError
 if TYPE_CHECKING:
     from orchestrator.tar_stream import DirCopy
 
-__all__ = ["DEFAULT_URL", "ApiClientError", "JsonObject", "SbxClient", "api_error"]
+__all__ = ["DEFAULT_URL", "ApiClientError", "JsonObject", "SbxClient", "api_error", "unreachable"]
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 
-JsonObject = dict[str, Any]
-"""A JSON object as the API returns it; its fields are in ``/openapi.json``."""
-
-_JSON = {"Content-Type": "application/json"}
 _TAR = "application/x-tar"
 _CHUNK = 1 << 20
-_NDJSON = {"Content-Type": "application/json", "Accept": "application/x-ndjson"}
+
+JsonObject = dict[str, Any]
+"""A JSON object as the API returns it; its fields are in ``/openapi.json``."""
 
 
 class ApiClientError(SbxError):
@@ -118,10 +117,6 @@ def api_error(status: int, body: bytes, reason: str = "") -> ApiClientError:
     )
 
 
-def _path(*parts: str) -> str:
-    return "/" + "/".join(quote(part, safe="") for part in parts)
-
-
 class SbxClient:
     """The API of one ``sbx serve``: sessions, exec (whole or streamed), tools, files.
 
@@ -164,75 +159,69 @@ class SbxClient:
         headers: Mapping[str, str] | None = None,
     ) -> bytes:
         """One request; the response body, or ``ApiClientError`` for an error status."""
-        if params:
-            path += "?" + urlencode({k: _param(v) for k, v in params.items()})
-        body = content if content is not None else b""
-        if json_body is not None:
-            body = json.dumps(json_body).encode()
-            headers = {**_JSON, **(headers or {})}
+        return self.send(ops.ApiCall(method, path, params, json_body, content, headers))
+
+    def send(self, call: ops.ApiCall) -> bytes:
+        """Send one of the API's operations (``_operations``); its response body."""
         try:
-            status, data = self._http.request(method, path, body, headers)
+            status, data = self._http.request(
+                call.method, call.target, call.body(), call.all_headers()
+            )
         except (OSError, ValueError) as exc:
             raise self._unreachable(exc) from None
         if status >= 400:
             raise api_error(status, data)
         return data
 
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        data = self.request(method, path, **kwargs)
+    def _json(self, call: ops.ApiCall) -> Any:
+        data = self.send(call)
         return json.loads(data) if data else None
 
     def _unreachable(self, exc: BaseException) -> ApiClientError:
-        return ApiClientError(
-            0,
-            "unreachable",
-            f"cannot reach the sbx API at {self.url} ({exc}); start `sbx serve` or point "
-            "--url/SBX_URL at a running one",
-        )
+        return unreachable(self.url, exc)
 
     # -- sessions ------------------------------------------------------------------------
 
     def create_session(self, **options: Any) -> JsonObject:
         """Start a session (``image``, ``memory``, ``cpus``, ``network``, ``env``, ...)."""
-        session: JsonObject = self._json("POST", "/v1/sessions", json_body=options)
+        session: JsonObject = self._json(ops.create_session(options))
         return session
 
     def list_sessions(self) -> list[JsonObject]:
-        sessions: list[JsonObject] = self._json("GET", "/v1/sessions")["sessions"]
+        sessions: list[JsonObject] = self._json(ops.list_sessions())["sessions"]
         return sessions
 
     def snapshot_session(self, session_id: str) -> JsonObject:
         """Keep a session's filesystem as an image; its ``image`` starts forks."""
-        result: JsonObject = self._json("POST", _path("v1", "sessions", session_id, "snapshot"))
+        result: JsonObject = self._json(
+            ops.ApiCall("POST", ops.session_path(session_id, "snapshot"))
+        )
         return result
 
     def delete_session(self, session_id: str) -> None:
         """Close a session: its calls are cancelled and its sandbox removed."""
-        self.request("DELETE", _path("v1", "sessions", session_id))
+        self.send(ops.delete_session(session_id))
 
     # -- exec, tools, files ----------------------------------------------------------------
 
     def exec(self, session_id: str, command: str | list[str], **options: Any) -> JsonObject:
         """Run a command to completion; the result's fields (``exit_code``, ``stdout``, ...)."""
-        result: JsonObject = self._json(
-            "POST",
-            _path("v1", "sessions", session_id, "exec"),
-            json_body={"command": command, **options},
-        )
+        result: JsonObject = self._json(ops.exec_command(session_id, command, options))
         return result
 
     def exec_stream(
         self, session_id: str, command: str | list[str], **options: Any
-    ) -> Iterator[JsonObject]:
+    ) -> Generator[JsonObject, None, None]:
         """NDJSON events: ``stdout``/``stderr`` chunks, then ``result`` (or ``error``).
 
         Leaving the loop early closes the connection, which cancels the command."""
-        body = json.dumps({"command": command, **options}).encode()
-        path = _path("v1", "sessions", session_id, "exec")
+        call = ops.exec_command(session_id, command, options, stream=True)
         finished = False
         try:
             try:
-                status, lines = self._http.stream_lines("POST", path, body, _NDJSON)
+                status, lines = self._http.stream_lines(
+                    call.method, call.target, call.body(), call.all_headers()
+                )
                 if status >= 400:
                     raise api_error(status, b"\n".join(lines))
                 for line in lines:
@@ -254,30 +243,16 @@ class SbxClient:
         tool_types: dict[str, str] | None = None,
     ) -> list[JsonObject]:
         """Run ``tool_use`` blocks; the ``tool_result`` blocks, in the same order."""
-        body: JsonObject = {"tool_uses": tool_uses}
-        if tool_types:
-            body["tool_types"] = tool_types
-        answer = self._json("POST", _path("v1", "sessions", session_id, "tools"), json_body=body)
+        answer = self._json(ops.run_tools(session_id, tool_uses, tool_types))
         results: list[JsonObject] = answer["tool_results"]
         return results
 
     def upload(self, session_id: str, path: str, data: bytes, mode: int | None = None) -> None:
         """Write ``data`` to ``path`` in the sandbox, atomically (parents are created)."""
-        params: dict[str, Any] = {"path": path}
-        if mode is not None:
-            params["mode"] = mode
-        self.request(
-            "PUT",
-            _path("v1", "sessions", session_id, "files"),
-            params=params,
-            content=data,
-            headers={"Content-Type": "application/octet-stream"},
-        )
+        self.send(ops.upload(session_id, path, data, mode))
 
     def download(self, session_id: str, path: str) -> bytes:
-        return self.request(
-            "GET", _path("v1", "sessions", session_id, "files"), params={"path": path}
-        )
+        return self.send(ops.download(session_id, path))
 
     def upload_file(
         self, session_id: str, path: str, local: str | Path, mode: int | None = None
@@ -352,7 +327,7 @@ class SbxClient:
         *,
         length: int | None = None,
     ) -> JsonObject:
-        path = _path("v1", "sessions", session_id, kind) + "?" + urlencode(params)
+        path = ops.session_path(session_id, kind) + "?" + urlencode(params)
         headers = {"Content-Type": "application/octet-stream" if kind == "files" else _TAR}
         try:
             status, data = self._http.send_streamed("PUT", path, chunks, headers, length=length)
@@ -365,7 +340,7 @@ class SbxClient:
 
     @contextmanager
     def _download(self, kind: str, session_id: str, path: str) -> Iterator[Iterator[bytes]]:
-        target = _path("v1", "sessions", session_id, kind) + "?" + urlencode({"path": path})
+        target = ops.session_path(session_id, kind) + "?" + urlencode({"path": path})
         try:
             status, body = self._http.stream("GET", target)
             if status >= 400:
@@ -382,20 +357,15 @@ class SbxClient:
 
     def view_url(self, session_id: str, *, interactive: bool = False) -> str:
         """A URL that shows a desktop session live in a browser."""
-        answer = self._json(
-            "POST", _path("v1", "sessions", session_id, "view"), params={"interactive": interactive}
-        )
-        return str(answer["url"])
+        return str(self._json(ops.view(session_id, interactive=interactive))["url"])
 
     def screenshot(self, session_id: str, *, scaled: bool = False) -> bytes:
         """A PNG of a desktop session's screen."""
-        return self.request(
-            "GET", _path("v1", "sessions", session_id, "screenshot"), params={"scaled": scaled}
-        )
+        return self.send(ops.screenshot(session_id, scaled=scaled))
 
     def get(self, path: str) -> Any:
         """``GET path`` (``/healthz``, ``/v1/agent-runs``, ...), its JSON answer."""
-        return self._json("GET", path)
+        return self._json(ops.ApiCall("GET", path))
 
 
 class _PiecesReader:
@@ -415,7 +385,11 @@ class _PiecesReader:
         return data
 
 
-def _param(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+def unreachable(url: str, exc: BaseException) -> ApiClientError:
+    """The error for a server that could not be reached (``status`` 0)."""
+    return ApiClientError(
+        0,
+        "unreachable",
+        f"cannot reach the sbx API at {url} ({exc}); start `sbx serve` or point "
+        "--url/SBX_URL at a running one",
+    )
