@@ -57,11 +57,17 @@ class _McpSession:
         self.sandboxes = sandboxes
         self.scope = trio.CancelScope()
         self.end_reason: str | None = None
+        self.nursery: trio.Nursery | None = None
+        """Where the sandboxes are removed from: the endpoint's nursery."""
 
     def end(self, reason: str) -> None:
+        """Cancel what the session runs and remove its sandboxes at once (not after the
+        SDK's loop has wound down: a client that left must not wait on that)."""
         if self.end_reason is None:
             self.end_reason = reason
         self.scope.cancel()
+        if self.nursery is not None:
+            self.nursery.start_soon(self.sandboxes.close_all, self.end_reason)
 
 
 class McpHttpEndpoint:
@@ -137,8 +143,8 @@ class McpHttpEndpoint:
                 if not transport.is_terminated:
                     await transport.terminate()
             reason = session.end_reason or "the MCP session ended"
-            removed = await session.sandboxes.close_all(reason)
-            log.info("MCP session ended", mcp_session=session.id, reason=reason, removed=removed)
+            await session.sandboxes.close_all(reason)
+            log.info("MCP session ended", mcp_session=session.id, reason=reason)
 
     def _resolve(self, ctx: ServerRequestContext[Any, Any]) -> ClientSandboxes:
         request = ctx.request
@@ -209,6 +215,7 @@ class McpHttpEndpoint:
         )
         sandboxes = ClientSandboxes(self.orch, owner=owner, client=f"mcp-{session_id}")
         session = _McpSession(session_id, owner, transport, sandboxes)
+        session.nursery = self._nursery
         self.sessions[session_id] = session
         try:
             await self._nursery.start(self._host, session)
@@ -235,8 +242,7 @@ class McpHttpEndpoint:
             if not message.get("more_body", False):
                 break
         gone = trio.Event()
-        delivered = False
-        status: int | None = None
+        awaited = _AwaitedAnswer(scope["method"], bytes(body))
         first = True
 
         async def replay() -> Message:
@@ -248,25 +254,64 @@ class McpHttpEndpoint:
             return {"type": "http.disconnect"}
 
         async def watched(message: Message) -> None:
-            nonlocal delivered, status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                delivered = True
+            awaited.saw(message)
             await send(message)
 
         async def watch_peer() -> None:
             message = await receive()  # the body is read: this waits for the peer to go
             if message["type"] == "http.disconnect":
                 gone.set()
-                if not delivered:
+                if awaited.pending:
                     session.end("its client disconnected before the answer (mid-call)")
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch_peer)
             await session.transport.handle_request(scope, replay, watched)
             nursery.cancel_scope.cancel()
-        return status
+        return awaited.status
+
+
+class _AwaitedAnswer:
+    """Whether a client leaving now leaves a call unanswered: a POSTed request whose
+    JSON-RPC response has not gone out (in the SSE stream or as the body), or the session's
+    event stream (GET), which a client only drops when it goes."""
+
+    def __init__(self, method: str, body: bytes) -> None:
+        self.status: int | None = None
+        self.request_id: Any = None
+        self.pending = method == "GET"
+        if method == "POST":
+            try:
+                message = json.loads(body)
+            except ValueError:
+                message = None
+            if isinstance(message, dict) and "method" in message and "id" in message:
+                self.request_id = message["id"]
+                self.pending = True
+
+    def saw(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+        elif message["type"] == "http.response.body" and self.request_id is not None:
+            ended = not message.get("more_body", False)
+            self.pending = self.pending and not (ended or self._answers(message.get("body", b"")))
+
+    def _answers(self, chunk: bytes) -> bool:
+        """An SSE chunk carrying the response to our request (a result or an error)."""
+        for line in chunk.splitlines():
+            if not line.startswith(b"data:"):
+                continue
+            try:
+                data = json.loads(line[5:])
+            except ValueError:
+                continue
+            if (
+                isinstance(data, dict)
+                and data.get("id") == self.request_id
+                and ("result" in data or "error" in data)
+            ):
+                return True
+        return False
 
 
 async def _send_json(

@@ -39,6 +39,7 @@ class ClientSandboxes:
         """A name for logs and labels: ``stdio`` or the MCP session id."""
         self._sessions: dict[str, Session] = {}
         self.closed = False
+        self._removed = trio.Event()
 
     async def create(self, options: dict[str, Any]) -> Session:
         """Open a sandbox for this client (``options`` as ``Orchestrator.open_session``)."""
@@ -92,17 +93,24 @@ class ClientSandboxes:
         return session.id
 
     async def close_all(self, reason: str) -> int:
-        """Remove every sandbox of this client, in parallel, whatever cancels the caller."""
-        self.closed = True
-        sessions = list(self._sessions.values())
-        self._sessions.clear()
-        if not sessions:
-            return 0
+        """Remove every sandbox of this client, in parallel, whatever cancels the caller;
+        a second call waits for the first one's removals.  How many this call removed."""
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + CLOSE_DEADLINE
-            async with trio.open_nursery() as nursery:
-                for session in sessions:
-                    nursery.start_soon(session.close, reason)
+            if self.closed:
+                await self._removed.wait()
+                return 0
+            self.closed = True
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+            try:
+                async with trio.open_nursery() as nursery:
+                    for session in sessions:
+                        nursery.start_soon(session.close, reason)
+            finally:
+                self._removed.set()
+        if not sessions:
+            return 0
         log.info(
             "MCP client gone; its sandboxes removed",
             client=self.client,

@@ -153,6 +153,8 @@ async def serve_stdio(config: Config, *, backend: SandboxBackend | None = None) 
 
                     async def end_when_client_leaves() -> None:
                         await wire.ended.wait()
+                        # Sandboxes first (calls in flight end with them), then the loop.
+                        await sandboxes.close_all("the MCP client disconnected")
                         nursery.cancel_scope.cancel()
 
                     nursery.start_soon(end_when_client_leaves)
@@ -161,8 +163,8 @@ async def serve_stdio(config: Config, *, backend: SandboxBackend | None = None) 
                         await server.run(read, write, server.create_initialization_options())
                     nursery.cancel_scope.cancel()
             finally:
-                removed = await sandboxes.close_all("the MCP client disconnected")
-                log.info("MCP stdio client gone", sandboxes_removed=removed)
+                await sandboxes.close_all("the MCP client disconnected")
+                log.info("MCP stdio client gone")
     finally:
         await wire.aclose()
         os.dup2(saved_in, 0)
