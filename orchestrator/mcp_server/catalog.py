@@ -70,7 +70,7 @@ class SandboxCloseArgs(_Args):
 
 class ExecArgs(_Args):
     command: str | list[str] = Field(
-        description="A shell command line (run by /bin/sh -c), or an argv list (run as is)."
+        description="A shell command line, or an argv list (run as is, no shell)."
     )
     sandbox_id: str | None = Field(default=None, description=_SANDBOX_ID["description"])
     cwd: str | None = Field(default=None, description="Working directory.")
