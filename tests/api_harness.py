@@ -59,8 +59,11 @@ def api_test_config(fake_config: Config, tmp_path: Path) -> Config:
 
 
 @asynccontextmanager
-async def running_api(config: Config, backend: FakeBackend) -> AsyncIterator[Api]:
-    """The API served in-process on a free port, shut down when the block ends."""
+async def running_api(
+    config: Config, backend: FakeBackend, *, mcp: bool = False
+) -> AsyncIterator[Api]:
+    """The API served in-process on a free port (``mcp``: with ``/mcp``), shut down when the
+    block ends."""
     shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
         url = await nursery.start(
@@ -71,6 +74,7 @@ async def running_api(config: Config, backend: FakeBackend) -> AsyncIterator[Api
                 backend=backend,
                 shutdown=shutdown,
                 handle_signals=False,
+                mcp=mcp,
             )
         )
         yield Api(url, backend, config, shutdown)

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import structlog
 import trio
+from fastapi import FastAPI
+from starlette.routing import Route
 
 from orchestrator.api.agent_runs import AgentRuns
 from orchestrator.api.app import create_app
@@ -30,6 +33,9 @@ from orchestrator.backends.base import SandboxBackend
 from orchestrator.config import Config, LoadedConfig
 from orchestrator.metrics import PrometheusObserver
 from orchestrator.runtime import Orchestrator
+
+if TYPE_CHECKING:
+    from orchestrator.mcp_server import McpHttpEndpoint
 
 __all__ = ["serve_api"]
 
@@ -45,6 +51,7 @@ async def serve_api(
     handle_signals: bool = True,
     reload_from: LoadedConfig | None = None,
     reloader_ready: Callable[[ConfigReloader], None] | None = None,
+    mcp: bool = False,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until ``shutdown`` is set or a signal arrives; ``task_status`` gets the URL.
@@ -52,6 +59,7 @@ async def serve_api(
     ``reload_from`` (by default where ``load_config`` read ``config``) is read again
     on SIGHUP (with ``handle_signals``) and when its file changes; ``reloader_ready``
     is handed the reloader (tests reload through it and watch its outcomes).
+    ``mcp`` also serves MCP (streamable HTTP) at ``/mcp``, under the same tokens.
     """
     reload_from = reload_from if reload_from is not None else config._loaded
     bind = bind or config.api.bind
@@ -70,6 +78,7 @@ async def serve_api(
         await nursery.start(runs.serve)
         state = ApiState(orch, config, auth, observer, runs)
         app = create_app(state)
+        mcp_endpoint = await _mount_mcp(app, orch, config, auth, nursery) if mcp else None
         server = HttpServer(
             app,
             graceful_timeout=config.api.graceful_timeout,
@@ -110,6 +119,8 @@ async def serve_api(
             "shutting down: new connections refused, calls in flight may finish",
             graceful_timeout=config.api.graceful_timeout,
         )
+        if mcp_endpoint is not None:  # their event streams would hold the drain open
+            mcp_endpoint.end_all("the server is shutting down")
         # The server returns once in-flight requests finish or the grace period ends.
         with trio.move_on_after(config.api.graceful_timeout + 5):
             await server_done.wait()
@@ -128,6 +139,28 @@ async def serve_api(
         requests_cut=len(drain.cut),
         sessions_closed=sessions,
     )
+
+
+async def _mount_mcp(
+    app: FastAPI, orch: Orchestrator, config: Config, auth: Authenticator, nursery: trio.Nursery
+) -> McpHttpEndpoint:
+    """Serve MCP at ``/mcp``: a token's owner owns the MCP sessions it opens."""
+    from orchestrator.mcp_server import McpHttpEndpoint
+
+    def owner_of(header: str) -> str | None:
+        principal = auth.lookup(header)
+        return principal.owner if principal is not None else None
+
+    endpoint = McpHttpEndpoint(
+        orch,
+        owner_of,
+        idle_timeout=config.api.mcp_idle_timeout,
+        max_sessions=config.api.mcp_max_sessions,
+        loopback_hosts_only=auth.anonymous,
+    )
+    await nursery.start(endpoint.run)
+    app.router.routes.append(Route("/mcp", endpoint, methods=["GET", "POST", "DELETE"]))
+    return endpoint
 
 
 async def _watch_signals(shutdown: trio.Event, server: HttpServer) -> None:

@@ -30,6 +30,7 @@ COMMAND_GROUP_NAMES = (
     "workflow",
     "evals",
     "serve",
+    "mcp",
     "remote",
     "maintenance",
     "config",

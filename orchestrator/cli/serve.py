@@ -21,6 +21,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "shutdown lets calls finish (api.graceful_timeout) and removes every sandbox.",
     )
     serve.add_argument("--bind", help="host:port (default api.bind, 127.0.0.1:8765)")
+    serve.add_argument(
+        "--mcp",
+        action="store_true",
+        help="also serve MCP (streamable HTTP) at /mcp, under the same tokens",
+    )
     serve.set_defaults(handler=_serve)
 
     token = sub.add_parser("token", help="make an API token, or hash one for [api].tokens")
@@ -36,7 +41,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _serve(args: argparse.Namespace, config: Config) -> int:
     from orchestrator.api.server import serve_api
 
-    trio.run(lambda: serve_api(config, bind=args.bind))
+    trio.run(lambda: serve_api(config, bind=args.bind, mcp=args.mcp))
     return 0
 
 

@@ -131,6 +131,15 @@ class ApiConfig(_Section):
         description="Connections served at once (websockets too); one more is answered 503 "
         "at once and closed.",
     )
+    mcp_idle_timeout: float = Field(
+        default=1800.0,
+        gt=0,
+        description="`sbx serve --mcp`: an MCP session with no request for this long ends, s "
+        "(and its sandboxes are removed).",
+    )
+    mcp_max_sessions: int = Field(
+        default=256, ge=1, description="`sbx serve --mcp`: MCP sessions open at once."
+    )
     metrics_token: SecretStr | None = Field(
         default=None,
         description="The bearer token /metrics takes besides admin tokens, or 'sha256:<hex>' of "

@@ -55,8 +55,13 @@ class ApiProcess:
 
 
 def start_api_process(
-    env: dict[str, str] | None = None, *, bind: str = "127.0.0.1:0", timeout: float = 60
+    env: dict[str, str] | None = None,
+    *,
+    bind: str = "127.0.0.1:0",
+    timeout: float = 60,
+    serve_args: tuple[str, ...] = (),
 ) -> ApiProcess:
+    """``sbx serve --bind BIND [serve_args...]`` started, once it says where it listens."""
     handle, name = tempfile.mkstemp(prefix="sbx-serve-", suffix=".log")
     log_path = Path(name)
     process = subprocess.Popen(
@@ -71,6 +76,7 @@ def start_api_process(
             "serve",
             "--bind",
             bind,
+            *serve_args,
         ],
         stdout=subprocess.DEVNULL,
         stderr=handle,
