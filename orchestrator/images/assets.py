@@ -23,12 +23,22 @@ __all__ = [
     "assets_dir",
     "guest_bytecode",
     "guest_files",
+    "known_image_names",
 ]
 
 GUEST_DIR_IN_IMAGE = PurePosixPath("/opt/sbx/guest")
 """Where the guest's files sit inside every sandbox (in the mounted guest bundle)."""
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
+def known_image_names() -> list[str]:
+    """The short names of the images sbx builds (``sandbox-images/*/recipe.yaml``)."""
+    try:
+        root = assets_dir()
+    except ConfigError:
+        return []
+    return sorted(path.parent.name for path in root.glob("*/recipe.yaml"))
 
 
 @functools.cache
