@@ -13,16 +13,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from orchestrator.config import ByteSize, Config, human_bytes
+from orchestrator.config import MIN_MEMORY, MIN_MEMORY_TEXT, ByteSize, Config, human_bytes
 from orchestrator.desktop.screen import parse_screen
 from orchestrator.errors import ConfigError, OptionNotAllowed
 from orchestrator.option_limits import check_image_reference, check_limits
 
-__all__ = ["MIN_MEMORY", "MIN_MEMORY_TEXT", "SandboxOptions", "parse_options"]
-
-MIN_MEMORY = 16 << 20
-"""The least memory a sandbox may be given: its guest and a shell need about this much."""
-MIN_MEMORY_TEXT = "16m"
+__all__ = ["SandboxOptions", "parse_options"]
 
 
 def _unicode_only(table: dict[str, str]) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from orchestrator.config import human_bytes, parse_bytes
-from orchestrator.options import MIN_MEMORY, MIN_MEMORY_TEXT
+from orchestrator.config import MIN_MEMORY, MIN_MEMORY_TEXT, human_bytes, parse_bytes
 
 __all__ = ["env_pair", "memory_size", "size"]
 

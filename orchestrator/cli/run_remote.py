@@ -30,7 +30,7 @@ from orchestrator.exec_events import StreamFailed, exit_status, relay
 if TYPE_CHECKING:
     from orchestrator.api.client import SbxClient
 
-__all__ = ["main", "one_shot_options", "wants_remote"]
+__all__ = ["command_of", "main", "one_shot_options", "wants_remote"]
 
 _GLOBAL_OPTIONS_WITH_VALUE = ("--config", "--log-level", "--log-format")
 _LOCAL_HINT = ", or run locally with --local"
@@ -52,6 +52,11 @@ def _split_global(argv: Sequence[str]) -> tuple[str | None, list[str]]:
         else:
             return token, list(argv[index + 1 :])
     return None, []
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The sub-command named on the command line (``run`` in ``sbx --config x run ...``)."""
+    return _split_global(argv)[0]
 
 
 def _run_options(args: Sequence[str]) -> list[str]:
