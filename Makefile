@@ -36,7 +36,7 @@ host:
 host-test:
 	@sandbox-images/setup-host --test
 
-images: install host
+images: host install
 	$(SBX) images build
 
 test: host-test images

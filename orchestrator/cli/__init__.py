@@ -156,7 +156,12 @@ def main_local(argv: Sequence[str]) -> int:
     from orchestrator.errors import ConfigError, SbxError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # Worded, and given its exit status, by the command's own parser (125 for `sbx run`).
+        (getattr(args, "group_parser", None) or parser).error(
+            f"unrecognized arguments: {' '.join(extra)}"
+        )
     handler = getattr(args, "handler", None)
     if handler is None:
         # A group without its action (`sbx images`) prints that group's help.

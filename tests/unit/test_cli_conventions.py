@@ -163,6 +163,25 @@ def test_run_exits_with_the_commands_status_and_125_when_sbx_fails(
     assert "image sbx-nope not found" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "status"),
+    [
+        (["run", "--bogus", "--", "true"], 125),
+        (["exec-code", "--bogus", "x.py"], 125),
+        (["exec", "--bogus", "s", "--", "true"], 125),
+        (["images", "ls", "--bogus"], 2),
+        (["--bogus", "version"], 2),
+    ],
+)
+def test_usage_errors_exit_125_for_commands_that_run_one_and_2_otherwise(
+    argv: list[str], status: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == status
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
 def test_exec_code_exits_125_when_sbx_fails(
     fake_run: list[FakeBackend], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
