@@ -134,8 +134,8 @@ def _start_lightly() -> None:
     """Leave out at start-up what a one-shot command never uses (``sbx bench`` measures it).
 
     structlog imports rich, when installed, only to draw tracebacks, and pydantic scans every
-    installed package for plugins when the first model is made; together about a tenth of
-    ``sbx run``'s own time.  Neither is used by a command that logs only warnings to stderr.
+    installed package for plugins when the first model is made: together nearly 0.1 s of CPU,
+    about a tenth of a local ``sbx run``.  A command that logs only warnings uses neither.
     """
     import os
 
