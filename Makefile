@@ -5,9 +5,10 @@ BIN    := $(VENV)/bin
 SBX    := $(BIN)/sbx
 PYTEST_ARGS ?=
 
-.PHONY: help install images test test-unit test-integration check lint imports format typecheck gc demo bench doctor clean compose-image up down eval
+.PHONY: help host host-test install images test test-unit test-integration check lint imports format typecheck gc demo bench doctor clean compose-image up down eval
 
 help:
+	@echo "make host      install the Debian packages sbx needs and start the engine (as root)"
 	@echo "make install   create .venv and install sbx (→ .venv/bin/sbx)"
 	@echo "make images    build the sandbox images that are missing or stale"
 	@echo "make demo      build what is missing, run sandboxed jobs in parallel, print results"
@@ -27,16 +28,24 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-images: install
+# The machine itself: docker.io, mmdebstrap (and chromium for the tests) installed and the
+# engine started when we are root; otherwise the exact packages and commands are named.
+host:
+	@sandbox-images/setup-host
+
+host-test:
+	@sandbox-images/setup-host --test
+
+images: host install
 	$(SBX) images build
 
-test: images
+test: host-test images
 	$(BIN)/pytest $(PYTEST_ARGS) tests
 
 test-unit: install
 	$(BIN)/pytest -m "not soak" $(PYTEST_ARGS) tests/unit
 
-test-integration: images
+test-integration: host-test images
 	$(BIN)/pytest $(PYTEST_ARGS) tests/integration
 
 lint: install
@@ -90,7 +99,11 @@ compose-image: images
 
 SBX_PUBLISH ?= 127.0.0.1:8765
 
-up: compose-image
+# The token is checked first: nothing is built for a server that could not start.
+up:
+	@[ -n "$$SBX_TOKEN" ] || { echo "make up needs SBX_TOKEN, the API token clients will use:" \
+		"export SBX_TOKEN=\$$(openssl rand -hex 24)" >&2; exit 2; }
+	$(MAKE) compose-image
 	$(COMPOSE) -f $(COMPOSE_FILE) up -d
 	@for i in $$(seq 1 60); do \
 		curl -fsS -o /dev/null http://$(SBX_PUBLISH)/healthz && \
@@ -98,8 +111,9 @@ up: compose-image
 		sleep 1; \
 	done; echo "sbx did not become healthy; see: $(COMPOSE) -f $(COMPOSE_FILE) logs" >&2; exit 1
 
+# Stopping needs no token (the compose file requires one to be set, not a particular one).
 down:
-	$(COMPOSE) -f $(COMPOSE_FILE) down --timeout 45
+	SBX_TOKEN=$${SBX_TOKEN:-unused} $(COMPOSE) -f $(COMPOSE_FILE) down --timeout 45
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache compose/build

@@ -47,6 +47,7 @@ at the edge, into this tree::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, Self
 
 __all__ = [
@@ -169,17 +170,32 @@ class ImageNotFound(EngineError):
 
     remedy = "build the image (`sbx images build NAME`) or load it into the engine"
 
-    def __init__(self, image: str, short_name: str | None = None) -> None:
+    def __init__(
+        self, image: str, short_name: str | None = None, *, known: Sequence[str] = ()
+    ) -> None:
+        """``known``: the short names of the images sbx builds, to suggest the closest."""
+        import difflib
+
         self.image = image
         bare = image.split(":", 1)[0]
-        if short_name is None and bare.startswith("sbx-"):
-            short_name = bare[len("sbx-") :]
+        if short_name is None:
+            # One of ours under its prefix (images.prefix, "sbx-" by default), not built yet.
+            ours = [name for name in known if bare.endswith(f"-{name}") and "/" not in bare]
+            if ours:
+                short_name = max(ours, key=len)
+            elif bare.startswith("sbx-") and not known:
+                short_name = bare[len("sbx-") :]
+        wanted = bare.rsplit("/", 1)[-1].removeprefix("sbx-")
+        self.suggestions = [] if short_name else difflib.get_close_matches(wanted, known, n=3)
+        listing = "`sbx images ls` lists the images sbx builds, `sbx images build NAME` builds one"
         if short_name:
             fix = f"run `sbx images build {short_name}` (or `make images`) to build it"
+        elif self.suggestions:
+            fix = f"did you mean {' or '.join(self.suggestions)}? {listing}"
         else:
             fix = (
-                "build or load it into the engine yourself (`docker images` lists what the engine "
-                "has); sbx builds its own images with `sbx images build`"
+                f"{listing}; build or load any other image into the engine yourself "
+                "(`docker images` lists what the engine has)"
             )
         super().__init__(f"image {image} not found — {fix}")
         self.remedy = fix

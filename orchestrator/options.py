@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from orchestrator.config import ByteSize, Config
+from orchestrator.config import MIN_MEMORY, MIN_MEMORY_TEXT, ByteSize, Config, human_bytes
 from orchestrator.desktop.screen import parse_screen
 from orchestrator.errors import ConfigError, OptionNotAllowed
 from orchestrator.option_limits import check_image_reference, check_limits
@@ -40,7 +40,7 @@ class SandboxOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     image: str | None = None
-    memory: ByteSize | None = Field(default=None, ge=16 << 20)
+    memory: ByteSize | None = Field(default=None, json_schema_extra={"minimum": MIN_MEMORY})
     cpus: float | None = Field(default=None, gt=0, le=256)
     pids_limit: int | None = Field(default=None, ge=16, le=1 << 16)
     network: bool | None = None
@@ -108,6 +108,16 @@ class SandboxOptions(BaseModel):
     def _absolute_workdir(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("/"):
             raise ValueError(f"workdir {value!r} must be an absolute path such as /workspace")
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _enough_memory(cls, value: int | None) -> int | None:
+        if value is not None and value < MIN_MEMORY:
+            raise ValueError(
+                f"{human_bytes(value)} is too little: a sandbox needs at least {MIN_MEMORY_TEXT} "
+                "(sizes such as 512m or 1g)"
+            )
         return value
 
     @field_validator("memory_namespace")

@@ -26,7 +26,7 @@ from orchestrator.backends.registry import make_backend
 from orchestrator.config import Config, load_config
 from orchestrator.errors import SessionError
 from orchestrator.live_view.service import LiveView
-from orchestrator.log import configure_logging
+from orchestrator.log import configure_library_logging
 from orchestrator.observe import Observer
 from orchestrator.options import parse_options
 from orchestrator.resilience import Resilience
@@ -60,8 +60,8 @@ class Orchestrator:
         self.config = config if config is not None else load_config()
         if not structlog.is_configured():
             # structlog's unconfigured default prints to stdout, which belongs to the
-            # program embedding us; set up the documented stderr logging instead.
-            configure_logging(self.config.logging.level, self.config.logging.format)
+            # program embedding us: log through `logging` instead, silent unless it is set up.
+            configure_library_logging()
         self.backend = backend if backend is not None else make_backend(self.config)
         found = getattr(self.backend, "resilience", None)
         self.resilience = (

@@ -59,6 +59,13 @@ async def _router_overhead(
     return raw, routed
 
 
+_RUN_IMPORTS = (
+    "import orchestrator.cli as c; c._start_lightly(); "
+    "import orchestrator.cli.run, orchestrator.runtime, orchestrator.backends.docker.backend"
+)
+"""What a local ``sbx run`` imports before it talks to the engine: its start-up floor."""
+
+
 async def _time_process(argv: list[str], runs: int) -> list[float]:
     samples = []
     for _ in range(runs):
@@ -116,6 +123,7 @@ async def collect(config: Config, iterations: int, image: str | None, cli: bool)
         image_name = report["image"]
         sbx_run: list[float] = []
         docker_run: list[float] = []
+        imports: list[float] = []
         # Interleaved, so drift on a shared machine hits both alike.
         for _ in range(runs):
             docker_run += await _time_process(
@@ -144,8 +152,10 @@ async def collect(config: Config, iterations: int, image: str | None, cli: bool)
                 ],
                 1,
             )
+            imports += await _time_process([sys.executable, "-c", _RUN_IMPORTS], 1)
         report["sbx_run_p50_ms"] = round(statistics.median(sbx_run), 1)
         report["docker_run_p50_ms"] = round(statistics.median(docker_run), 1)
+        report["sbx_run_imports_p50_ms"] = round(statistics.median(imports), 1)
         report["run_ratio"] = round(report["sbx_run_p50_ms"] / report["docker_run_p50_ms"], 2)
         served = await _time_served_runs(image_name, runs, docker_cli)
         report["sbx_run_served_p50_ms"] = round(statistics.median(served["sbx"]), 1)
@@ -226,6 +236,10 @@ def _format(report: BenchReport) -> str:
             f"  `docker run --rm IMAGE true`       p50 {report['docker_run_p50_ms']:>8.1f} ms"
         )
         lines.append(f"  sbx run / docker run (p50)         {report['run_ratio']:.2f}x")
+        lines.append(
+            f"    of which Python and its imports  p50 {report['sbx_run_imports_p50_ms']:>8.1f} ms"
+            "   (python -X importtime -m orchestrator.cli run ... shows them)"
+        )
         lines.append(
             f"  `sbx run --url` (server, 2 spares) p50 {report['sbx_run_served_p50_ms']:>8.1f} ms"
             f"   (docker run {report['docker_run_served_p50_ms']:.1f} ms: "

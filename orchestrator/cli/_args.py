@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from orchestrator.config import parse_bytes
+from orchestrator.config import MIN_MEMORY, MIN_MEMORY_TEXT, human_bytes, parse_bytes
 
-__all__ = ["env_pair", "size"]
+__all__ = ["env_pair", "memory_size", "size"]
 
 
 def env_pair(text: str) -> tuple[str, str]:
@@ -21,3 +21,14 @@ def size(text: str) -> int:
         return parse_bytes(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def memory_size(text: str) -> int:
+    """A sandbox's memory limit: a size of at least 16m, refused in units a person reads."""
+    value = size(text)
+    if value < MIN_MEMORY:
+        raise argparse.ArgumentTypeError(
+            f"{text} ({human_bytes(value)}) is too little: a sandbox needs at least "
+            f"{MIN_MEMORY_TEXT}, e.g. 512m or 1g"
+        )
+    return value

@@ -10,13 +10,30 @@ from typing import TYPE_CHECKING, Any
 import trio
 from pydantic import ValidationError
 
+from orchestrator.cli.secret_args import SecretError, add_secret_options, secret_from_args
 from orchestrator.config import AgentConfig, Config
 from orchestrator.errors import ConfigError
 
 if TYPE_CHECKING:
     from orchestrator.agent.turns import AgentResult
 
-__all__ = ["context_settings", "register", "summary_line"]
+__all__ = ["TOOL_FAMILIES", "context_settings", "register", "summary_line", "tool_families"]
+
+TOOL_FAMILIES = ("bash", "code_execution", "computer", "memory", "text_editor")
+"""The tool families of the default registry (a unit test keeps the two the same); listed here
+so that parsing the command line does not import the tools."""
+
+
+def tool_families(text: str) -> list[str]:
+    """``--tools bash,text_editor``: known families only, each named once."""
+    chosen = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [name for name in chosen if name not in TOOL_FAMILIES]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(unknown) or 'nothing'} is not a tool family; choose from "
+            f"{', '.join(TOOL_FAMILIES)} (comma-separated)"
+        )
+    return chosen
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,12 +52,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     agent.add_argument("--image", help="sandbox image (default from config)")
     agent.add_argument("--model", default=None, help="model id (default claude-sonnet-4-6)")
-    agent.add_argument("--max-turns", type=int, default=20)
+    agent.add_argument(
+        "--max-turns", type=int, default=20, help="stop after this many model responses"
+    )
     agent.add_argument("--max-tokens", type=int, default=4096, help="per response")
     agent.add_argument("--token-budget", type=int, help="stop once this many tokens are used")
-    agent.add_argument("--tools", default="bash", help="comma-separated tool families")
+    agent.add_argument(
+        "--tools",
+        type=tool_families,
+        default="bash",
+        metavar="FAMILY[,FAMILY...]",
+        help=f"the tools Claude gets, comma-separated, from: {', '.join(TOOL_FAMILIES)}",
+    )
     agent.add_argument("--base-url", help="Messages API base URL (e.g. a `sbx fake-api`)")
-    agent.add_argument("--api-key", help="API key (default $ANTHROPIC_API_KEY)")
+    add_secret_options(agent, name="api-key", what="API key", env="ANTHROPIC_API_KEY")
     agent.add_argument("--runs", default="runs", help="directory for run directories")
     agent.add_argument("--system", help="system prompt")
     agent.add_argument(
@@ -86,7 +111,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "`sbx agent --base-url` can be tried without the cloud API.",
     )
     fake.add_argument("--script", required=True, help="YAML list of replies")
-    fake.add_argument("--port", type=int, default=8788)
+    fake.add_argument("--port", type=int, default=8788, help="port to listen on")
     fake.add_argument(
         "--max-input-tokens",
         type=int,
@@ -147,10 +172,11 @@ async def run_agent_command(config: Config, args: argparse.Namespace) -> int:
         return 2
     context = context_settings(config, args)
     try:
-        api_key = resolve_api_key(args.api_key)  # fail before starting a sandbox
+        # fail before starting a sandbox
+        api_key = resolve_api_key(secret_from_args(args, name="api-key", env="ANTHROPIC_API_KEY"))
         if not args.resume:
             check_thinking(args.model or DEFAULT_MODEL, args.thinking_budget, args.max_tokens)
-    except AgentError as exc:
+    except (AgentError, SecretError) as exc:
         print(f"sbx: {exc}", file=sys.stderr)
         return 1
     out = sys.stdout
@@ -189,7 +215,7 @@ async def run_agent_command(config: Config, args: argparse.Namespace) -> int:
                     args.task,
                     image=args.image,
                     model=args.model or DEFAULT_MODEL,
-                    tools=[t.strip() for t in args.tools.split(",") if t.strip()],
+                    tools=args.tools,
                     max_tokens=args.max_tokens,
                     system=args.system,
                     run_root=args.runs,

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from orchestrator.cli._args import size
+from orchestrator.cli._args import memory_size
+from orchestrator.cli.parsing import runs_a_command
 from orchestrator.cli.run import EXIT_TIMEOUT
 from orchestrator.config import Config
 from orchestrator.errors import SessionClosed
@@ -42,15 +43,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Run FILE (Python, or bash for *.sh) in a fresh sandbox. Output passes "
         "through; the value of a final expression is printed; figures and files written under "
         "the outputs directory are saved to --out. The exit status is the code's (1 for an "
-        "exception, 124 on timeout, 137 when out of memory).",
+        "exception, 124 on timeout, 137 when out of memory), 125 when sbx itself fails.",
     )
     parser.add_argument("file", metavar="FILE", help="the code to run; - reads it from stdin")
-    parser.add_argument("--image", help="image (default: code-runner)")
+    parser.add_argument("--image", help="image, short name or full (default: code-runner)")
     parser.add_argument(
         "--timeout", type=float, help="seconds before the code is interrupted (default: config)"
     )
     parser.add_argument(
-        "--language", choices=["python", "bash"], help="default: bash for *.sh, else python"
+        "--language",
+        choices=["python", "bash"],
+        help="the code's language (default: bash for *.sh, else python)",
     )
     parser.add_argument(
         "--out",
@@ -65,11 +68,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="LOCAL[:REMOTE]",
         help="copy a local file into the sandbox first (default REMOTE: /workspace/NAME)",
     )
-    parser.add_argument("--memory", "-m", type=size, help="memory limit, e.g. 512m, 2g")
-    parser.add_argument("--cpus", type=float, help="CPU limit, e.g. 0.5, 2")
+    parser.add_argument(
+        "--memory",
+        "-m",
+        type=memory_size,
+        help="memory limit, at least 16m, e.g. 512m, 2g (default: sandbox.memory)",
+    )
+    parser.add_argument("--cpus", type=float, help="CPU limit, e.g. 0.5, 2 (default: sandbox.cpus)")
     parser.add_argument("--network", action="store_true", help="give the sandbox network access")
     parser.add_argument("--json", action="store_true", help="print one JSON summary at the end")
     parser.set_defaults(handler=handle, quiet_logs=True, group_parser=parser)
+    runs_a_command(parser)
 
 
 def handle(args: argparse.Namespace, config: Config) -> int:

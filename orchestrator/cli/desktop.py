@@ -51,7 +51,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     shot.add_argument(
         "--scaled", action="store_true", help="the size Claude would see, not the real screen"
     )
-    shot.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...")
+    shot.add_argument(
+        "cmd",
+        nargs=argparse.REMAINDER,
+        metavar="-- CMD...",
+        help="a command to start first (e.g. a program to show)",
+    )
     shot.set_defaults(handler=_screenshot, quiet_logs=True, group_parser=shot)
 
 

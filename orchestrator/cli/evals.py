@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Run SUITE.yaml: each task and epoch in a fresh sandbox, graded inside it. "
         "Exit 0 if all passed, 1 if some did not, 2 if the suite does not load.",
     )
-    run.add_argument("suite", metavar="SUITE.yaml")
+    run.add_argument("suite", metavar="SUITE.yaml", help="the evaluation suite to run")
     run.add_argument(
         "--concurrency",
         "-j",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from functools import partial
 
 import trio
@@ -185,11 +184,9 @@ def _demo(args: argparse.Namespace, config: Config) -> int:
 
 
 def _version(args: argparse.Namespace, config: Config) -> int:
-    from orchestrator import __version__, protocol
+    from orchestrator.cli import version_text
 
-    print(
-        f"sbx {__version__} (protocol {protocol.PROTOCOL_VERSION}, Python {sys.version.split()[0]})"
-    )
+    print(version_text())
     return 0
 
 

@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.cli._args import env_pair, size
+from orchestrator.cli._args import env_pair, memory_size
+from orchestrator.cli.parsing import EXIT_FAILED, EXIT_SBX_FAILED, runs_a_command
+from orchestrator.cli.secret_args import SecretError, add_secret_options, secret_from_args
 from orchestrator.config import Config
 from orchestrator.errors import ConfigError
 
@@ -24,13 +26,17 @@ __all__ = ["register"]
 
 def _client_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="API base URL (default $SBX_URL or http://127.0.0.1:8765)")
-    parser.add_argument("--token", help="API token (default $SBX_TOKEN)")
+    add_secret_options(parser, name="token", what="API token", env="SBX_TOKEN")
 
 
 def _client(args: argparse.Namespace) -> SbxClient:
     from orchestrator.api.client import SbxClient
 
-    return SbxClient(args.url, args.token)
+    try:
+        token = secret_from_args(args, name="token", env="SBX_TOKEN")
+    except SecretError as exc:
+        raise ConfigError(str(exc)) from None
+    return SbxClient(args.url, token)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,21 +45,40 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     actions = session.add_subparsers(dest="session_command", metavar="ACTION")
     new = actions.add_parser("new", help="start a session; prints its id")
     _client_args(new)
-    new.add_argument("--image")
-    new.add_argument("--memory", type=size)
-    new.add_argument("--cpus", type=float)
-    new.add_argument("--network", action="store_true")
-    new.add_argument("--env", "-e", type=env_pair, action="append", default=[], metavar="K=V")
-    new.add_argument("--ttl", type=float)
-    new.add_argument("--label", type=env_pair, action="append", default=[], metavar="K=V")
+    new.add_argument("--image", help="image, short name or full (default: the server's)")
+    new.add_argument(
+        "--memory", type=memory_size, help="memory limit, at least 16m (default: the server's)"
+    )
+    new.add_argument("--cpus", type=float, help="CPU limit, e.g. 0.5 (default: the server's)")
+    new.add_argument("--network", action="store_true", help="give the sandbox network access")
+    new.add_argument(
+        "--env",
+        "-e",
+        type=env_pair,
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="environment variable (repeatable)",
+    )
+    new.add_argument(
+        "--ttl", type=float, help="seconds before the session is closed (default: the server's)"
+    )
+    new.add_argument(
+        "--label",
+        type=env_pair,
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="a label to find the session by (repeatable)",
+    )
     new.set_defaults(handler=_session_new)
     ls = actions.add_parser("ls", help="list your sessions")
     _client_args(ls)
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(handler=_session_ls)
     rm = actions.add_parser("rm", help="close sessions (their sandboxes are removed)")
     _client_args(rm)
-    rm.add_argument("ids", nargs="+")
+    rm.add_argument("ids", nargs="+", metavar="SESSION", help="session ids")
     rm.set_defaults(handler=_session_rm)
     snap = actions.add_parser(
         "snapshot", help="keep a session's files as an image; prints its name (fork: new --image)"
@@ -63,14 +88,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     snap.add_argument("--json", action="store_true")
     snap.set_defaults(handler=_session_snapshot)
 
-    exec_ = sub.add_parser("exec", help="run a command in a server's session, output streamed")
+    exec_ = sub.add_parser(
+        "exec",
+        help="run a command in a server's session, output streamed",
+        description="Run CMD in SESSION on the server; output passes through unchanged. The "
+        "exit status is the command's (124 on timeout), 125 when sbx itself fails.",
+    )
     _client_args(exec_)
-    exec_.add_argument("session")
-    exec_.add_argument("--timeout", type=float)
-    exec_.add_argument("--workdir", "-w")
-    exec_.add_argument("--env", "-e", type=env_pair, action="append", default=[], metavar="K=V")
-    exec_.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...")
+    exec_.add_argument("session", help="the session's id (`sbx session ls`)")
+    exec_.add_argument(
+        "--timeout", type=float, help="seconds before the command is killed (default: none)"
+    )
+    exec_.add_argument("--workdir", "-w", help="working directory in the sandbox")
+    exec_.add_argument(
+        "--env",
+        "-e",
+        type=env_pair,
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="environment variable (repeatable)",
+    )
+    exec_.add_argument(
+        "cmd", nargs=argparse.REMAINDER, metavar="-- CMD...", help="the command and its arguments"
+    )
     exec_.set_defaults(handler=_exec, group_parser=exec_)
+    runs_a_command(exec_)
 
     cp = sub.add_parser(
         "cp", help="copy a file, or a folder with -r, to or from a session (SESSION:/path)"
@@ -82,24 +125,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="copy a folder: SOURCE's contents into DEST (made if missing), as a tar stream",
     )
-    cp.add_argument("source")
-    cp.add_argument("dest")
+    cp.add_argument("source", help="a local path, - for stdin, or SESSION:/path")
+    cp.add_argument("dest", help="a local path, - for stdout, or SESSION:/path")
     cp.set_defaults(handler=_cp)
 
     view = sub.add_parser("view", help="print a live view URL of a desktop session")
     _client_args(view)
-    view.add_argument("session")
+    view.add_argument("session", help="the desktop session's id")
     view.add_argument("--interactive", action="store_true", help="allow mouse and keyboard")
     view.set_defaults(handler=_view)
 
     tool = sub.add_parser("tool", help="run tool_use blocks (JSON, or - for stdin) in a session")
     _client_args(tool)
-    tool.add_argument("session")
+    tool.add_argument("session", help="the session's id")
     tool.add_argument("blocks", help="a tool_use block, a list of them, or {'tool_uses': [...]}")
     tool.set_defaults(handler=_tool)
 
 
-def _run(action: Any) -> int:
+def _run(action: Any, failure: int = EXIT_FAILED) -> int:
     from orchestrator.api.client import ApiClientError
 
     try:
@@ -107,7 +150,7 @@ def _run(action: Any) -> int:
         return code
     except ApiClientError as exc:
         print(f"sbx: {exc}", file=sys.stderr)
-        return 1
+        return failure
 
 
 def _session_new(args: argparse.Namespace, config: Config) -> int:
@@ -195,7 +238,7 @@ def _exec(args: argparse.Namespace, config: Config) -> int:
                 raise ApiClientError(exc.status, exc.kind, exc.message) from None
             return exit_status(result)
 
-    return _run(act)
+    return _run(act, EXIT_SBX_FAILED)
 
 
 def _split(target: str) -> tuple[str | None, str]:

@@ -8,8 +8,10 @@ from typing import Any
 
 import trio
 
-from orchestrator.cli._args import env_pair, size
+from orchestrator.cli._args import env_pair, memory_size
+from orchestrator.cli.parsing import runs_a_command
 from orchestrator.cli.run_remote import one_shot_options
+from orchestrator.cli.secret_args import add_secret_options
 from orchestrator.config import Config
 from orchestrator.errors import SessionClosed
 from orchestrator.exec_events import EXIT_TIMEOUT
@@ -23,10 +25,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "run",
         help="run a command in a fresh sandbox",
         description="Run CMD in a fresh sandbox and remove it. Output passes through "
-        "unchanged; the exit status is the command's (124 on timeout).",
+        "unchanged; the exit status is the command's (124 on timeout), 125 when sbx itself "
+        "fails (as docker run).",
     )
-    run.add_argument("--image", help="image (short name or full; default from config)")
-    run.add_argument("--timeout", type=float, help="seconds before the command is killed")
+    run.add_argument(
+        "--image",
+        help="image: a short name (code-runner, desktop; `sbx images ls` lists them) or a full "
+        "reference (default: sandbox.image, code-runner)",
+    )
+    run.add_argument(
+        "--timeout", type=float, help="seconds before the command is killed (default: none)"
+    )
     run.add_argument("--network", action="store_true", help="give the sandbox network access")
     run.add_argument(
         "--env",
@@ -38,8 +47,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="environment variable (repeatable)",
     )
     run.add_argument("--workdir", "-w", help="working directory in the sandbox")
-    run.add_argument("--memory", "-m", type=size, help="memory limit, e.g. 512m, 1g")
-    run.add_argument("--cpus", type=float, help="CPU limit, e.g. 0.5, 2")
+    run.add_argument(
+        "--memory",
+        "-m",
+        type=memory_size,
+        help="memory limit, at least 16m, e.g. 512m, 1g (default: sandbox.memory)",
+    )
+    run.add_argument("--cpus", type=float, help="CPU limit, e.g. 0.5, 2 (default: sandbox.cpus)")
     run.add_argument(
         "--user",
         "-u",
@@ -57,12 +71,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--url",
         help="run on this sbx server instead (default $SBX_URL; a thin client, see README)",
     )
-    run.add_argument("--token", help="the server's API token (default $SBX_TOKEN)")
+    add_secret_options(run, name="token", what="server's API token", env="SBX_TOKEN")
     run.add_argument(
         "--local", action="store_true", help="run here even when $SBX_URL names a server"
     )
-    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...")
+    run.add_argument(
+        "cmd", nargs=argparse.REMAINDER, metavar="-- CMD...", help="the command and its arguments"
+    )
     run.set_defaults(handler=handle, quiet_logs=True, group_parser=run)
+    runs_a_command(run)
 
 
 def handle(args: argparse.Namespace, config: Config) -> int:

@@ -10,8 +10,8 @@ container at all.  Parsing and presentation are here; requests are the
 client's.
 
 The command's stdout and stderr bytes pass through unchanged as the server
-streams them (NDJSON); the exit status is the command's, 124 on timeout, as
-in the local mode.  The session is removed on every way out, Ctrl-C included.
+streams them (NDJSON); the exit status is the command's, 124 on timeout and 125
+when sbx fails, as in the local mode.  The session is removed on every way out, Ctrl-C included.
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.cli.parsing import EXIT_SBX_FAILED
+from orchestrator.cli.secret_args import SecretError, add_secret_options, secret_from_args
 from orchestrator.exec_events import StreamFailed, exit_status, relay
 
 if TYPE_CHECKING:
     from orchestrator.api.client import SbxClient
 
-__all__ = ["main", "one_shot_options", "wants_remote"]
+__all__ = ["command_of", "main", "one_shot_options", "wants_remote"]
 
 _GLOBAL_OPTIONS_WITH_VALUE = ("--config", "--log-level", "--log-format")
 _LOCAL_HINT = ", or run locally with --local"
@@ -50,6 +52,11 @@ def _split_global(argv: Sequence[str]) -> tuple[str | None, list[str]]:
         else:
             return token, list(argv[index + 1 :])
     return None, []
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The sub-command named on the command line (``run`` in ``sbx --config x run ...``)."""
+    return _split_global(argv)[0]
 
 
 def _run_options(args: Sequence[str]) -> list[str]:
@@ -100,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--writable-root", action="store_true")
     parser.add_argument("--interactive", "-i", action="store_true")
     parser.add_argument("--url")
-    parser.add_argument("--token")
+    add_secret_options(parser, name="token", what="API token", env="SBX_TOKEN")
     parser.add_argument("cmd", nargs=argparse.REMAINDER)
     return parser
 
@@ -184,27 +191,29 @@ def main(argv: Sequence[str], local: Callable[[Sequence[str]], int]) -> int:
     from orchestrator.api.client import ApiClientError, SbxClient
 
     url = args.url or os.environ.get("SBX_URL", "")
-    token = args.token if args.token is not None else os.environ.get("SBX_TOKEN")
     options: dict[str, Any] = {}
     if args.timeout is not None:
         options["timeout"] = args.timeout
     try:
+        token = secret_from_args(args, name="token", env="SBX_TOKEN")
+        if token is None:
+            token = os.environ.get("SBX_TOKEN")
         if args.interactive:
             options["stdin_b64"] = base64.b64encode(sys.stdin.buffer.read()).decode()
         client = SbxClient(url, token)
-    except ApiClientError as exc:
+    except (ApiClientError, SecretError) as exc:
         print(f"sbx: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_SBX_FAILED
     session_id: str | None = None
     try:
         session_id = str(client.create_session(**_session_body(args))["id"])
         return _stream(client, session_id, command, options)
     except _UsageError as exc:
         print(f"sbx: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_SBX_FAILED
     except ApiClientError as exc:
         print(f"sbx: {exc}{_LOCAL_HINT if exc.kind == 'unreachable' else ''}", file=sys.stderr)
-        return 1
+        return EXIT_SBX_FAILED
     except KeyboardInterrupt:
         return 130
     finally:

@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Run FILE.yaml: its sessions, its steps as a DAG, then its outputs. Exit "
         "0 if every step that had to succeed did, 1 if not, 2 if the file does not load.",
     )
-    run.add_argument("file", metavar="FILE.yaml")
+    run.add_argument("file", metavar="FILE.yaml", help="the workflow to run")
     run.add_argument(
         "--var",
         type=parse_var,
@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.set_defaults(handler=_run, quiet_logs=True)
 
     check = actions.add_parser("check", help="load and check a workflow file, run nothing")
-    check.add_argument("file", metavar="FILE.yaml")
+    check.add_argument("file", metavar="FILE.yaml", help="the workflow to check")
     check.set_defaults(handler=_check)
 
     schema = actions.add_parser("schema", help="print the JSON Schema of workflow files")

@@ -38,10 +38,18 @@ from orchestrator.config.sections import (
     SessionConfig,
     ToolsConfig,
 )
-from orchestrator.config.sizes import ByteSize, human_bytes, parse_bytes
+from orchestrator.config.sizes import (
+    MIN_MEMORY,
+    MIN_MEMORY_TEXT,
+    ByteSize,
+    human_bytes,
+    parse_bytes,
+)
 
 __all__ = [
     "DEFAULT_PRICES",
+    "MIN_MEMORY",
+    "MIN_MEMORY_TEXT",
     "NOT_CONFIG_VARIABLES",
     "AgentConfig",
     "ApiConfig",

@@ -72,7 +72,7 @@ class Config(_Section):
 
     def image_name(self, name: str) -> str:
         """The engine's name of an image given by its short or full name."""
-        from orchestrator.images.recipes import resolve_image_name
+        from orchestrator.images.assets import resolve_image_name
 
         return resolve_image_name(name, prefix=self.images.prefix)
 

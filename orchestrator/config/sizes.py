@@ -11,7 +11,20 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
-__all__ = ["ByteSize", "MemoryShare", "MountSize", "human_bytes", "parse_bytes", "parse_mount_size"]
+__all__ = [
+    "MIN_MEMORY",
+    "MIN_MEMORY_TEXT",
+    "ByteSize",
+    "MemoryShare",
+    "MountSize",
+    "human_bytes",
+    "parse_bytes",
+    "parse_mount_size",
+]
+
+MIN_MEMORY = 16 << 20
+"""The least memory a sandbox may be given: its guest and a shell need about this much."""
+MIN_MEMORY_TEXT = "16m"
 
 _UNITS = {
     "": 1,

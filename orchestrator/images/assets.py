@@ -23,12 +23,24 @@ __all__ = [
     "assets_dir",
     "guest_bytecode",
     "guest_files",
+    "known_image_names",
+    "resolve_image_name",
+    "short_name",
 ]
 
 GUEST_DIR_IN_IMAGE = PurePosixPath("/opt/sbx/guest")
 """Where the guest's files sit inside every sandbox (in the mounted guest bundle)."""
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
+def known_image_names() -> list[str]:
+    """The short names of the images sbx builds (``sandbox-images/*/recipe.yaml``)."""
+    try:
+        root = assets_dir()
+    except ConfigError:
+        return []
+    return sorted(path.parent.name for path in root.glob("*/recipe.yaml"))
 
 
 @functools.cache
@@ -90,3 +102,27 @@ def guest_bytecode(files: dict[str, bytes]) -> dict[str, bytes]:
 IMAGE_FORMAT = 3
 """Bumped when what an image carries besides its recipe changes (format 3: no guest inside;
 every sandbox mounts the guest bundle)."""
+
+
+def short_name(name: str, *, prefix: str = "sbx-") -> str:
+    """``sbx-code-runner:latest`` → ``code-runner``; other names are returned untouched."""
+    bare = name.split(":", 1)[0]
+    return bare[len(prefix) :] if bare.startswith(prefix) else bare
+
+
+def resolve_image_name(name: str, *, prefix: str = "sbx-") -> str:
+    """``code-runner`` → ``sbx-code-runner``; a name with a registry, tag or our prefix is kept.
+
+    Here, not beside the recipes, so that starting a sandbox does not load the recipe
+    machinery (YAML, their models).
+
+    Short names are the directory names under ``sandbox-images/``; anything
+    else is taken as a full image reference the user built themselves.
+    """
+    if not name:
+        raise ConfigError("an image name cannot be empty; use e.g. 'code-runner' or 'desktop'")
+    if name.startswith(prefix) or "/" in name or ":" in name:
+        return name
+    if (assets_dir() / name / "recipe.yaml").is_file():
+        return f"{prefix}{name}"
+    return name

@@ -21,7 +21,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.errors import ConfigError
-from orchestrator.images.assets import IMAGE_FORMAT, assets_dir
+from orchestrator.images.assets import (
+    IMAGE_FORMAT,
+    assets_dir,
+    resolve_image_name,
+    short_name,
+)
 
 __all__ = [
     "LABEL_IMAGE",
@@ -95,24 +100,3 @@ def recipe_hash(name: str, *, base_image: str | None = None) -> str:
         digest.update(f"format {IMAGE_FORMAT}".encode())
         digest.update((base_image or "mmdebstrap").encode())
     return digest.hexdigest()
-
-
-def short_name(name: str, *, prefix: str = "sbx-") -> str:
-    """``sbx-code-runner:latest`` → ``code-runner``; other names are returned untouched."""
-    bare = name.split(":", 1)[0]
-    return bare[len(prefix) :] if bare.startswith(prefix) else bare
-
-
-def resolve_image_name(name: str, *, prefix: str = "sbx-") -> str:
-    """``code-runner`` → ``sbx-code-runner``; a name with a registry, tag or our prefix is kept.
-
-    Short names are the directory names under ``sandbox-images/``; anything
-    else is taken as a full image reference the user built themselves.
-    """
-    if not name:
-        raise ConfigError("an image name cannot be empty; use e.g. 'code-runner' or 'desktop'")
-    if name.startswith(prefix) or "/" in name or ":" in name:
-        return name
-    if (assets_dir() / name / "recipe.yaml").is_file():
-        return f"{prefix}{name}"
-    return name

@@ -64,12 +64,20 @@ def test_run_passes_env_workdir_stdin_and_limits() -> None:
     assert r.stdout.split(b"\n")[3] == str(limit).encode()
 
 
-def test_run_with_an_unknown_image_says_how_to_build_it() -> None:
+def test_run_with_an_unknown_image_exits_125_and_says_how_to_build_it() -> None:
     r = sbx("run", "--image", "sbx-nonexistent", "--", "true")
-    assert r.returncode == 1
+    assert r.returncode == 125  # sbx failed, not the command: as `docker run`
     assert b"image sbx-nonexistent not found" in r.stderr
-    assert b"sbx images build nonexistent" in r.stderr
+    assert b"sbx images build" in r.stderr
+    assert b"sbx images ls" in r.stderr
     assert b"Traceback" not in r.stderr
+
+
+def test_a_misspelt_image_suggests_the_closest_known_name() -> None:
+    r = sbx("run", "--image", "code-runer", "--", "true")
+    assert r.returncode == 125
+    assert b"did you mean code-runner?" in r.stderr
+    assert b"sbx images ls" in r.stderr
 
 
 def test_run_refuses_a_command_missing_in_the_sandbox_with_127() -> None:

@@ -80,3 +80,9 @@ def test_exec_code_json_summary(tmp_path: Path) -> None:
     assert summary["stdout"] == "from bash\n"
     assert summary["files"] == [{"path": "/workspace/outputs/d.txt", "size": 5}]
     assert (tmp_path / "o" / "d.txt").read_text() == "data\n"
+
+
+def test_exec_code_with_a_missing_image_exits_125(tmp_path: Path) -> None:
+    r = sbx("exec-code", "--image", "sbx-nonexistent", "-", stdin=b"print(1)", cwd=tmp_path)
+    assert r.returncode == 125
+    assert b"image sbx-nonexistent not found" in r.stderr

@@ -106,7 +106,7 @@ def test_runs_with_default_options_use_spares(pool_server: ApiProcess) -> None:
 
 def test_server_errors_are_one_clear_line(pool_server: ApiProcess) -> None:
     r = sbx_remote(pool_server, "run", "--image", "sbx-nonexistent", "--", "true")
-    assert r.returncode == 1
+    assert r.returncode == 125
     assert b"image sbx-nonexistent not found" in r.stderr
     assert b"Traceback" not in r.stderr
     wrong = subprocess.run(
@@ -116,7 +116,7 @@ def test_server_errors_are_one_clear_line(pool_server: ApiProcess) -> None:
         check=False,
         env={k: v for k, v in os.environ.items() if k != "SBX_TOKEN"},
     )
-    assert wrong.returncode == 1
+    assert wrong.returncode == 125
     assert b"HTTP 401" in wrong.stderr
 
 
@@ -136,7 +136,7 @@ def test_no_server_names_the_fixes() -> None:
         timeout=60,
         check=False,
     )
-    assert r.returncode == 1
+    assert r.returncode == 125
     assert b"cannot reach the sbx API" in r.stderr
     assert b"--local" in r.stderr
 
@@ -223,6 +223,6 @@ def test_exec_in_an_open_session_passes_bytes_and_status(pool_server: ApiProcess
             == 124
         )
         gone = sbx_remote(pool_server, "exec", "nosuchsession", "--", "true")
-        assert gone.returncode == 1 and b"nosuchsession" in gone.stderr
+        assert gone.returncode == 125 and b"nosuchsession" in gone.stderr
     finally:
         httpx.delete(f"{pool_server.url}/v1/sessions/{sid}", headers=headers)

@@ -19,10 +19,12 @@ def test_run_takes_everything_after_the_double_dash_as_the_command() -> None:
     assert args.cmd == ["--", "ls", "-la", "--x"]
 
 
-def test_run_without_a_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_without_a_command_is_a_usage_error_of_sbx(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     with pytest.raises(SystemExit) as info:
         main(["run"])
-    assert info.value.code == 2
+    assert info.value.code == 125  # sbx failed, as `docker run` exits 125 for a usage error
     assert "run needs a command" in capsys.readouterr().err
 
 
@@ -32,12 +34,13 @@ def test_bad_env_pair_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> No
     assert "NAME=VALUE" in capsys.readouterr().err
 
 
-def test_invalid_config_exits_2_naming_the_key(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(("command", "status"), [(["run", "--", "true"], 125), (["gc"], 2)])
+def test_invalid_config_names_the_key_and_exits_125_for_run_2_otherwise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str], status: int
 ) -> None:
     path = tmp_path / "sbx.toml"
     path.write_text("[sandbox]\ncpus = -1\n")
-    assert main(["--config", str(path), "run", "--", "true"]) == 2
+    assert main(["--config", str(path), *command]) == status
     err = capsys.readouterr().err
     assert "sandbox.cpus = -1" in err
     assert "Traceback" not in err
@@ -52,7 +55,8 @@ def test_unreachable_engine_names_docker_host_and_how_to_start_one(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
-    assert main(["run", "--", "true"]) == 1
+    assert main(["run", "--", "true"]) == 125
+    assert main(["gc"]) == 1
     err = capsys.readouterr().err
     assert "cannot reach the Docker Engine" in err
     assert "DOCKER_HOST" in err
@@ -87,11 +91,11 @@ def test_run_goes_to_a_server_only_when_pointed_at_one(
     assert wants_remote(argv) is remote
 
 
-def test_a_bad_server_url_is_a_usage_error(
+def test_a_bad_server_url_is_a_failure_of_sbx(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("SBX_URL", "ftp://example")
-    assert main(["run", "--", "true"]) == 2
+    assert main(["run", "--", "true"]) == 125
     assert "must be an http(s) URL" in capsys.readouterr().err
 
 

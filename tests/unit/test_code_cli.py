@@ -36,7 +36,7 @@ def test_a_missing_file_is_a_usage_error(
 ) -> None:
     with pytest.raises(SystemExit) as info:
         main(["exec-code", str(tmp_path / "nope.py")])
-    assert info.value.code == 2
+    assert info.value.code == 125
     assert "cannot read" in capsys.readouterr().err
 
 
@@ -47,5 +47,5 @@ def test_a_missing_input_file_is_a_usage_error(
     script.write_text("1")
     with pytest.raises(SystemExit) as info:
         main(["exec-code", "--put", str(tmp_path / "absent.csv"), str(script)])
-    assert info.value.code == 2
+    assert info.value.code == 125
     assert "is not a file" in capsys.readouterr().err

@@ -34,6 +34,7 @@ from orchestrator.errors import (
     ImageNotFound,
     SbxError,
 )
+from orchestrator.images.assets import known_image_names
 from orchestrator.resilience import Resilience, with_retries
 
 __all__ = ["DockerEngine", "counts_against_the_engine", "translate_docker_errors"]
@@ -59,10 +60,10 @@ def translate_docker_errors(
     try:
         yield
     except docker.errors.ImageNotFound:
-        raise ImageNotFound(image or "?") from None
+        raise ImageNotFound(image or "?", known=known_image_names()) from None
     except docker.errors.NotFound as exc:
         if image is not None and "image" in str(exc).lower():
-            raise ImageNotFound(image) from None
+            raise ImageNotFound(image, known=known_image_names()) from None
         raise EngineError(f"{what}: not found on the engine ({_explain(exc)})") from None
     except docker.errors.APIError as exc:
         error = EngineError(f"{what}: the engine refused: {_explain(exc)}")
