@@ -31,6 +31,7 @@ from orchestrator.config.sections import (
     ToolsConfig,
 )
 from orchestrator.config.sizes import ByteSize, human_bytes, parse_bytes
+from orchestrator.config.swarm import SwarmConfig
 
 __all__ = [
     "DEFAULT_PRICES",
@@ -53,6 +54,7 @@ __all__ = [
     "ResilienceConfig",
     "SandboxConfig",
     "SessionConfig",
+    "SwarmConfig",
     "ToolsConfig",
     "human_bytes",
     "load_config",
