@@ -15,7 +15,6 @@ from tests.integration.test_hostile import (  # noqa: F401  (collected here, per
     test_without_network_nothing_is_reachable_by_address_or_by_name,
 )
 from tests.integration.test_sandbox import (  # noqa: F401
-    test_hardening_as_seen_from_inside,
     test_network_when_asked_for,
     test_out_of_memory_is_reported_and_the_session_goes_on,
 )
@@ -39,6 +38,24 @@ async def test_hardening_as_the_backend_reports_it(orch: Orchestrator) -> None:
     assert facts["init"] is True
     assert "docker.sock" not in str(facts["mounts"])
     assert info.labels["io.sbx.session"] == s.id
+
+
+async def test_hardening_as_seen_from_inside(orch: Orchestrator) -> None:
+    async with orch.session(image=IMAGE, memories=False, pids_limit=64) as s:
+        uid = await s.exec(["id", "-u"])
+        caps = await s.exec("grep -E '^Cap(Eff|Prm|Bnd)' /proc/self/status")
+        routes = await s.exec("tail -n +2 /proc/net/route")
+        root = await s.exec("touch /usr/bin/evil")
+        nnp = await s.exec("grep NoNewPrivs /proc/self/status")
+        fork = await s.exec("for i in $(seq 100); do sleep 5 & done 2>&1; wait", timeout=30)
+    assert uid.stdout.strip() != b"0"
+    assert [line.split()[1] for line in caps.stdout.decode().splitlines()] == ["0" * 16] * 3
+    # No network: no interface but lo (Docker), or one on a network of its own with no
+    # route out (Swarm); test_without_network_... checks nothing answers.
+    assert [line.split()[1] for line in routes.stdout.decode().splitlines()].count("00000000") == 0
+    assert b"Read-only file system" in root.stderr
+    assert nnp.stdout.split()[-1] == b"1"
+    assert b"Resource temporarily unavailable" in fork.stdout + fork.stderr
 
 
 async def test_limits_asked_for_are_applied(orch: Orchestrator) -> None:

@@ -9,7 +9,8 @@ TLS; from there the channel is the Docker backend's.  ``remove`` removes the
 service (the node's agent removes its container) and the network.
 
 ``list`` reports services by label and, so the reaper and ``sbx gc`` find
-them too, per-session networks whose service is gone (ids ``network:...``).
+them too, per-session networks whose service is gone (ids ``network:...``)
+and writable-place volumes left on any ready node (``volume:node:name``).
 
 Must not: talk to a node's engine for anything the manager can answer.
 """
@@ -24,6 +25,7 @@ import trio
 
 from orchestrator.backends.base import (
     LABEL_MANAGED,
+    LABEL_SESSION,
     EventSink,
     ImageDefaults,
     SandboxInfo,
@@ -46,6 +48,7 @@ __all__ = ["SwarmBackend", "swarm_backend"]
 log = structlog.get_logger("orchestrator.swarm")
 
 NETWORK_PREFIX = "network:"
+VOLUME_PREFIX = "volume:"
 _NETWORK_GONE_WAIT = 20.0
 """How long ``remove`` waits for the task to leave the session's network."""
 
@@ -144,7 +147,11 @@ class SwarmBackend:
         if sandbox_id.startswith(NETWORK_PREFIX):
             await self._remove_network(sandbox_id.removeprefix(NETWORK_PREFIX))
             return
-        self.placements.pop(sandbox_id, None)
+        if sandbox_id.startswith(VOLUME_PREFIX):
+            node_id, _, volume = sandbox_id.removeprefix(VOLUME_PREFIX).partition(":")
+            await self._remove_volumes(node_id, [volume])
+            return
+        placement = self.placements.pop(sandbox_id, None)
         api = self.manager.client.api
         try:
             service: dict[str, Any] = await self.manager.call(
@@ -171,6 +178,53 @@ class SwarmBackend:
                 raise
         for network in networks:
             await self._remove_network(network)
+        session = ((service.get("Spec") or {}).get("Labels") or {}).get(LABEL_SESSION)
+        node_ids = {placement.node.id} if placement is not None else set()
+        if placement is None:  # not ours (a dead supervisor's): its task says where it ran
+            tasks: list[dict[str, Any]] = await self.manager.call(
+                f"finding the tasks of sandbox {sandbox_id[:12]}",
+                api.tasks,
+                filters={"service": sandbox_id},
+            )
+            node_ids = {str(t["NodeID"]) for t in tasks if t.get("NodeID")}
+        for node_id in node_ids if session else ():
+            await self._remove_session_volumes(node_id, str(session))
+
+    async def _remove_session_volumes(self, node_id: str, session: str) -> None:
+        try:
+            engine = self.nodes.engine(await self.nodes.node(node_id))
+        except EngineError:
+            return  # a node that left the swarm took its volumes with it
+        volumes: dict[str, Any] = await engine.call(
+            f"listing the volumes of session {session}",
+            engine.client.api.volumes,
+            filters={"label": f"{LABEL_SESSION}={session}"},
+        )
+        names = [str(v["Name"]) for v in volumes.get("Volumes") or []]
+        await self._remove_volumes(node_id, names)
+
+    async def _remove_volumes(self, node_id: str, names: list[str]) -> None:
+        """Remove a session's writable places on its node once its container is gone."""
+        if not names:
+            return
+        engine = self.nodes.engine(await self.nodes.node(node_id))
+        for name in names:
+            with trio.move_on_after(_NETWORK_GONE_WAIT):
+                while True:
+                    try:
+                        await engine.call(
+                            f"removing volume {name[:12]}",
+                            engine.client.api.remove_volume,
+                            name,
+                            guarded=False,
+                        )
+                        break
+                    except EngineError as exc:
+                        if _gone(exc):
+                            break
+                        if "in use" not in str(exc):
+                            raise
+                    await trio.sleep(0.3)
 
     async def _remove_network(self, network_id: str) -> None:
         """Remove a session's network once its task has left it (bounded wait)."""
@@ -264,6 +318,25 @@ class SwarmBackend:
             for row in networks
             if row.get("Name") not in names and (row.get("Labels") or {}).get(LABEL_MANAGED)
         )
+        sessions = {info.labels.get(LABEL_SESSION) for info in infos}
+        for node in await self.nodes.ready():
+            engine = self.nodes.engine(node)
+            volumes: dict[str, Any] = await engine.call(
+                f"listing sandbox volumes on {node.address}",
+                engine.client.api.volumes,
+                filters={"label": filters["label"]},
+            )
+            infos.extend(
+                SandboxInfo(
+                    id=f"{VOLUME_PREFIX}{node.id}:{row['Name']}",
+                    name=str(row["Name"]),
+                    image="",
+                    status="volume",
+                    labels=dict(row.get("Labels") or {}),
+                )
+                for row in volumes.get("Volumes") or []
+                if (row.get("Labels") or {}).get(LABEL_SESSION) not in sessions
+            )
         return infos
 
     async def image_exists(self, image: str) -> bool:

@@ -11,8 +11,9 @@ the log driver.  What it cannot, and what stands in for it:
   (``sbx doctor`` and the tests check it from inside);
 - ``memory-swap`` equal to memory: none; run nodes without swap;
 - ``shm_size``: a tmpfs mount of the same size at /dev/shm;
-- tmpfs ``exec``/``uid`` options: only size and mode; writable places are
-  mode 1777;
+- tmpfs ``exec``/``uid`` options (Swarm's tmpfs mounts are noexec, their
+  mode ignored): anonymous volumes of the local driver of type tmpfs, with
+  the same options;
 - ``auto_remove`` and ``StdinOnce``: the supervisor removes the service, and
   the guest exits once it hears nothing for ``swarm.guest_silence``;
 - ``runtime`` (gVisor): none; nodes whose default runtime is runsc.
@@ -25,20 +26,34 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.backends.base import SandboxSpec
-from orchestrator.backends.docker.backend import GUEST_CAPABILITIES, ROOT_CAPABILITIES
+from orchestrator.backends.docker.backend import (
+    GUEST_CAPABILITIES,
+    ROOT_CAPABILITIES,
+    host_config_for,
+)
 from orchestrator.images.guest_bundle import BUNDLE_DIR, guest_command
 
 __all__ = ["service_definition"]
 
 
 def _mounts(spec: SandboxSpec, guest_volume: str) -> list[dict[str, Any]]:
+    # Swarm's own tmpfs mounts are always noexec and ignore their mode on 20.10: each
+    # writable place is instead an anonymous volume of the local driver that *is* a tmpfs,
+    # with the Docker backend's options (size, exec, owner); it goes with its container.
+    options = host_config_for(spec)["tmpfs"]
     mounts: list[dict[str, Any]] = [
         {
-            "Type": "tmpfs",
+            "Type": "volume",
             "Target": target,
-            "TmpfsOptions": {"SizeBytes": size, "Mode": 0o1777},
+            "VolumeOptions": {
+                "Labels": dict(spec.labels),
+                "DriverConfig": {
+                    "Name": "local",
+                    "Options": {"type": "tmpfs", "device": "tmpfs", "o": options[target]},
+                },
+            },
         }
-        for target, size in spec.tmpfs.items()
+        for target in spec.tmpfs
     ]
     mounts.append(
         {"Type": "tmpfs", "Target": "/dev/shm", "TmpfsOptions": {"SizeBytes": spec.shm_size}}
