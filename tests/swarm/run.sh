@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=tests/swarm
+if [ "$(id -u)" != 0 ]; then
+    echo "make test-swarm starts engines in network namespaces: run it as root" >&2
+    exit 2
+fi
 python=${PYTHON:-.venv/bin/python}
 dir=$(mktemp -d "${TMPDIR:-/tmp}/sbx-swarm.XXXXXX")
 trap '"$here/cluster.sh" down "$dir"' EXIT
