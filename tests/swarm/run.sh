@@ -20,6 +20,8 @@ set -a
 . "$env_file"
 set +a
 export SBXTEST_BACKENDS=swarm SBXTEST_IMAGE=${SBXTEST_IMAGE:-base}
+# A killed supervisor's guests exit after this much silence (the heartbeat pings every 2 s).
+export SBX_SWARM__GUEST_SILENCE=${SBX_SWARM__GUEST_SILENCE:-10}
 # The tests run in the swarm's own network namespace: the engines are reachable there only.
 in_swarm() { nsenter --net="/run/netns/$SBXTEST_SWARM_HUB" "$@"; }
 status=0

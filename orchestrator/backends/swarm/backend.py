@@ -165,6 +165,15 @@ class SwarmBackend:
             str(n.get("Target"))
             for n in (service.get("Spec", {}).get("TaskTemplate", {}).get("Networks") or [])
         ]
+        session = ((service.get("Spec") or {}).get("Labels") or {}).get(LABEL_SESSION)
+        node_ids = {placement.node.id} if placement is not None else set()
+        if placement is None:  # not ours (a dead supervisor's): its task says where it ran
+            tasks: list[dict[str, Any]] = await self.manager.call(
+                f"finding the tasks of sandbox {sandbox_id[:12]}",
+                api.tasks,
+                filters={"service": sandbox_id},
+            )
+            node_ids = {str(t["NodeID"]) for t in tasks if t.get("NodeID")}
         try:
             await self.manager.call(
                 f"removing sandbox {sandbox_id[:12]}",
@@ -178,15 +187,6 @@ class SwarmBackend:
                 raise
         for network in networks:
             await self._remove_network(network)
-        session = ((service.get("Spec") or {}).get("Labels") or {}).get(LABEL_SESSION)
-        node_ids = {placement.node.id} if placement is not None else set()
-        if placement is None:  # not ours (a dead supervisor's): its task says where it ran
-            tasks: list[dict[str, Any]] = await self.manager.call(
-                f"finding the tasks of sandbox {sandbox_id[:12]}",
-                api.tasks,
-                filters={"service": sandbox_id},
-            )
-            node_ids = {str(t["NodeID"]) for t in tasks if t.get("NodeID")}
         for node_id in node_ids if session else ():
             await self._remove_session_volumes(node_id, str(session))
 
