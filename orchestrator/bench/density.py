@@ -2,9 +2,11 @@
 
 For each N: N sessions opened at once, then ``calls`` ``exec true`` in every
 one of them concurrently; reported are the aggregate calls/s, p50/p99 of a
-call, CPU per call (this process -- the orchestrator -- and the sandboxes'
-cgroups: the guest plus what it spawns), memory per idle sandbox (its
-cgroup), and how long opening took.  Beside it, in the same sandboxes and
+call, CPU per call (this process -- the orchestrator --, the sandboxes'
+cgroups: the guest plus what it spawns, the engine's processes on this host:
+dockerd, containerd and the shims carrying every sandbox's stdio, and the
+whole host, other tenants included), memory per idle sandbox (its cgroup),
+and how long opening took.  Beside it, in the same sandboxes and
 the same run, the floor: the same loops spawning ``true`` directly inside
 each sandbox (one shell loop per sandbox, no sbx in the path), and the ratio.
 Latency is also compared with one session alone: the first N whose p50 is
@@ -15,6 +17,7 @@ Must not: judge figures against absolute targets (the machine is shared).
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 from typing import TYPE_CHECKING, Any
@@ -37,6 +40,36 @@ _CGROUP = (
     " fi"
 )
 """The sandbox's own cgroup: memory in use (bytes), then CPU used so far (ns)."""
+
+
+_ENGINE_PROCESSES = ("dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2")
+
+
+def _engine_and_host_cpu() -> tuple[float, float]:
+    """CPU seconds used so far by this host's engine processes (dockerd, containerd and
+    the shims that carry every sandbox's stdio), and by the whole host; zeros where
+    /proc cannot tell (the engine on another machine)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    engine = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                text = stat.read().decode("ascii", "replace")
+        except OSError:
+            continue
+        name = text[text.find("(") + 1 : text.rfind(")")]
+        if name in _ENGINE_PROCESSES or name.startswith("containerd-shim"):
+            fields = text[text.rfind(")") + 2 :].split()
+            engine += int(fields[11]) + int(fields[12])
+    try:
+        with open("/proc/stat", "rb") as stat:
+            cpu = stat.readline().split()[1:]
+        host = sum(int(v) for i, v in enumerate(cpu[:8]) if i not in (3, 4))  # not idle, iowait
+    except OSError:
+        host = 0
+    return engine / ticks, host / ticks
 
 
 def _own_cpu() -> float:
@@ -101,8 +134,10 @@ async def _one_size(orch: Any, image: str, count: int, calls: int) -> dict[str, 
         await trio.sleep(1.0)
         before = await _each(sessions, _cgroup)
         own_before = _own_cpu()
+        engine_before, host_before = _engine_and_host_cpu()
         latencies, wall = await _loop_calls(sessions, calls)
         own_cpu = _own_cpu() - own_before
+        engine_after, host_after = _engine_and_host_cpu()
         after = await _each(sessions, _cgroup)
         floor = await _floor(sessions, calls)
     finally:
@@ -122,6 +157,8 @@ async def _one_size(orch: Any, image: str, count: int, calls: int) -> dict[str, 
         "p99_ms": round(percentile(latencies, 0.99), 2),
         "orchestrator_cpu_ms_per_call": round(own_cpu * 1000 / total, 3),
         "sandbox_cpu_ms_per_call": round(guest_ns / 1e6 / total, 3),
+        "engine_cpu_ms_per_call": round((engine_after - engine_before) * 1000 / total, 3),
+        "host_cpu_ms_per_call": round((host_after - host_before) * 1000 / total, 3),
         "idle_memory_mb_per_sandbox": round(
             sorted(m for m, _ in before)[len(before) // 2] / (1 << 20), 1
         ),
@@ -158,6 +195,8 @@ def format_density(report: dict[str, Any]) -> str:
         ("p99_ms", "p99 ms"),
         ("orchestrator_cpu_ms_per_call", "sbx CPU ms/call"),
         ("sandbox_cpu_ms_per_call", "sandbox CPU ms/call"),
+        ("engine_cpu_ms_per_call", "engine CPU ms/call"),
+        ("host_cpu_ms_per_call", "host CPU ms/call"),
         ("idle_memory_mb_per_sandbox", "idle MB/sandbox"),
         ("floor_calls_per_s", "floor calls/s"),
         ("ratio_to_floor", "ratio"),

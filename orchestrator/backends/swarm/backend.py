@@ -174,6 +174,19 @@ class SwarmBackend:
                 filters={"service": sandbox_id},
             )
             node_ids = {str(t["NodeID"]) for t in tasks if t.get("NodeID")}
+        if placement is not None:
+            # Killed on its node first: the swarm's own removal waits out a stop grace
+            # period before the task leaves its network and volumes.
+            engine = self.nodes.engine(placement.node)
+            try:
+                await engine.call(
+                    f"killing sandbox {sandbox_id[:12]}",
+                    engine.client.api.kill,
+                    placement.container_id,
+                    guarded=False,
+                )
+            except EngineError as exc:
+                log.debug("kill before removal failed", sandbox=sandbox_id[:12], error=str(exc))
         try:
             await self.manager.call(
                 f"removing sandbox {sandbox_id[:12]}",
