@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SBX    := $(BIN)/sbx
 PYTEST_ARGS ?=
 
-.PHONY: help host host-test install images test test-unit test-integration check lint imports format typecheck gc demo bench doctor clean compose-image up down eval
+.PHONY: help host host-test install images test test-unit test-integration test-swarm check lint imports format typecheck gc demo bench doctor clean compose-image up down eval
 
 help:
 	@echo "make host      install the Debian packages sbx needs and start the engine (as root)"
@@ -13,6 +13,7 @@ help:
 	@echo "make images    build the sandbox images that are missing or stale"
 	@echo "make demo      build what is missing, run sandboxed jobs in parallel, print results"
 	@echo "make test      unit + integration tests (real Docker, real images)"
+	@echo "make test-swarm  the backend conformance suite and failure tests on a 3-node swarm (root)"
 	@echo "make check     ruff + mypy + import contracts + unit tests"
 	@echo "make bench     our call path against docker exec / docker run"
 	@echo "make eval      run an evaluation suite: make eval SUITE=examples/evals/smoke.yaml [EVAL_ARGS=...]"
@@ -47,6 +48,10 @@ test-unit: install
 
 test-integration: host-test images
 	$(BIN)/pytest $(PYTEST_ARGS) tests/integration
+
+# Three dockerds in network namespaces of their own, joined into a swarm; torn down after.
+test-swarm: images
+	PYTHON=$(BIN)/python PYTEST_ARGS="$(PYTEST_ARGS)" tests/swarm/run.sh
 
 lint: install
 	$(BIN)/ruff check orchestrator sandbox-images tests

@@ -56,6 +56,10 @@ _BACKENDS: dict[str, _Entry] = {
         backend="orchestrator.backends.docker.backend:docker_backend",
         image_engine="orchestrator.backends.docker.image_engine:docker_image_engine",
     ),
+    "swarm": _Entry(
+        backend="orchestrator.backends.swarm.backend:swarm_backend",
+        image_engine="orchestrator.backends.swarm.backend:swarm_image_engine",
+    ),
 }
 
 

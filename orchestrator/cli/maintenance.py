@@ -95,6 +95,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="--agent with synthetic screenshots in a code-runner sandbox (no desktop)",
     )
+    bench.add_argument(
+        "--density",
+        action="store_true",
+        help="benchmark density instead: N sessions at once, `exec true` in all of them, "
+        "against `true` spawned directly in the same sandboxes",
+    )
+    bench.add_argument(
+        "--sessions",
+        default="50,100,200",
+        help="for --density: the Ns, comma-separated (default 50,100,200)",
+    )
+    bench.add_argument("--calls", type=int, default=100, help="for --density: calls per session")
     bench.set_defaults(handler=_bench, quiet_logs=True)
 
     demo = sub.add_parser("demo", help="run several sandboxed jobs in parallel and show results")
@@ -124,6 +136,17 @@ def _bench(args: argparse.Namespace, config: Config) -> int:
         names = [name.strip() for name in args.runtimes.split(",") if name.strip()]
         report = trio.run(collect_runtimes, config, names, max(10, args.iterations), args.image)
         print(json.dumps(report) if args.json else format_runtimes(report))
+        return 0
+    if args.density:
+        from orchestrator.bench.density import collect_density, format_density
+
+        try:
+            sizes = [int(n) for n in args.sessions.split(",") if n.strip()]
+        except ValueError:
+            print(f"--sessions {args.sessions!r}: give numbers like 50,100,200", file=sys.stderr)
+            return 2
+        found = trio.run(collect_density, config, sizes, max(1, args.calls), args.image)
+        print(json.dumps(found) if args.json else format_density(found))
         return 0
     if args.evals:
         from orchestrator.bench.evals import collect_evals, format_evals

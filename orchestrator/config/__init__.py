@@ -45,6 +45,7 @@ from orchestrator.config.sizes import (
     human_bytes,
     parse_bytes,
 )
+from orchestrator.config.swarm import SwarmConfig
 
 __all__ = [
     "DEFAULT_PRICES",
@@ -70,6 +71,7 @@ __all__ = [
     "ResilienceConfig",
     "SandboxConfig",
     "SessionConfig",
+    "SwarmConfig",
     "ToolsConfig",
     "explain_config",
     "human_bytes",

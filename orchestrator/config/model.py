@@ -31,6 +31,7 @@ from orchestrator.config.sections import (
     _Section,
 )
 from orchestrator.config.sizes import human_bytes
+from orchestrator.config.swarm import SwarmConfig
 
 __all__ = ["Config"]
 
@@ -57,6 +58,7 @@ class Config(_Section):
     agent: AgentConfig = Field(default_factory=AgentConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
+    swarm: SwarmConfig = Field(default_factory=SwarmConfig)
     owner: str = Field(
         default="local",
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",

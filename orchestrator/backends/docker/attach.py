@@ -47,7 +47,11 @@ def _tls_context() -> ssl.SSLContext | None:
     return context
 
 
-async def connect_engine(url: str) -> tuple[trio.abc.Stream, str]:
+async def connect_engine(
+    url: str, ssl_context: ssl.SSLContext | None = None
+) -> tuple[trio.abc.Stream, str]:
+    """A connection to the engine at ``url``; over TCP, TLS with ``ssl_context`` when
+    given, else as DOCKER_TLS_VERIFY / DOCKER_CERT_PATH say."""
     parsed = urlparse(url)
     try:
         if parsed.scheme in ("unix", "http+unix"):
@@ -56,7 +60,7 @@ async def connect_engine(url: str) -> tuple[trio.abc.Stream, str]:
             host = parsed.hostname or "localhost"
             port = parsed.port or (2376 if parsed.scheme == "https" else 2375)
             stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
-            context = _tls_context()
+            context = ssl_context or _tls_context()
             if context is not None or parsed.scheme == "https":
                 stream = trio.SSLStream(
                     stream, context or ssl.create_default_context(), server_hostname=host
@@ -146,11 +150,12 @@ async def attach(
     *,
     host: str | None = None,
     timeout: float = 30.0,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AttachedStream:
     """Attach to a created (not yet started) container's stdio."""
     url = docker_host(host)
     with trio.fail_after(timeout):
-        raw, host_header = await connect_engine(url)
+        raw, host_header = await connect_engine(url, ssl_context)
         try:
             request = (
                 f"POST /{API_VERSION}/containers/{container_id}/attach"

@@ -117,8 +117,11 @@ class DockerEngine:
         max_concurrent_calls: int = 16,
         call_timeout: float = 60.0,
         resilience: Resilience | None = None,
+        tls: Any = None,
     ) -> None:
         self.base_url = base_url
+        self.tls = tls
+        """A ``docker.tls.TLSConfig`` for a TCP engine that wants client certificates."""
         self.call_timeout = call_timeout
         self.resilience = resilience if resilience is not None else Resilience()
         self.breaker = self.resilience.breaker("engine", "the Docker Engine")
@@ -131,9 +134,17 @@ class DockerEngine:
         if self._client is None:
             with translate_docker_errors("connecting to the Docker Engine", base_url=self.base_url):
                 if self.base_url:
+                    # With TLS, the API version is fixed: asking the engine for it while
+                    # connecting would go out before ``trust_env`` is off.
                     self._client = docker.DockerClient(
-                        base_url=self.base_url, timeout=int(self.call_timeout)
+                        base_url=self.base_url,
+                        timeout=int(self.call_timeout),
+                        tls=self.tls,
+                        version=None if self.tls is None else "1.41",
                     )
+                    if self.tls is not None:
+                        # requests would otherwise let REQUESTS_CA_BUNDLE replace our CA.
+                        self._client.api.trust_env = False
                 else:
                     self._client = docker.from_env(timeout=int(self.call_timeout))
         return self._client

@@ -74,6 +74,12 @@ class Guest:
         """Drop root and keep away from user code (off only for a test's local guest)."""
         self.egress: Dict[str, Any] = {"restricted": False}
         self.loaded_extensions: set = set()
+        # Where the engine starts the guest before anyone is attached (a Swarm task), its
+        # greeting would be lost: it answers the host's instead.  Where a closed stream
+        # does not reach stdin (no stdin-once there), silence is the dead man's switch.
+        self.greet_late = os.environ.pop("SBX_GUEST_GREET", "") == "late"
+        self.silence_limit = float(os.environ.pop("SBX_GUEST_SILENCE", "0") or 0)
+        self.last_input = time.monotonic()
         self.cleanups: list = []
         """Callables run at shutdown (extensions register theirs: stop an X server...)."""
         self.handlers: Dict[str, Callable[[int, dict, bytes], None]] = {
@@ -113,6 +119,19 @@ class Guest:
     def start(self) -> None:
         os.set_blocking(self.infd, False)
         self.loop.add_reader(self.infd, self.on_input)
+        if self.silence_limit > 0:
+            self.loop.call_later(self.silence_limit, self.check_silence)
+        if not self.greet_late:
+            self.greet()
+
+    def check_silence(self) -> None:
+        quiet = time.monotonic() - self.last_input
+        if quiet >= self.silence_limit:
+            self.shutdown("the host went silent")
+            return
+        self.loop.call_later(self.silence_limit - quiet, self.check_silence)
+
+    def greet(self) -> None:
         self.send(
             protocol.hello(
                 list(protocol.ALL_OPS) + ["%s.*" % prefix for prefix in sorted(EXTENSIONS)],
@@ -139,6 +158,7 @@ class Guest:
         if not data:
             self.shutdown("stdin closed")
             return
+        self.last_input = time.monotonic()
         try:
             frames = self.decoder.feed(data)
         except protocol.FrameError as exc:
@@ -162,6 +182,8 @@ class Guest:
                 self.shutdown("incompatible host")
                 return
             self.greeted = True
+            if self.greet_late:
+                self.greet()
             self.configure(header.get("config") or {})
             return
         if kind == protocol.REQUEST:
