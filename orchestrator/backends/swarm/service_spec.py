@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.backends.base import SandboxSpec
-from orchestrator.backends.docker.backend import (
+from orchestrator.backends.docker.host_config import (
     GUEST_CAPABILITIES,
     ROOT_CAPABILITIES,
     host_config_for,
