@@ -57,6 +57,10 @@ RESUME_NOTE = (
     "[This run stopped after turn {turn} and goes on in a fresh sandbox: files and processes "
     "from before are gone, except what was saved under /memories.]"
 )
+RESUME_FROM_SNAPSHOT_NOTE = (
+    "[This run stopped after turn {turn} and goes on in a fresh sandbox made from a snapshot "
+    "of the old one: its files are as they were, but no process from before is running.]"
+)
 
 
 def resolve_api_key(api_key: str | None) -> str:
@@ -212,7 +216,9 @@ async def resume_agent(
     settings = _settings(orch, context)
     client = _client(client, api_key, base_url, settings.max_retries)
     run = RunDirectory(stopped.run_dir)
-    note = RESUME_NOTE.format(turn=stopped.last_turn)
+    note = (RESUME_FROM_SNAPSHOT_NOTE if stopped.snapshot else RESUME_NOTE).format(
+        turn=stopped.last_turn
+    )
     if follow_up:
         note = f"{note}\n\n{follow_up}"
     run.record(
@@ -221,6 +227,7 @@ async def resume_agent(
         pending=[use["id"] for use in stopped.pending],
         follow_up=follow_up,
         families=families,
+        snapshot=stopped.snapshot,
     )
     state = RunState(
         run,

@@ -38,6 +38,9 @@ class StoppedRun:
     usage: Usage = field(default_factory=Usage)
     stop_reason: str | None = None
     """How the run last ended (``end`` event), if it ended at all."""
+    snapshot: str | None = None
+    """The snapshot image kept when it stopped (``agent.snapshot_on_stop``), if any: the
+    image the run goes on in."""
 
     @property
     def last_turn(self) -> int:
@@ -83,6 +86,9 @@ def _replay(path: Path, events: list[dict[str, Any]]) -> StoppedRun:
         conversation = run.conversation
         if kind == "session":
             run.image = event.get("image") or run.image
+            run.snapshot = None  # a later stop keeps its own
+        elif kind == "snapshot" and event.get("image"):
+            run.image = run.snapshot = str(event["image"])
         elif kind == "assistant":
             conversation.add_assistant(int(event["turn"]), list(event["content"]))
             run.usage = run.usage + Usage.of(event.get("usage") or {})

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anthropic
 import structlog
+import trio
 
 from orchestrator.agent.calls import AgentError, MessagesCaller, TextSink
 from orchestrator.agent.context import ContextFull, ContextManager, context_edits
@@ -30,6 +31,7 @@ from orchestrator.agent.request import RequestPlan
 from orchestrator.agent.transcript import RunDirectory
 from orchestrator.agent.usage import Ledger, Usage, cost_of
 from orchestrator.config import AgentConfig, Config
+from orchestrator.errors import SbxError
 from orchestrator.router import ToolCallEvent, ToolRouter
 from orchestrator.tools.versions import CONTEXT_MANAGEMENT_BETA, supports_context_editing
 
@@ -136,14 +138,35 @@ def _plan(orch: AgentHost, state: RunState, session: Session) -> tuple[RequestPl
 
 @asynccontextmanager
 async def _session_for(
-    orch: AgentHost, image: str | None, given: Session | None
+    orch: AgentHost, image: str | None, given: Session | None, keep_in: RunDirectory | None
 ) -> AsyncIterator[Session]:
-    """The caller's live session, left open, or a fresh one for the run."""
+    """The caller's live session, left open, or a fresh one for the run (whose files are
+    kept as a snapshot when the run stops, however it stops, given ``keep_in``)."""
     if given is not None:
         yield given
         return
     async with orch.session(image=image) as fresh:
-        yield fresh
+        try:
+            yield fresh
+        finally:
+            if keep_in is not None:
+                await _keep_snapshot(fresh, keep_in)
+
+
+async def _keep_snapshot(session: Session, run: RunDirectory) -> None:
+    """Snapshot ``session`` for ``--resume``; shielded, so that a run stopped by Ctrl-C or a
+    cancel keeps its files too, and bounded by the snapshot's own deadline."""
+    if session.state != "ready":
+        run.record("snapshot_failed", reason=f"the session is {session.state}")
+        return
+    with trio.CancelScope(shield=True):
+        try:
+            snapshot = await session.snapshot()
+        except SbxError as exc:
+            run.record("snapshot_failed", reason=str(exc))
+            log.warning("no snapshot of the stopped run", session_id=session.id, error=str(exc))
+            return
+    run.record("snapshot", image=snapshot.image, image_id=snapshot.image_id)
 
 
 async def drive(
@@ -169,7 +192,8 @@ async def drive(
     done = conversation.last_turn
     session_id = ""
     try:
-        async with _session_for(orch, state.image, given) as session:
+        keep_in = run if state.settings.snapshot_on_stop else None
+        async with _session_for(orch, state.image, given, keep_in) as session:
             session_id = session.id
             run.record("session", session_id=session.id, image=session.image)
             plan, tool_types = _plan(orch, state, session)

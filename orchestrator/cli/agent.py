@@ -94,6 +94,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="extended thinking with this budget (at least 1024, under --max-tokens)",
     )
     agent.add_argument(
+        "--snapshot-on-stop",
+        action="store_true",
+        help="when the run stops, keep its sandbox's files as a snapshot image, so that "
+        "--resume goes on from them (agent.snapshot_on_stop)",
+    )
+    agent.add_argument(
         "--resume",
         metavar="RUN_DIR",
         help="continue the stopped run in RUN_DIR (runs/<stamp>-<id>) in a fresh sandbox, with "
@@ -136,6 +142,8 @@ def context_settings(config: Config, args: argparse.Namespace) -> AgentConfig:
         updates["context_budget"] = args.context_budget
     if args.no_prompt_caching:
         updates["prompt_caching"] = False
+    if getattr(args, "snapshot_on_stop", False):
+        updates["snapshot_on_stop"] = True
     try:
         return AgentConfig.model_validate({**config.agent.model_dump(), **updates})
     except ValidationError as exc:

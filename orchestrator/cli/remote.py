@@ -84,8 +84,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "snapshot", help="keep a session's files as an image; prints its name (fork: new --image)"
     )
     _client_args(snap)
-    snap.add_argument("id")
-    snap.add_argument("--json", action="store_true")
+    snap.add_argument("id", metavar="SESSION", help="the session's id (`sbx session ls`)")
+    snap.add_argument("--json", action="store_true", help="print the snapshot as JSON")
     snap.set_defaults(handler=_session_snapshot)
 
     exec_ = sub.add_parser(

@@ -106,6 +106,12 @@ class AgentConfig(_Section):
         "only when the edited prompt still exceeds the budget (with compaction off, context "
         "editing is used instead).",
     )
+    snapshot_on_stop: bool = Field(
+        default=False,
+        description="When a run stops, keep its sandbox's files as a snapshot image (named in "
+        "the transcript), so that --resume goes on from them rather than from a fresh "
+        "sandbox. Not for runs in a session their caller keeps open.",
+    )
     prices: dict[str, ModelPrice] = Field(
         default_factory=lambda: dict(DEFAULT_PRICES),
         description="$ per million tokens by model id (the longest id a model's starts with); "

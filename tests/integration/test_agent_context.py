@@ -156,3 +156,79 @@ async def test_sbx_bench_agent_compares_the_managed_run_with_the_unmanaged_one()
     assert off["cache_read_tokens"] == 0 < managed["cache_read_tokens"]
     for key in ("request_bytes", "input_tokens", "billed_input_tokens", "cost_usd"):
         assert report["ratios"][key] > 1
+
+
+async def test_a_run_kept_as_a_snapshot_resumes_with_its_files(tmp_path: Path) -> None:
+    script = [
+        Reply(
+            text="Working.",
+            tool_uses=[
+                ToolUseReply(
+                    id="toolu_b1",
+                    name="bash",
+                    input={"command": "echo halfway > /workspace/progress.txt"},
+                )
+            ],
+        ),
+        Reply(
+            text="Where was I?",
+            tool_uses=[
+                ToolUseReply(
+                    id="toolu_b2", name="bash", input={"command": "cat /workspace/progress.txt"}
+                )
+            ],
+        ),
+        Reply(text="Resumed and finished."),
+    ]
+    server = MessagesAPIServer(script)
+    env = {
+        **os.environ,
+        "SBX_MEMORY__ROOT": str(tmp_path / "memories"),
+        "SBX_SANDBOX__IMAGE": IMAGE,
+        "ANTHROPIC_API_KEY": "k",
+    }
+    snapshot = ""
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve)
+            first = await _sbx(
+                "agent",
+                "--max-turns",
+                "1",
+                "--snapshot-on-stop",
+                "--base-url",
+                server.url,
+                "--runs",
+                str(tmp_path / "runs"),
+                "do it in steps",
+                env=env,
+            )
+            assert first.returncode == 0, first.stderr.decode()
+            [run_dir] = list((tmp_path / "runs").iterdir())
+            events = [
+                json.loads(x) for x in (run_dir / "transcript.jsonl").read_text().split("\n") if x
+            ]
+            [kept] = [e for e in events if e["type"] == "snapshot"]
+            snapshot = kept["image"]
+            second = await _sbx(
+                "agent", "--resume", str(run_dir), "--base-url", server.url, env=env
+            )
+            nursery.cancel_scope.cancel()
+        assert second.returncode == 0, second.stderr.decode()
+        assert b"Resumed and finished." in second.stdout
+        [note] = [
+            block
+            for block in server.messages_requests[1].body["messages"][-1]["content"]
+            if block.get("type") == "text"
+        ]
+        assert "made from a snapshot of the old one" in note["text"]
+        listing = server.messages_requests[2].body["messages"][-1]["content"][0]
+        assert "halfway" in json.dumps(listing["content"])  # the files came along
+        events = [
+            json.loads(x) for x in (run_dir / "transcript.jsonl").read_text().split("\n") if x
+        ]
+        sessions = [e for e in events if e["type"] == "session"]
+        assert sessions[1]["image"] == snapshot
+    finally:
+        if snapshot:
+            await _sbx("images", "rm", snapshot, env=env)

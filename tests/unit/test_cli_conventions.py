@@ -106,7 +106,7 @@ def test_bash_completion_offers_commands_options_and_choices() -> None:
     script = completion_script("bash", build_parser())
     assert {"run", "exec-code", "images", "completion"} <= set(_bash_complete(script, ["sbx", ""]))
     assert _bash_complete(script, ["sbx", "ima"]) == ["images"]
-    assert _bash_complete(script, ["sbx", "images", ""]) == ["build", "ls"]
+    assert _bash_complete(script, ["sbx", "images", ""]) == ["build", "ls", "rm"]
     assert "--memory" in _bash_complete(script, ["sbx", "run", "--mem"])
     assert _bash_complete(script, ["sbx", "--log-level", "d"]) == ["debug"]
     # a value taken by an option is skipped, not read as a command
