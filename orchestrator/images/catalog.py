@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.errors import ConfigError, EngineError, ImageNotFound
 from orchestrator.images.engine import EngineImage
-from orchestrator.images.recipes import LABEL_IMAGE
+from orchestrator.images.recipes import LABEL_IMAGE, LABEL_RECIPE_HASH
 
 __all__ = [
     "LABEL_SNAPSHOT_CREATED",
@@ -90,15 +90,22 @@ def _created(image: EngineImage) -> float:
     return image.created.timestamp() if image.created is not None else 0.0
 
 
+def _shown(tag: str, image: EngineImage) -> bool:
+    """Not ``<none>``, and not the recipe-hash tag sbx keeps beside ``latest``."""
+    recipe = image.labels.get(LABEL_RECIPE_HASH) or ""
+    return tag != "<none>:<none>" and not (recipe and tag.endswith(":" + recipe[:12]))
+
+
 def _named(images: Sequence[EngineImage]) -> list[tuple[str, EngineImage]]:
     return sorted(
-        ((tag, image) for image in images for tag in image.tags if tag != "<none>:<none>"),
+        ((tag, image) for image in images for tag in image.tags if _shown(tag, image)),
         key=lambda pair: pair[0],
     )
 
 
 async def list_catalog(engine: ImageCatalog) -> list[CatalogEntry]:
-    """Every named image: sbx's, snapshots, and users' (one row per name)."""
+    """Every named image: sbx's, snapshots, and users' (one row per name, but for the
+    recipe-hash tags of sbx's own, which ``sbx images ls`` shows as RECIPE)."""
     rows = []
     for tag, image in _named(await engine.list_images()):
         kind = _kind(image)

@@ -164,8 +164,8 @@ def catalog() -> FakeCatalog:
         [
             EngineImage(
                 id="sha256:" + "a" * 64,
-                tags=("sbx-base:latest",),
-                labels={"io.sbx.image": "base"},
+                tags=("sbx-base:latest", "sbx-base:0123456789ab"),
+                labels={"io.sbx.image": "base", "io.sbx.recipe-hash": "0123456789ab" + "c" * 52},
                 created=at(0),
             ),
             EngineImage(
