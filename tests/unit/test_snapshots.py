@@ -14,9 +14,10 @@ from types import ModuleType
 
 import pytest
 
+from orchestrator import Orchestrator
 from orchestrator.backends.base import ImageDefaults
 from orchestrator.backends.docker.backend import image_defaults_from
-from orchestrator.errors import ConfigError, EngineError, ImageNotFound
+from orchestrator.errors import ConfigError, EngineError, ImageNotFound, SnapshotError
 from orchestrator.images.catalog import (
     collect_snapshots,
     list_catalog,
@@ -262,3 +263,12 @@ def test_files_past_the_limit_stop_the_archive_with_the_path(
     assert code == 3
     report = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert report == {"too_large": str(mount / "sparse"), "limit": 1 << 20}
+
+
+async def test_a_backend_that_keeps_no_images_says_snapshots_need_docker(
+    orch: Orchestrator,
+) -> None:
+    async with orch.session() as s:
+        with pytest.raises(SnapshotError, match=r"engine\.backend = 'docker'"):
+            await s.snapshot()
+        assert (await s.exec("echo still here")).stdout == b"still here\n"
