@@ -193,6 +193,12 @@ def catalog() -> FakeCatalog:
                 id="sha256:" + "e" * 64, labels={"io.sbx.snapshot.partial": "p"}, created=at(100)
             ),
             EngineImage(id="sha256:" + "f" * 64, tags=("myimg:1",), created=at(5)),
+            EngineImage(  # built FROM sbx-code-runner: its labels, but the user's image
+                id="sha256:" + "9" * 64,
+                tags=("derived:2",),
+                labels={"io.sbx.image": "code-runner"},
+                created=at(6),
+            ),
         ]
     )
 
@@ -204,6 +210,7 @@ async def test_the_catalog_names_each_kind_and_a_snapshots_parent() -> None:
         ("snapshot", "other-snapshot:x"),
         ("snapshot", "sbx-snapshot:new"),
         ("snapshot", "sbx-snapshot:old"),
+        ("user", "derived:2"),
         ("user", "myimg:1"),
     ]
     old = next(r for r in rows if r.image == "sbx-snapshot:old")
@@ -212,10 +219,9 @@ async def test_the_catalog_names_each_kind_and_a_snapshots_parent() -> None:
 
 async def test_rm_refuses_sbx_images_without_force_and_unknown_names() -> None:
     engine = catalog()
-    assert await remove_images(engine, ["sbx-snapshot:old", "myimg:1"], force=False) == [
-        "sbx-snapshot:old",
-        "myimg:1",
-    ]
+    assert await remove_images(
+        engine, ["sbx-snapshot:old", "myimg:1", "derived:2"], force=False
+    ) == ["sbx-snapshot:old", "myimg:1", "derived:2"]
     with pytest.raises(ConfigError, match="--force"):
         await remove_images(engine, ["sbx-base"], force=False)
     with pytest.raises(ImageNotFound):
