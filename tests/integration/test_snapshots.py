@@ -302,3 +302,16 @@ def test_snapshot_over_the_api_and_the_cli_then_ls_rm_and_gc(snapshots: list[str
     assert by_cli in json.loads(gc.stdout)["snapshots"]
     after = json.loads(sbx("images", "ls", "--json").stdout)["images"]
     assert not {body["image"], by_cli} & {row["image"] for row in after}
+
+
+async def test_a_desktop_session_forks_with_a_fresh_desktop_and_its_files(
+    orch: Orchestrator, snapshots: list[str]
+) -> None:
+    async with orch.session(image="desktop") as parent:
+        await parent.exec("echo drawing > /workspace/d.txt")
+        snap = await parent.snapshot()
+        snapshots.append(snap.image)
+    assert not [s for s in snap.skipped if "X11" in s["path"]]  # its sockets: never archived
+    async with orch.session(image=snap) as fork:
+        assert (await fork.exec("cat /workspace/d.txt")).stdout == b"drawing\n"
+        assert (await fork.screenshot()).startswith(b"\x89PNG")
