@@ -61,7 +61,7 @@ async def list_all_images(config: Config, as_json: bool) -> int:
     builder, engine = _catalog(config)
     try:
         statuses = await builder.status()
-        entries = await list_catalog(engine)
+        entries = await list_catalog(engine, prefix=config.images.prefix)
     finally:
         await builder.aclose()
     if as_json:
@@ -96,7 +96,7 @@ async def remove(config: Config, names: list[str], force: bool) -> int:
 
     builder, engine = _catalog(config)
     try:
-        removed = await remove_images(engine, names, force=force)
+        removed = await remove_images(engine, names, force=force, prefix=config.images.prefix)
     except SbxError as exc:
         print(f"sbx: {exc}", file=sys.stderr)
         return 1

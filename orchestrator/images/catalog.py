@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.errors import ConfigError, EngineError, ImageNotFound
 from orchestrator.images.engine import EngineImage
-from orchestrator.images.recipes import LABEL_IMAGE
+from orchestrator.images.recipes import LABEL_IMAGE, LABEL_RECIPE_HASH
 
 __all__ = [
     "LABEL_SNAPSHOT_CREATED",
@@ -75,10 +75,13 @@ class CatalogEntry(BaseModel):
     session: str | None = Field(default=None, description="The session a snapshot was taken of.")
 
 
-def _kind(image: EngineImage) -> ImageKind:
+def _kind(image: EngineImage, prefix: str) -> ImageKind:
+    """A snapshot by its label; sbx's own by its recipe label *and* its name (an image built
+    ``FROM sbx-code-runner`` inherits the label but is the user's)."""
     if image.labels.get(LABEL_SNAPSHOT):
         return "snapshot"
-    if image.labels.get(LABEL_IMAGE):
+    recipe = image.labels.get(LABEL_IMAGE)
+    if recipe and any(tag.rpartition(":")[0] == f"{prefix}{recipe}" for tag in image.tags):
         return "sbx"
     return "user"
 
@@ -90,18 +93,25 @@ def _created(image: EngineImage) -> float:
     return image.created.timestamp() if image.created is not None else 0.0
 
 
+def _shown(tag: str, image: EngineImage) -> bool:
+    """Not ``<none>``, and not the recipe-hash tag sbx keeps beside ``latest``."""
+    recipe = image.labels.get(LABEL_RECIPE_HASH) or ""
+    return tag != "<none>:<none>" and not (recipe and tag.endswith(":" + recipe[:12]))
+
+
 def _named(images: Sequence[EngineImage]) -> list[tuple[str, EngineImage]]:
     return sorted(
-        ((tag, image) for image in images for tag in image.tags if tag != "<none>:<none>"),
+        ((tag, image) for image in images for tag in image.tags if _shown(tag, image)),
         key=lambda pair: pair[0],
     )
 
 
-async def list_catalog(engine: ImageCatalog) -> list[CatalogEntry]:
-    """Every named image: sbx's, snapshots, and users' (one row per name)."""
+async def list_catalog(engine: ImageCatalog, *, prefix: str = "sbx-") -> list[CatalogEntry]:
+    """Every named image: sbx's, snapshots, and users' (one row per name, but for the
+    recipe-hash tags of sbx's own, which ``sbx images ls`` shows as RECIPE)."""
     rows = []
     for tag, image in _named(await engine.list_images()):
-        kind = _kind(image)
+        kind = _kind(image, prefix)
         rows.append(
             CatalogEntry(
                 image=tag,
@@ -125,7 +135,9 @@ def _matches(name: str, image: EngineImage) -> bool:
     return len(digits) >= 12 and image.id.removeprefix("sha256:").startswith(digits)
 
 
-async def remove_images(engine: ImageCatalog, names: Sequence[str], *, force: bool) -> list[str]:
+async def remove_images(
+    engine: ImageCatalog, names: Sequence[str], *, force: bool, prefix: str = "sbx-"
+) -> list[str]:
     """Remove the images ``names`` (names or ids); what was removed, in order.
 
     ``ImageNotFound`` for a name the engine does not know; sbx's own images only
@@ -137,7 +149,7 @@ async def remove_images(engine: ImageCatalog, names: Sequence[str], *, force: bo
         match = next((image for image in images if _matches(name, image)), None)
         if match is None:
             raise ImageNotFound(name)
-        if _kind(match) == "sbx" and not force:
+        if _kind(match, prefix) == "sbx" and not force:
             raise ConfigError(
                 f"{name} is one of sbx's own images; sessions of it would wait for "
                 "`sbx images build` to make it again. Add --force to remove it anyway"
@@ -162,7 +174,7 @@ async def collect_snapshots(
     removed = []
     for image in await engine.list_images():
         partial = image.labels.get(LABEL_SNAPSHOT_PARTIAL)
-        if _kind(image) == "snapshot":
+        if image.labels.get(LABEL_SNAPSHOT):
             if now - _created(image) < older_than:
                 continue
             refs = [tag for tag in image.tags if tag.rpartition(":")[0] == repository]

@@ -6,6 +6,7 @@ checks that nothing of it is left: no tag, no half-made image.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -143,6 +144,48 @@ async def test_a_snapshot_forked_three_times_gives_three_independent_sessions(
         assert seen["main_after"] == f"parent-workspace\n{i}\n".encode()
 
 
+NO_PYTHON = b"""FROM sbx-base:latest
+USER root
+RUN rm -rf /usr/bin/python3* /usr/lib/python3* && mkdir -p /app && echo repo > /app/README
+WORKDIR /app
+ENV APP_MODE=evaluation
+"""
+
+
+async def test_an_image_without_python_snapshots_and_forks_with_its_workdir_and_env(
+    orch: Orchestrator, snapshots: list[str], docker_client: docker.DockerClient
+) -> None:
+    import io
+    import tarfile
+
+    tag = "sbxtest-snapshot-no-python:latest"
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(NO_PYTHON)
+        tar.addfile(info, io.BytesIO(NO_PYTHON))
+    context.seek(0)
+    await trio.to_thread.run_sync(
+        lambda: docker_client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
+    )
+    try:
+        async with orch.session(image=tag, memories=False, writable_root=True) as parent:
+            assert (await parent.exec("command -v python3 || echo none")).stdout == b"none\n"
+            await parent.exec("echo notes > /workspace/notes")
+            root = await parent.exec("echo change >> /app/README", user="root")
+            assert root.exit_code == 0, root.stderr
+            snap = await parent.snapshot()
+            snapshots.append(snap.image)
+        async with orch.session(image=snap, memories=False) as fork:
+            seen = await fork.exec("pwd; echo $APP_MODE; cat /workspace/notes /app/README")
+        assert seen.stdout.split() == [b"/app", b"evaluation", b"notes", b"repo", b"change"]
+    finally:
+        for name in snapshots:
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                docker_client.images.remove(name)
+        docker_client.images.remove(tag)
+
+
 async def test_a_snapshot_of_a_fork_keeps_what_the_fork_deleted_deleted(
     orch: Orchestrator, snapshots: list[str]
 ) -> None:
@@ -259,3 +302,16 @@ def test_snapshot_over_the_api_and_the_cli_then_ls_rm_and_gc(snapshots: list[str
     assert by_cli in json.loads(gc.stdout)["snapshots"]
     after = json.loads(sbx("images", "ls", "--json").stdout)["images"]
     assert not {body["image"], by_cli} & {row["image"] for row in after}
+
+
+async def test_a_desktop_session_forks_with_a_fresh_desktop_and_its_files(
+    orch: Orchestrator, snapshots: list[str]
+) -> None:
+    async with orch.session(image="desktop") as parent:
+        await parent.exec("echo drawing > /workspace/d.txt")
+        snap = await parent.snapshot()
+        snapshots.append(snap.image)
+    assert not [s for s in snap.skipped if "X11" in s["path"]]  # its sockets: never archived
+    async with orch.session(image=snap) as fork:
+        assert (await fork.exec("cat /workspace/d.txt")).stdout == b"drawing\n"
+        assert (await fork.screenshot()).startswith(b"\x89PNG")

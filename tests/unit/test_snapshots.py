@@ -14,9 +14,10 @@ from types import ModuleType
 
 import pytest
 
+from orchestrator import Orchestrator
 from orchestrator.backends.base import ImageDefaults
 from orchestrator.backends.docker.backend import image_defaults_from
-from orchestrator.errors import ConfigError, EngineError, ImageNotFound
+from orchestrator.errors import ConfigError, EngineError, ImageNotFound, SnapshotError
 from orchestrator.images.catalog import (
     collect_snapshots,
     list_catalog,
@@ -164,8 +165,8 @@ def catalog() -> FakeCatalog:
         [
             EngineImage(
                 id="sha256:" + "a" * 64,
-                tags=("sbx-base:latest",),
-                labels={"io.sbx.image": "base"},
+                tags=("sbx-base:latest", "sbx-base:0123456789ab"),
+                labels={"io.sbx.image": "base", "io.sbx.recipe-hash": "0123456789ab" + "c" * 52},
                 created=at(0),
             ),
             EngineImage(
@@ -192,6 +193,12 @@ def catalog() -> FakeCatalog:
                 id="sha256:" + "e" * 64, labels={"io.sbx.snapshot.partial": "p"}, created=at(100)
             ),
             EngineImage(id="sha256:" + "f" * 64, tags=("myimg:1",), created=at(5)),
+            EngineImage(  # built FROM sbx-code-runner: its labels, but the user's image
+                id="sha256:" + "9" * 64,
+                tags=("derived:2",),
+                labels={"io.sbx.image": "code-runner"},
+                created=at(6),
+            ),
         ]
     )
 
@@ -203,6 +210,7 @@ async def test_the_catalog_names_each_kind_and_a_snapshots_parent() -> None:
         ("snapshot", "other-snapshot:x"),
         ("snapshot", "sbx-snapshot:new"),
         ("snapshot", "sbx-snapshot:old"),
+        ("user", "derived:2"),
         ("user", "myimg:1"),
     ]
     old = next(r for r in rows if r.image == "sbx-snapshot:old")
@@ -211,10 +219,9 @@ async def test_the_catalog_names_each_kind_and_a_snapshots_parent() -> None:
 
 async def test_rm_refuses_sbx_images_without_force_and_unknown_names() -> None:
     engine = catalog()
-    assert await remove_images(engine, ["sbx-snapshot:old", "myimg:1"], force=False) == [
-        "sbx-snapshot:old",
-        "myimg:1",
-    ]
+    assert await remove_images(
+        engine, ["sbx-snapshot:old", "myimg:1", "derived:2"], force=False
+    ) == ["sbx-snapshot:old", "myimg:1", "derived:2"]
     with pytest.raises(ConfigError, match="--force"):
         await remove_images(engine, ["sbx-base"], force=False)
     with pytest.raises(ImageNotFound):
@@ -262,3 +269,12 @@ def test_files_past_the_limit_stop_the_archive_with_the_path(
     assert code == 3
     report = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert report == {"too_large": str(mount / "sparse"), "limit": 1 << 20}
+
+
+async def test_a_backend_that_keeps_no_images_says_snapshots_need_docker(
+    orch: Orchestrator,
+) -> None:
+    async with orch.session() as s:
+        with pytest.raises(SnapshotError, match=r"engine\.backend = 'docker'"):
+            await s.snapshot()
+        assert (await s.exec("echo still here")).stdout == b"still here\n"
