@@ -23,8 +23,7 @@ from orchestrator.api.models import (
     SessionInfo,
     WorkflowRunResponse,
 )
-from orchestrator.client._client import Client
-from orchestrator.client._session import RemoteSession
+from orchestrator.client._client import Client, RemoteSession
 from orchestrator.client._streams import EventStream, ExecOutputStream, StreamEvent
 from orchestrator.client._sync import SyncClient, SyncExecOutput
 from orchestrator.results import ExecResult, OutputChunk

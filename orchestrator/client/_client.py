@@ -1,5 +1,9 @@
 """``Client``: the HTTP API of ``sbx serve`` for async programs, asyncio or trio alike.
 
+``RemoteSession`` is one session of a ``Client`` with the local ``Session``'s
+method names, so code written against ``orch.session(...)`` reads the same
+against ``client.session(...)``; it holds only the session's id and client.
+
 Built on httpx, whose async side runs on anyio: the same code works in an
 asyncio program and in a trio one, and starts no task of its own.  Requests
 are the ones ``SbxClient`` sends (``orchestrator.api.client._operations``);
@@ -35,11 +39,10 @@ from orchestrator.api.models import (
     ToolsResponse,
     WorkflowRunResponse,
 )
-from orchestrator.client._session import RemoteSession
 from orchestrator.client._streams import EventStream, ExecOutputStream
 from orchestrator.results import ExecResult
 
-__all__ = ["Client"]
+__all__ = ["Client", "RemoteSession"]
 
 
 def invalid_request(exc: pydantic.ValidationError) -> ApiClientError:
@@ -311,3 +314,66 @@ class Client:
         """Run a workflow (YAML text or its JSON) to the end; its outputs and steps."""
         body = {"workflow": workflow, "vars": dict(vars or {}), "secrets": dict(secrets or {})}
         return WorkflowRunResponse.model_validate(await self._json(ops.run_workflow(body)))
+
+
+class RemoteSession:
+    """A session on a server, as ``Client.session`` or ``Client.attach`` gives it."""
+
+    def __init__(self, client: Client, info: SessionInfo) -> None:
+        self.client = client
+        self.info = info
+        self.id = info.id
+
+    async def exec(
+        self,
+        command: str | list[str],
+        *,
+        timeout: float | None = None,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: str | bytes | None = None,
+        max_output: int | None = None,
+        user: str | None = None,
+    ) -> ExecResult:
+        return await self.client.exec(
+            self.id,
+            command,
+            timeout=timeout,
+            cwd=cwd,
+            env=env,
+            stdin=stdin,
+            max_output=max_output,
+            user=user,
+        )
+
+    def exec_stream(
+        self, command: str | list[str], **options: Any
+    ) -> AbstractAsyncContextManager[ExecOutputStream]:
+        """``Client.exec_stream`` for this session (the same keyword options)."""
+        return self.client.exec_stream(self.id, command, **options)
+
+    async def read_file(self, path: str) -> bytes:
+        return await self.client.read_file(self.id, path)
+
+    async def write_file(self, path: str, data: bytes | str, *, mode: int | None = None) -> None:
+        await self.client.write_file(self.id, path, data, mode=mode)
+
+    async def list_files(self, path: str, *, depth: int = 1) -> FileListing:
+        return await self.client.list_files(self.id, path, depth=depth)
+
+    async def remove(self, path: str, *, recursive: bool = False) -> None:
+        await self.client.remove(self.id, path, recursive=recursive)
+
+    async def run_tools(
+        self, tool_uses: list[dict[str, Any]], tool_types: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        return await self.client.run_tools(self.id, tool_uses, tool_types)
+
+    async def view_url(self, *, interactive: bool = False) -> str:
+        return await self.client.view_url(self.id, interactive=interactive)
+
+    async def screenshot(self, *, scaled: bool = False) -> bytes:
+        return await self.client.screenshot(self.id, scaled=scaled)
+
+    async def close(self) -> None:
+        await self.client.delete_session(self.id)

@@ -45,6 +45,9 @@ _REQUEST_TIMEOUT = 86400.0 + 60.0
 """The client's read deadline: past the longest exec the API accepts, since the server
 bounds every call itself (its exec timeout, its call_timeout for file calls)."""
 
+_CLOSE_TIMEOUT = 60.0
+"""How long closing a sample's sessions may take, cancelled or not."""
+
 _MAX_OUTPUT = 64 << 20  # the most the API's max_output takes
 _GONE = {"session_not_found", "session_closed", "sandbox_gone", "sandbox_lost", "unreachable"}
 
@@ -117,7 +120,7 @@ class SbxSandboxEnvironment(SandboxEnvironment):
             for path, data in files.items():
                 await environment.write_file(path, data)
         except BaseException:
-            with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
                 if info is not None:
                     await _close_quietly(client, info.id)
                 await client.aclose()
@@ -132,8 +135,8 @@ class SbxSandboxEnvironment(SandboxEnvironment):
         environments: dict[str, SandboxEnvironment],
         interrupted: bool,
     ) -> None:
-        """Close the sample's sessions: their sandboxes are removed."""
-        with anyio.CancelScope(shield=True):
+        """Close the sample's sessions: their sandboxes are removed (shielded, with a deadline)."""
+        with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
             for environment in environments.values():
                 if isinstance(environment, SbxSandboxEnvironment):
                     await _close_quietly(environment.client, environment.session_id)

@@ -12,7 +12,8 @@ import docker
 import pytest
 from inspect_ai.log import list_eval_logs, read_eval_log
 
-from orchestrator.inspect_sandbox._server import STATE_DIR
+from orchestrator.api.client import SbxClient
+from orchestrator.inspect_sandbox._server import STATE_DIR, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 INSPECT = str(Path(sys.executable).parent / "inspect")
@@ -64,3 +65,20 @@ def test_an_example_eval_scores_full_marks_and_leaves_nothing(
     assert accuracy == 1.0
     assert set(_left_behind(docker_client)) - before == set()
     assert _own_servers() - servers_before == set()  # the eval's own server is gone
+
+
+def test_an_eval_uses_the_server_sbx_url_names(
+    tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
+    server = start_server()
+    try:
+        servers_before = _own_servers()
+        env = {"SBX_URL": server.url, "SBX_TOKEN": server.token}
+        assert _inspect_eval("hello.py", tmp_path / "logs", **env) == 1.0
+        assert _own_servers() == servers_before  # no server of its own...
+        assert server.log_path.read_text().count('"session ready"') == 3  # ...but this one
+        with SbxClient(server.url, server.token) as client:
+            assert client.list_sessions() == []  # each sample's session closed
+    finally:
+        server.stop()
+    assert _left_behind(docker_client) == []
