@@ -18,10 +18,18 @@ def _normalize(name: str) -> str:
 
 
 def _declared() -> set[str]:
+    """The dependencies, and those of the optional extras (a module that imports an extra's
+    package is one only that extra loads, e.g. the inspect_ai sandbox)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = [
+        spec
+        for name, specs in project.get("optional-dependencies", {}).items()
+        if name != "dev"
+        for spec in specs
+    ]
     return {
         _normalize(re.split(r"[\s<>=!~;\[]", spec, maxsplit=1)[0])
-        for spec in project["dependencies"]
+        for spec in [*project["dependencies"], *extras]
     }
 
 
