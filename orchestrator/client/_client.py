@@ -20,6 +20,7 @@ import json
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,8 +40,10 @@ from orchestrator.api.models import (
     ToolsResponse,
     WorkflowRunResponse,
 )
+from orchestrator.client import _folders
 from orchestrator.client._streams import EventStream, ExecOutputStream
 from orchestrator.results import ExecResult
+from orchestrator.tar_stream import DirCopy
 
 __all__ = ["Client", "RemoteSession"]
 
@@ -261,6 +264,16 @@ class Client:
         """Remove a file, or a folder (with ``recursive``, and what it holds)."""
         await self.send(ops.remove_file(session_id, path, recursive=recursive))
 
+    async def put_dir(self, session_id: str, local: str | Path, remote: str) -> dict[str, Any]:
+        """Copy the local folder ``local`` into ``remote`` (made if missing), as a tar
+        stream; the server's count of ``entries`` and ``bytes``."""
+        return await _folders.put_dir(self._http, self.url, session_id, local, remote)
+
+    async def get_dir(self, session_id: str, remote: str, local: str | Path) -> DirCopy:
+        """Copy the sandbox folder ``remote`` into ``local``; entries that would land
+        outside it (absolute names, ``..``, links out, devices) are skipped and listed."""
+        return await _folders.get_dir(self._http, self.url, session_id, remote, local)
+
     async def view_url(self, session_id: str, *, interactive: bool = False) -> str:
         """A URL showing a desktop session live in a browser."""
         return str((await self._json(ops.view(session_id, interactive=interactive)))["url"])
@@ -360,6 +373,12 @@ class RemoteSession:
 
     async def list_files(self, path: str, *, depth: int = 1) -> FileListing:
         return await self.client.list_files(self.id, path, depth=depth)
+
+    async def put_dir(self, local: str | Path, remote: str) -> dict[str, Any]:
+        return await self.client.put_dir(self.id, local, remote)
+
+    async def get_dir(self, remote: str, local: str | Path) -> DirCopy:
+        return await self.client.get_dir(self.id, remote, local)
 
     async def remove(self, path: str, *, recursive: bool = False) -> None:
         await self.client.remove(self.id, path, recursive=recursive)

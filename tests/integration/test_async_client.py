@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import anyio
 import pytest
 import trio
 
-from orchestrator.client import ApiClientError, Client, StreamEvent, SyncClient
+from orchestrator.client import ApiClientError, Client, RemoteSession, StreamEvent, SyncClient
 from orchestrator.errors import SessionNotFound
 from orchestrator.testing.api_process import ApiProcess, start_api_process
 
@@ -120,6 +121,7 @@ async def sessions_exec_files_and_tools(client: Client) -> None:
             "/workspace/dir/sub",
             "/workspace/dir/sub/b.bin",
         ]
+        await folders_round_trip(session)
         await session.remove("/workspace/dir", recursive=True)
         with pytest.raises(ApiClientError) as missing:
             await session.read_file("/workspace/dir/a.txt")
@@ -135,6 +137,25 @@ async def sessions_exec_files_and_tools(client: Client) -> None:
     with pytest.raises(SessionNotFound) as gone:  # the library's own class, from the server
         await client.get_session(sid)
     assert gone.value.status == 404 and gone.value.remedy
+
+
+async def folders_round_trip(session: RemoteSession) -> None:
+    """A folder in and out as tar streams; what the sandbox sends is unpacked safely."""
+    with tempfile.TemporaryDirectory() as scratch:
+        source, back = Path(scratch, "src"), Path(scratch, "back")
+        (source / "deep" / "er").mkdir(parents=True)
+        for i in range(50):
+            (source / "deep" / "er" / f"f{i}.bin").write_bytes(os.urandom(1000 + i))
+        (source / "link").symlink_to("deep/er/f0.bin")
+        sent = await session.put_dir(source, "/workspace/dir/tree")
+        assert sent["entries"] == 53, sent
+        await session.exec("ln -s /etc/passwd /workspace/dir/tree/out")  # a link leading out
+        copied = await session.get_dir("/workspace/dir/tree", back)
+        for i in range(50):
+            name = Path("deep", "er", f"f{i}.bin")
+            assert (back / name).read_bytes() == (source / name).read_bytes()
+        assert os.readlink(back / "link") == "deep/er/f0.bin"
+        assert not (back / "out").exists() and any("out" in s for s in copied.skipped)
 
 
 async def errors_are_the_library_classes(client: Client) -> None:
