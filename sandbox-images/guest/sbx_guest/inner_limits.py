@@ -98,13 +98,14 @@ class InnerLimits:
     def _settling(self, used: int) -> bool:
         """A process killed a moment ago is still giving its memory back: not another yet.
 
-        Until it is gone, and for a second after while use does not grow past what it
-        was at the kill (the kernel frees a dead process's pages lazily)."""
+        Until it is gone, and for three seconds after while use does not grow past
+        what it was at the kill (gVisor gives a dead process's pages back lazily, slower
+        on a busy host)."""
         if self._victim is None:
             return False
         if os.path.exists("/proc/%d" % self._victim):
             return True
-        if time.monotonic() < self._killed_at + 1.0 and used <= self._used_at_kill:
+        if time.monotonic() < self._killed_at + 3.0 and used <= self._used_at_kill:
             return True
         self._victim = None
         return False
