@@ -14,7 +14,8 @@ enforces inside:
   gVisor counts every task of the user's uid, threads included, root's
   too, so a fork bomb gets EAGAIN at the limit, as a pids cgroup gives.
 - memory: a watcher reads the sandbox's memory in use (``/proc/meminfo``,
-  which gVisor computes for the whole sandbox) and, past the limit,
+  which gVisor computes for the whole sandbox) and, past the limit -- confirmed
+  by the resident sets and the tmpfs mounts, since meminfo lags --
   SIGKILLs the process the kernel's OOM killer would pick (the largest
   resident set, weighted by ``oom_score_adj``), never the guest.  Its kills
   count as OOM kills (``oom_kill_count``), so results report them as runc's.
@@ -97,7 +98,7 @@ class InnerLimits:
         used = memory_in_use()
         if used is not None and used <= self.memory:
             self._victim = None  # whatever was killed last has given its memory back
-        elif used is not None and not self._settling(used):
+        elif used is not None and not self._settling(used) and confirmed_use() > self.memory:
             self._kill_largest(used)
         busy = used is not None and used * 4 > self.memory * 3
         self._timer = self._loop.call_later(_BUSY_POLL if busy else _CALM_POLL, self._check)
@@ -146,6 +147,35 @@ def memory_in_use() -> Optional[int]:
     except (OSError, KeyError, ValueError, IndexError):
         return None
     return (total - available) * 1024
+
+
+def confirmed_use() -> int:
+    """What the processes hold now (resident sets) plus what the tmpfs mounts hold.
+
+    The second opinion before a kill: gVisor's /proc/meminfo gives a dead process's
+    pages back late, and on a busy host a stale figure would cost an innocent process
+    its life; a process that has died has no resident set here.
+    """
+    total = 0
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/%s/statm" % name) as f:
+                    total += int(f.read().split()[1]) * _PAGE
+            except (OSError, ValueError, IndexError):
+                continue
+    try:
+        with open("/proc/mounts") as f:
+            mounts = [line.split()[1] for line in f if line.split()[2:3] == ["tmpfs"]]
+    except OSError:
+        mounts = []
+    for mount in mounts:
+        try:
+            st = os.statvfs(mount)
+        except OSError:
+            continue
+        total += (st.f_blocks - st.f_bfree) * st.f_frsize
+    return total
 
 
 def pick_victim(guest_uid: int, guest_pid: int) -> Optional[Tuple[int, int]]:
