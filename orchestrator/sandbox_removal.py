@@ -70,7 +70,7 @@ class LateRemovals:
     ) -> None:
         self.backend = backend
         self.on_late = on_late
-        """Told once per sandbox handed over (a metric)."""
+        """Told once per sandbox handed over, however often (a metric)."""
         self.first_pause = first_pause
         self.longest_pause = longest_pause
         self.attempt_timeout = attempt_timeout
@@ -83,9 +83,9 @@ class LateRemovals:
 
     def add(self, sandbox_id: str, session_id: str, reason: str) -> None:
         """A removal missed its deadline (``reason``): log, count, retry in the background."""
-        self.on_late()
         if sandbox_id in self.pending:
             return
+        self.on_late()
         if len(self.pending) >= self.max_pending:
             log.error(
                 "sandbox removal missed its deadline; too many pending to retry, "

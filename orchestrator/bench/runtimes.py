@@ -12,11 +12,13 @@ from __future__ import annotations
 import shutil
 import statistics
 import subprocess
+import time
+from contextlib import AsyncExitStack
 from typing import Any
 
 import trio
 
-from orchestrator.bench.timing import measure, percentile
+from orchestrator.bench.timing import percentile
 from orchestrator.config import Config
 
 __all__ = ["collect_runtimes", "format_runtimes", "runsc_platforms"]
@@ -41,41 +43,53 @@ def runsc_platforms() -> list[str] | None:
     return []
 
 
-async def _one(config: Config, runtime: str, iterations: int, image: str | None) -> dict[str, Any]:
-    from orchestrator.backends.docker.backend import DockerBackend
-    from orchestrator.runtime import Orchestrator
-
-    sandbox = config.sandbox.model_copy(update={"runtime": runtime})
-    settings = config.model_copy(update={"sandbox": sandbox, "reap_orphans": False})
-    async with Orchestrator(settings) as orch:
-        backend = orch.backend
-        if not isinstance(backend, DockerBackend):  # pragma: no cover - config only offers docker
-            raise RuntimeError("sbx bench --runtimes needs the Docker backend")
-        started = trio.current_time()
-        async with orch.session(image=image, memories=False) as session:
-            start_ms = (trio.current_time() - started) * 1000
-            sandbox_id = session.sandbox_id or ""
-            channel = await measure(lambda: session.exec(["true"]), iterations)
-            docker = await measure(
-                lambda: backend.native_exec(sandbox_id, ["true"]),
-                max(10, min(iterations, 40)),
-                warmup=2,
-            )
-            image_name = session.image
-    return {
-        "runtime": runtime,
-        "image": image_name,
-        "session_start_ms": round(start_ms, 1),
-        "exec_p50_ms": round(statistics.median(channel), 3),
-        "exec_p95_ms": round(percentile(channel, 0.95), 3),
-        "docker_exec_p50_ms": round(statistics.median(docker), 3),
-    }
-
-
 async def collect_runtimes(
     config: Config, runtimes: list[str], iterations: int, image: str | None
 ) -> dict[str, Any]:
-    rows = [await _one(config, runtime, iterations, image) for runtime in runtimes]
+    """A session per runtime, all open at once, and their calls interleaved: drift on a
+    shared machine hits every runtime alike."""
+    from orchestrator.backends.docker.backend import DockerBackend
+    from orchestrator.runtime import Orchestrator
+    from orchestrator.session import Session
+
+    async with AsyncExitStack() as stack:
+        sessions: list[tuple[str, Session, DockerBackend, float]] = []
+        for runtime in runtimes:
+            sandbox = config.sandbox.model_copy(update={"runtime": runtime})
+            settings = config.model_copy(update={"sandbox": sandbox, "reap_orphans": False})
+            orch = await stack.enter_async_context(Orchestrator(settings))
+            backend = orch.backend
+            if not isinstance(backend, DockerBackend):  # pragma: no cover - config: docker
+                raise RuntimeError("sbx bench --runtimes needs the Docker backend")
+            started = trio.current_time()
+            session = await stack.enter_async_context(orch.session(image=image, memories=False))
+            sessions.append((runtime, session, backend, (trio.current_time() - started) * 1000))
+        for _, session, backend, _ in sessions:  # warm up
+            for _ in range(5):
+                await session.exec(["true"])
+            await backend.native_exec(session.sandbox_id or "", ["true"])
+        channel: dict[str, list[float]] = {name: [] for name, *_ in sessions}
+        docker: dict[str, list[float]] = {name: [] for name, *_ in sessions}
+        for i in range(iterations):
+            for name, session, backend, _ in sessions:
+                start = time.perf_counter()
+                await session.exec(["true"])
+                channel[name].append((time.perf_counter() - start) * 1000)
+                if i < max(10, min(iterations, 40)):  # docker exec is slow: fewer
+                    start = time.perf_counter()
+                    await backend.native_exec(session.sandbox_id or "", ["true"])
+                    docker[name].append((time.perf_counter() - start) * 1000)
+        rows: list[dict[str, Any]] = [
+            {
+                "runtime": name,
+                "image": session.image,
+                "session_start_ms": round(start_ms, 1),
+                "exec_p50_ms": round(statistics.median(channel[name]), 3),
+                "exec_p95_ms": round(percentile(channel[name], 0.95), 3),
+                "docker_exec_p50_ms": round(statistics.median(docker[name]), 3),
+            }
+            for name, session, _, start_ms in sessions
+        ]
     base = rows[0]
     for row in rows:
         row["exec_vs_baseline"] = round(row["exec_p50_ms"] / base["exec_p50_ms"], 2)

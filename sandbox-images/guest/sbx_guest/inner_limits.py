@@ -14,7 +14,8 @@ enforces inside:
   gVisor counts every task of the user's uid, threads included, root's
   too, so a fork bomb gets EAGAIN at the limit, as a pids cgroup gives.
 - memory: a watcher reads the sandbox's memory in use (``/proc/meminfo``,
-  which gVisor computes for the whole sandbox) and, past the limit,
+  which gVisor computes for the whole sandbox) and, past the limit -- confirmed
+  by the resident sets and the tmpfs mounts, since meminfo lags --
   SIGKILLs the process the kernel's OOM killer would pick (the largest
   resident set, weighted by ``oom_score_adj``), never the guest.  Its kills
   count as OOM kills (``oom_kill_count``), so results report them as runc's.
@@ -40,6 +41,10 @@ _CALM_POLL = 0.1
 """Between checks while use is under three quarters of the limit (at 1.5 GB/s, the
 fastest allocation seen under gVisor here, a quarter of a 1 GiB limit takes 0.17 s)."""
 _BUSY_POLL = 0.02
+_SETTLE_AT_MOST = 10.0
+"""After a kill, the longest wait for the victim's memory to show as released."""
+_GROWTH = 64 << 20
+"""Growth past the use at a kill that means another process is eating memory meanwhile."""
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -56,6 +61,7 @@ class InnerLimits:
         self._victim: Optional[int] = None
         self._killed_at = 0.0
         self._used_at_kill = 0
+        self._victim_rss = 0
         self._resource: Any = None
 
     def configure(self, settings: Optional[dict], loop: Loop) -> None:
@@ -90,7 +96,9 @@ class InnerLimits:
         if self.memory is None or self._loop is None:
             return
         used = memory_in_use()
-        if used is not None and used > self.memory and not self._settling(used):
+        if used is not None and used <= self.memory:
+            self._victim = None  # whatever was killed last has given its memory back
+        elif used is not None and not self._settling(used) and confirmed_use() > self.memory:
             self._kill_largest(used)
         busy = used is not None and used * 4 > self.memory * 3
         self._timer = self._loop.call_later(_BUSY_POLL if busy else _CALM_POLL, self._check)
@@ -98,13 +106,16 @@ class InnerLimits:
     def _settling(self, used: int) -> bool:
         """A process killed a moment ago is still giving its memory back: not another yet.
 
-        Until it is gone, and for a second after while use does not grow past what it
-        was at the kill (the kernel frees a dead process's pages lazily)."""
+        gVisor gives a dead process's pages back lazily (a second or more on a busy
+        host), so until half of the victim's resident set shows as released -- or use
+        grows well past what it was at the kill, or 10 s pass -- nothing else is killed.
+        """
         if self._victim is None:
             return False
-        if os.path.exists("/proc/%d" % self._victim):
-            return True
-        if time.monotonic() < self._killed_at + 1.0 and used <= self._used_at_kill:
+        recent = time.monotonic() < self._killed_at + _SETTLE_AT_MOST
+        released = used <= self._used_at_kill - self._victim_rss // 2
+        growing = used > self._used_at_kill + _GROWTH
+        if recent and not released and not growing:
             return True
         self._victim = None
         return False
@@ -122,6 +133,7 @@ class InnerLimits:
         self._victim = pid
         self._killed_at = time.monotonic()
         self._used_at_kill = used
+        self._victim_rss = rss
         log("out of memory: killed the largest process", pid=pid, rss=rss, limit=self.memory)
 
 
@@ -135,6 +147,35 @@ def memory_in_use() -> Optional[int]:
     except (OSError, KeyError, ValueError, IndexError):
         return None
     return (total - available) * 1024
+
+
+def confirmed_use() -> int:
+    """What the processes hold now (resident sets) plus what the tmpfs mounts hold.
+
+    The second opinion before a kill: gVisor's /proc/meminfo gives a dead process's
+    pages back late, and on a busy host a stale figure would cost an innocent process
+    its life; a process that has died has no resident set here.
+    """
+    total = 0
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/%s/statm" % name) as f:
+                    total += int(f.read().split()[1]) * _PAGE
+            except (OSError, ValueError, IndexError):
+                continue
+    try:
+        with open("/proc/mounts") as f:
+            mounts = [line.split()[1] for line in f if line.split()[2:3] == ["tmpfs"]]
+    except OSError:
+        mounts = []
+    for mount in mounts:
+        try:
+            st = os.statvfs(mount)
+        except OSError:
+            continue
+        total += (st.f_blocks - st.f_bfree) * st.f_frsize
+    return total
 
 
 def pick_victim(guest_uid: int, guest_pid: int) -> Optional[Tuple[int, int]]:
