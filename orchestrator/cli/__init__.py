@@ -189,6 +189,8 @@ def main_local(argv: Sequence[str]) -> int:
         return failure
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        raise  # our reader went away: ``main`` ends quietly (141), not as a failure of sbx
     except Exception:
         if failure == EXIT_FAILED:
             raise
