@@ -78,7 +78,7 @@ async def serve_api(
         await nursery.start(runs.serve)
         state = ApiState(orch, config, auth, observer, runs)
         app = create_app(state)
-        mcp_endpoint = await _mount_mcp(app, orch, config, auth, nursery) if mcp else None
+        mcp_endpoint = await _mount_mcp(app, orch, config, state, nursery) if mcp else None
         server = HttpServer(
             app,
             graceful_timeout=config.api.graceful_timeout,
@@ -142,13 +142,16 @@ async def serve_api(
 
 
 async def _mount_mcp(
-    app: FastAPI, orch: Orchestrator, config: Config, auth: Authenticator, nursery: trio.Nursery
+    app: FastAPI, orch: Orchestrator, config: Config, state: ApiState, nursery: trio.Nursery
 ) -> McpHttpEndpoint:
-    """Serve MCP at ``/mcp``: a token's owner owns the MCP sessions it opens."""
+    """Serve MCP at ``/mcp``: a token's owner owns the MCP sessions it opens.  Tokens are
+    looked up in ``state.auth`` on each request, so a reload's tokens hold here too."""
     from orchestrator.mcp_server import McpHttpEndpoint
 
+    auth = state.auth
+
     def owner_of(header: str) -> str | None:
-        principal = auth.lookup(header)
+        principal = state.auth.lookup(header)
         return principal.owner if principal is not None else None
 
     endpoint = McpHttpEndpoint(
