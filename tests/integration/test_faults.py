@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Awaitable, Callable
 
 import docker
 import httpx
@@ -116,6 +117,34 @@ async def _call_fails_in_flight(session: Session, within: float) -> SbxError:
     return info.value
 
 
+async def _fault_under_a_call(
+    session: Session, inject: Callable[[], Awaitable[object]]
+) -> SbxError:
+    """Start a long call, ``inject`` the fault while it runs; the typed error it ends with."""
+    errors: list[SbxError] = []
+
+    async def call() -> None:
+        errors.append(await _call_fails_in_flight(session, within=10))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(call)
+        await trio.sleep(0.5)
+        await inject()
+    return errors[0]
+
+
+async def _nothing_left_and_the_next_session_works(
+    orch: Orchestrator, docker_client: docker.DockerClient, session: Session
+) -> None:
+    sandbox_id = session.sandbox_id
+    assert sandbox_id is not None
+    with trio.fail_after(30):
+        await session.close()
+    await _wait_gone(docker_client, sandbox_id, within=20)
+    async with orch.session(image=IMAGE, memories=False) as fresh:
+        assert (await fresh.exec("echo next")).stdout == b"next\n"
+
+
 async def test_a_guest_that_stops_answering_turns_the_session_broken_within_its_heartbeat(
     config: Config, docker_client: docker.DockerClient
 ) -> None:
@@ -125,28 +154,22 @@ async def test_a_guest_that_stops_answering_turns_the_session_broken_within_its_
         session = await orch.open_session(image=IMAGE, memories=False)
         assert session.sandbox_id is not None
         guest = _guest_pid(docker_client, session.sandbox_id)
-        errors: list[SbxError] = []
+        stopped = 0.0
 
-        async def call() -> None:
-            errors.append(await _call_fails_in_flight(session, within=10))
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(call)
-            await trio.sleep(0.5)
+        async def stop_the_guest() -> None:
+            nonlocal stopped
             stopped = trio.current_time()
             os.kill(guest, signal.SIGSTOP)  # the host may; nothing in the sandbox can
+
+        error = await _fault_under_a_call(session, stop_the_guest)
         noticed = trio.current_time() - stopped
         assert noticed < 2.0 + 0.5 + 2.0, noticed  # timeout + interval + slack
         assert session.state == "broken", session.failure
         assert "has not answered for 2 s" in (session.failure or "")
-        assert "has not answered" in str(errors[0])
+        assert "has not answered" in str(error)
         with pytest.raises(SandboxGone, match="has not answered"):
             await session.exec("echo again")
-        sandbox_id = session.sandbox_id
-        await session.close()
-        await _wait_gone(docker_client, sandbox_id, within=20)
-        async with orch.session(image=IMAGE, memories=False) as fresh:
-            assert (await fresh.exec("echo next")).stdout == b"next\n"
+        await _nothing_left_and_the_next_session_works(orch, docker_client, session)
 
 
 @pytest.mark.parametrize(
@@ -163,28 +186,18 @@ async def test_a_guest_stream_carrying_garbage_fails_the_session_with_the_cause_
     session = await orch.open_session(image=IMAGE, memories=False)
     assert session.sandbox_id is not None
     guest = _guest_pid(docker_client, session.sandbox_id)
-    errors: list[SbxError] = []
 
-    async def call() -> None:
-        errors.append(await _call_fails_in_flight(session, within=10))
+    def write_into_the_guests_stream() -> None:
+        with open(f"/proc/{guest}/fd/{_protocol_fd(guest)}", "wb", buffering=0) as stream:
+            stream.write(garbage)
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(call)
-        await trio.sleep(0.5)
-
-        def write_into_the_guests_stream() -> None:
-            with open(f"/proc/{guest}/fd/{_protocol_fd(guest)}", "wb", buffering=0) as stream:
-                stream.write(garbage)
-
-        await trio.to_thread.run_sync(write_into_the_guests_stream)
+    error = await _fault_under_a_call(
+        session, lambda: trio.to_thread.run_sync(write_into_the_guests_stream)
+    )
     await _noticed_within_a_second(session)
-    assert cause in str(errors[0]), errors[0]
+    assert cause in str(error), error
     assert cause in (session.failure or ""), session.failure
-    sandbox_id = session.sandbox_id
-    await session.close()
-    await _wait_gone(docker_client, sandbox_id, within=20)
-    async with orch.session(image=IMAGE, memories=False) as fresh:
-        assert (await fresh.exec("echo next")).stdout == b"next\n"
+    await _nothing_left_and_the_next_session_works(orch, docker_client, session)
 
 
 async def test_an_attach_stream_cut_mid_call_ends_the_call_typed_and_the_sandbox_is_removed(
@@ -196,24 +209,15 @@ async def test_an_attach_stream_cut_mid_call_ends_the_call_typed_and_the_sandbox
         async with Orchestrator(config) as orch:
             session = await orch.open_session(image=IMAGE, memories=False)
             assert session.sandbox_id is not None
-            errors: list[SbxError] = []
 
-            async def call() -> None:
-                errors.append(await _call_fails_in_flight(session, within=10))
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(call)
-                await trio.sleep(0.5)
+            async def cut() -> None:
                 assert proxy.cut() >= 1  # the attach stream (and the event stream)
+
+            error = await _fault_under_a_call(session, cut)
             await _noticed_within_a_second(session)
-            assert "open a new session" in str(errors[0])
-            sandbox_id = session.sandbox_id
-            with trio.fail_after(30):
-                await session.close()
-            await _wait_gone(docker_client, sandbox_id, within=20)
+            assert "open a new session" in str(error)
             # The proxy still forwards new connections: the platform goes on.
-            async with orch.session(image=IMAGE, memories=False) as fresh:
-                assert (await fresh.exec("echo next")).stdout == b"next\n"
+            await _nothing_left_and_the_next_session_works(orch, docker_client, session)
         outer.cancel_scope.cancel()
 
 
