@@ -5,6 +5,7 @@ and sandboxes that go with the MCP session."""
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -222,3 +223,23 @@ async def test_without_the_mcp_flag_there_is_no_mcp_endpoint(api: Api) -> None:
     async with api.client() as http:
         response = await http.post("/mcp", json=INITIALIZE, headers=MCP_HEADERS)
     assert response.status_code == 404
+
+
+async def test_the_stdio_wire_splits_lines_and_ends_at_eof_or_an_oversized_message() -> None:
+    from orchestrator.mcp_server.server import _WireLines
+
+    read_in, write_in = os.pipe()
+    read_out, write_out = os.pipe()
+    wire = _WireLines(read_in, write_out, max_line=64)
+    os.write(write_in, b'{"a": 1}\n{"b":')
+    os.write(write_in, b" 2}\n" + b"x" * 100)
+    lines = []
+    async for line in wire:
+        lines.append(line)
+    assert lines == ['{"a": 1}\n', '{"b": 2}\n']  # the 100 bytes with no end: refused
+    assert wire.ended.is_set()
+    await wire.write("reply\n")
+    assert os.read(read_out, 100) == b"reply\n"
+    await wire.aclose()
+    os.close(write_in)
+    os.close(read_out)
