@@ -16,7 +16,8 @@ import trio
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from orchestrator import Config, FakeBackend
+from orchestrator import Config, FakeBackend, Orchestrator, SessionNotFound
+from orchestrator.mcp_server import ClientSandboxes
 from orchestrator.mcp_server.calls import tool_result_to_mcp
 from orchestrator.mcp_server.catalog import CLAUDE_TOOLS, tool_catalog
 from orchestrator.tools.registry import default_registry
@@ -243,3 +244,25 @@ async def test_the_stdio_wire_splits_lines_and_ends_at_eof_or_an_oversized_messa
     await wire.aclose()
     os.close(write_in)
     os.close(read_out)
+
+
+async def test_a_clients_sandboxes_are_named_by_id_and_all_go_together(
+    orch: Orchestrator, fake_backend: FakeBackend
+) -> None:
+    sandboxes = ClientSandboxes(orch, owner=None, client="test")
+    with pytest.raises(SessionNotFound, match="sandbox_create"):
+        sandboxes.get(None)
+    first = await sandboxes.create({})
+    assert sandboxes.get(None) is first
+    second = await sandboxes.create({})
+    with pytest.raises(SessionNotFound, match="pass sandbox_id"):
+        sandboxes.get(None)
+    assert sandboxes.get(second.id) is second
+    assert {s.id for s in sandboxes.live()} == {first.id, second.id}
+    async with trio.open_nursery() as nursery:  # two teardowns at once: both wait for it
+        nursery.start_soon(sandboxes.close_all, "test")
+        nursery.start_soon(sandboxes.close_all, "test")
+    assert live(fake_backend) == []
+    assert first.closed and second.closed
+    with pytest.raises(SessionNotFound, match="ending"):
+        await sandboxes.create({})
