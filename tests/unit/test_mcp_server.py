@@ -266,3 +266,28 @@ async def test_a_clients_sandboxes_are_named_by_id_and_all_go_together(
     assert first.closed and second.closed
     with pytest.raises(SessionNotFound, match="ending"):
         await sandboxes.create({})
+
+
+async def test_an_idle_mcp_session_ends_with_its_sandboxes(
+    api_config: Config, fake_backend: FakeBackend
+) -> None:
+    api_config.api.mcp_idle_timeout = 0.5
+    async with running_api(api_config, fake_backend, mcp=True) as api:
+        alice = {**MCP_HEADERS, "authorization": f"Bearer {ALICE}"}
+        async with httpx.AsyncClient(base_url=api.url, timeout=30, headers=alice) as http:
+            opened = await http.post("/mcp", json=INITIALIZE)
+            in_session = {"mcp-session-id": opened.headers["mcp-session-id"]}
+            initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+            assert (await http.post("/mcp", json=initialized, headers=in_session)).is_success
+            create = {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "tools/call",
+                "params": {"name": "sandbox_create", "arguments": {}},
+            }
+            created = await http.post("/mcp", json=create, headers=in_session)
+            assert '"isError":false' in created.text
+            assert live(fake_backend)
+            await wait_until_no_sandbox(fake_backend, 5)  # no request for 0.5 s: it ends
+            later = await http.post("/mcp", json=create, headers=in_session)
+            assert later.status_code == 404
