@@ -18,6 +18,7 @@ It must not know the API's routes; ``api.server`` mounts it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Callable
@@ -70,13 +71,16 @@ class _McpSession:
         if self.end_reason is None:
             self.end_reason = reason
         self.scope.cancel()
-        if self.nursery is not None:
-            self.nursery.start_soon(self.sandboxes.close_all, self.end_reason)
+        nursery, self.nursery = self.nursery, None  # once is enough
+        if nursery is not None:
+            with contextlib.suppress(RuntimeError):  # closed: the host removed them already
+                nursery.start_soon(self.sandboxes.close_all, self.end_reason)
 
     def end_soon(self, reason: str) -> None:
         """End the session after ``STREAM_DROP_GRACE`` unless something ends it first."""
         if self.nursery is not None:
-            self.nursery.start_soon(self._end_after, reason)
+            with contextlib.suppress(RuntimeError):
+                self.nursery.start_soon(self._end_after, reason)
 
     async def _end_after(self, reason: str) -> None:
         await trio.sleep(STREAM_DROP_GRACE)
