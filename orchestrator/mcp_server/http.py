@@ -18,6 +18,7 @@ It must not know the API's routes; ``api.server`` mounts it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Callable
@@ -47,6 +48,10 @@ Authenticate = Callable[[str], str | None]
 
 _LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 
+STREAM_DROP_GRACE = 1.0
+"""How long a session whose client dropped its event stream (GET) waits for that client's
+DELETE before ending on its own: the SDK's client drops the stream first when it leaves."""
+
 
 class _McpSession:
     def __init__(self, session_id: str, owner: str, transport: StreamableHTTPServerTransport,
@@ -66,8 +71,20 @@ class _McpSession:
         if self.end_reason is None:
             self.end_reason = reason
         self.scope.cancel()
+        nursery, self.nursery = self.nursery, None  # once is enough
+        if nursery is not None:
+            with contextlib.suppress(RuntimeError):  # closed: the host removed them already
+                nursery.start_soon(self.sandboxes.close_all, self.end_reason)
+
+    def end_soon(self, reason: str) -> None:
+        """End the session after ``STREAM_DROP_GRACE`` unless something ends it first."""
         if self.nursery is not None:
-            self.nursery.start_soon(self.sandboxes.close_all, self.end_reason)
+            with contextlib.suppress(RuntimeError):
+                self.nursery.start_soon(self._end_after, reason)
+
+    async def _end_after(self, reason: str) -> None:
+        await trio.sleep(STREAM_DROP_GRACE)
+        self.end(reason)
 
 
 class McpHttpEndpoint:
@@ -261,8 +278,10 @@ class McpHttpEndpoint:
             message = await receive()  # the body is read: this waits for the peer to go
             if message["type"] == "http.disconnect":
                 gone.set()
-                if awaited.pending:
-                    session.end("its client disconnected before the answer (mid-call)")
+                if awaited.request_id is not None and awaited.pending:
+                    session.end(awaited.left_because)
+                elif awaited.pending:  # the event stream: a client leaving drops it, then DELETEs
+                    session.end_soon(awaited.left_because)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch_peer)
@@ -280,6 +299,7 @@ class _AwaitedAnswer:
         self.status: int | None = None
         self.request_id: Any = None
         self.pending = method == "GET"
+        self.left_because = "its client dropped its event stream (it left)"
         if method == "POST":
             try:
                 message = json.loads(body)
@@ -288,6 +308,9 @@ class _AwaitedAnswer:
             if isinstance(message, dict) and "method" in message and "id" in message:
                 self.request_id = message["id"]
                 self.pending = True
+                self.left_because = (
+                    f"its client disconnected before the answer to {message['method']} (mid-call)"
+                )
 
     def saw(self, message: Message) -> None:
         if message["type"] == "http.response.start":

@@ -51,6 +51,9 @@ class ClientSandboxes:
         labels = dict(options.pop("labels", None) or {})
         labels.setdefault("mcp-client", self.client[:63])
         session = await self.orch.open_session(owner=self.owner, labels=labels, **options)
+        if self.closed:  # the client left while its sandbox was starting
+            await session.close("its MCP client disconnected")
+            raise SessionNotFound("this MCP connection ended while the sandbox was starting")
         self._sessions[session.id] = session
         log.info("MCP client opened a sandbox", client=self.client, session_id=session.id)
         return session

@@ -85,7 +85,9 @@ class _WireLines:
     server (a signal, the supervisor shutting down) is never stuck in a read.
     """
 
-    def __init__(self, fd_in: int, fd_out: int) -> None:
+    def __init__(self, fd_in: int, fd_out: int, *, max_line: int) -> None:
+        self.max_line = max_line
+        """The longest message taken (bytes); a longer one ends the connection."""
         self._in = trio.lowlevel.FdStream(fd_in)
         self._out = trio.lowlevel.FdStream(fd_out)
         self._buffer = bytearray()
@@ -101,6 +103,13 @@ class _WireLines:
                     del self._buffer[: newline + 1]
                     yield line.decode("utf-8", "replace")
                     continue
+                if len(self._buffer) > self.max_line:
+                    log.error(
+                        "an MCP message is over the size limit; ending the connection "
+                        "(send less per call, e.g. write a file in parts, or raise api.max_body)",
+                        limit=self.max_line,
+                    )
+                    return
                 try:
                     data = await self._in.receive_some(65536)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -143,7 +152,7 @@ async def serve_stdio(config: Config, *, backend: SandboxBackend | None = None) 
     os.dup2(devnull, 0)
     os.close(devnull)
     os.dup2(2, 1)
-    wire = _WireLines(wire_in, wire_out)
+    wire = _WireLines(wire_in, wire_out, max_line=config.api.max_body)
     try:
         async with Orchestrator(config, backend=backend, handle_signals=True) as orch:
             sandboxes = ClientSandboxes(orch, owner=None, client="stdio")

@@ -22,11 +22,17 @@ from mcp.client.streamable_http import streamable_http_client
 
 from orchestrator.testing.api_process import ApiProcess, start_api_process
 
-from .conftest import IMAGE, containers_of_session
+from .conftest import IMAGE
 
 TOKEN = "mcp-test-token"
 GONE_WITHIN = 2.0
 """How soon after its client disconnects a sandbox must be gone (the server's promise)."""
+
+
+def containers_of_session(client: docker.DockerClient, session_id: str) -> list[str]:
+    """Sparse: no inspect per container, which fails on one being removed meanwhile."""
+    labelled = {"label": f"io.sbx.session={session_id}"}
+    return [c.id for c in client.containers.list(all=True, sparse=True, filters=labelled)]
 
 
 def text_of(result: Any) -> str:
@@ -137,7 +143,7 @@ async def test_stdio_client_runs_exec_files_bash_editor_and_code_with_figures(
 
         closed = await client.call_tool("sandbox_close", {"sandbox_id": sandbox_id})
         assert not closed.is_error, text_of(closed)
-        assert await trio.to_thread.run_sync(containers_of_session, docker_client, sandbox_id) == []
+        await assert_gone_within(docker_client, sandbox_id, GONE_WITHIN)
         after = await client.call_tool("exec", {"command": "true", "sandbox_id": sandbox_id})
         assert after.is_error
         assert "sandbox_create" in text_of(after)

@@ -5,6 +5,7 @@ and sandboxes that go with the MCP session."""
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,7 +16,8 @@ import trio
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from orchestrator import Config, FakeBackend
+from orchestrator import Config, FakeBackend, Orchestrator, SessionNotFound
+from orchestrator.mcp_server import ClientSandboxes
 from orchestrator.mcp_server.calls import tool_result_to_mcp
 from orchestrator.mcp_server.catalog import CLAUDE_TOOLS, tool_catalog
 from orchestrator.tools.registry import default_registry
@@ -222,3 +224,70 @@ async def test_without_the_mcp_flag_there_is_no_mcp_endpoint(api: Api) -> None:
     async with api.client() as http:
         response = await http.post("/mcp", json=INITIALIZE, headers=MCP_HEADERS)
     assert response.status_code == 404
+
+
+async def test_the_stdio_wire_splits_lines_and_ends_at_eof_or_an_oversized_message() -> None:
+    from orchestrator.mcp_server.server import _WireLines
+
+    read_in, write_in = os.pipe()
+    read_out, write_out = os.pipe()
+    wire = _WireLines(read_in, write_out, max_line=64)
+    os.write(write_in, b'{"a": 1}\n{"b":')
+    os.write(write_in, b" 2}\n" + b"x" * 100)
+    lines = []
+    async for line in wire:
+        lines.append(line)
+    assert lines == ['{"a": 1}\n', '{"b": 2}\n']  # the 100 bytes with no end: refused
+    assert wire.ended.is_set()
+    await wire.write("reply\n")
+    assert os.read(read_out, 100) == b"reply\n"
+    await wire.aclose()
+    os.close(write_in)
+    os.close(read_out)
+
+
+async def test_a_clients_sandboxes_are_named_by_id_and_all_go_together(
+    orch: Orchestrator, fake_backend: FakeBackend
+) -> None:
+    sandboxes = ClientSandboxes(orch, owner=None, client="test")
+    with pytest.raises(SessionNotFound, match="sandbox_create"):
+        sandboxes.get(None)
+    first = await sandboxes.create({})
+    assert sandboxes.get(None) is first
+    second = await sandboxes.create({})
+    with pytest.raises(SessionNotFound, match="pass sandbox_id"):
+        sandboxes.get(None)
+    assert sandboxes.get(second.id) is second
+    assert {s.id for s in sandboxes.live()} == {first.id, second.id}
+    async with trio.open_nursery() as nursery:  # two teardowns at once: both wait for it
+        nursery.start_soon(sandboxes.close_all, "test")
+        nursery.start_soon(sandboxes.close_all, "test")
+    assert live(fake_backend) == []
+    assert first.closed and second.closed
+    with pytest.raises(SessionNotFound, match="ending"):
+        await sandboxes.create({})
+
+
+async def test_an_idle_mcp_session_ends_with_its_sandboxes(
+    api_config: Config, fake_backend: FakeBackend
+) -> None:
+    api_config.api.mcp_idle_timeout = 0.5
+    async with running_api(api_config, fake_backend, mcp=True) as api:
+        alice = {**MCP_HEADERS, "authorization": f"Bearer {ALICE}"}
+        async with httpx.AsyncClient(base_url=api.url, timeout=30, headers=alice) as http:
+            opened = await http.post("/mcp", json=INITIALIZE)
+            in_session = {"mcp-session-id": opened.headers["mcp-session-id"]}
+            initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+            assert (await http.post("/mcp", json=initialized, headers=in_session)).is_success
+            create = {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "tools/call",
+                "params": {"name": "sandbox_create", "arguments": {}},
+            }
+            created = await http.post("/mcp", json=create, headers=in_session)
+            assert '"isError":false' in created.text
+            assert live(fake_backend)
+            await wait_until_no_sandbox(fake_backend, 5)  # no request for 0.5 s: it ends
+            later = await http.post("/mcp", json=create, headers=in_session)
+            assert later.status_code == 404
