@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from functools import partial
 
 import pytest
 import trio
@@ -32,12 +33,26 @@ async def test_a_stream_that_ends_with_its_node_gone_reports_the_node() -> None:
 
 
 async def test_a_stream_that_ends_with_its_node_up_reports_nothing() -> None:
-    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
-    try:
+    async def engine(stream: trio.SocketStream) -> None:
+        await stream.receive_some(1024)
+        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
+
+    async with trio.open_nursery() as nursery:
+        [listener] = await nursery.start(partial(trio.serve_tcp, engine, 0, host="127.0.0.1"))
         port = listener.socket.getsockname()[1]
         assert await _ended_stream(port) == []
-    finally:
-        await listener.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_port_that_accepts_but_does_not_answer_is_not_an_engine() -> None:
+    async def silent(stream: trio.SocketStream) -> None:
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        [listener] = await nursery.start(partial(trio.serve_tcp, silent, 0, host="127.0.0.1"))
+        port = listener.socket.getsockname()[1]
+        assert await _ended_stream(port) == ["lost"]
+        nursery.cancel_scope.cancel()
 
 
 async def test_closing_it_ourselves_asks_nothing() -> None:

@@ -132,7 +132,9 @@ class SwarmBackend:
             for sink in list(self._sinks):
                 sink(SandboxEvent(sandbox_id=sandbox_id, kind="died", detail=detail))
 
-        return NodeBoundStream(stream, placement.node.address, self.nodes.port, node_lost)
+        return NodeBoundStream(
+            stream, placement.node.address, self.nodes.port, node_lost, self.nodes.ssl_context
+        )
 
     async def start(self, sandbox_id: str) -> None:
         """The swarm started the task already (``attach`` waited for it)."""

@@ -2,9 +2,9 @@
 
 When a node dies, the stream to its engine is the first to know (the
 swarm's manager takes several seconds more to call the node down).  So at
-the end of the stream, a short connect to the node's engine tells a guest
-that exited from a node that is gone, and the backend reports the latter
-as the cause, in time for the session to take it.
+the end of the stream, a ``/_ping`` of the node's engine tells a guest that
+exited from a node that is gone, and the backend reports the latter as the
+cause, in time for the session to take it.
 
 Must not: delay a normal end (a connect bounded by ``PROBE_TIMEOUT``) or raise
 anything of its own.
@@ -12,23 +12,36 @@ anything of its own.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 
 import trio
 
+from orchestrator.backends.docker.attach import connect_engine
+from orchestrator.errors import SbxError
+
 __all__ = ["PROBE_TIMEOUT", "NodeBoundStream", "node_reachable"]
 
-PROBE_TIMEOUT = 0.3
+PROBE_TIMEOUT = 1.0
 
 
-async def node_reachable(address: str, port: int) -> bool:
+async def node_reachable(address: str, port: int, ssl_context: ssl.SSLContext | None) -> bool:
+    """Whether the engine answers ``GET /_ping``: a connect alone can still succeed while
+    a killed engine's sockets are being closed."""
     with trio.move_on_after(PROBE_TIMEOUT):
         try:
-            stream = await trio.open_tcp_stream(address, port)
-        except OSError:
+            stream, host = await connect_engine(f"tcp://{address}:{port}", ssl_context)
+        except SbxError:
             return False
-        await stream.aclose()
-        return True
+        try:
+            await stream.send_all(f"GET /_ping HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            answer = await stream.receive_some(64)
+        except (trio.BrokenResourceError, OSError):
+            return False
+        finally:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+        return answer.startswith(b"HTTP/1.1 200")
     return False
 
 
@@ -37,9 +50,15 @@ class NodeBoundStream(trio.abc.Stream):
     or breaks while the node's engine no longer answers."""
 
     def __init__(
-        self, inner: trio.abc.Stream, address: str, port: int, on_node_lost: Callable[[], None]
+        self,
+        inner: trio.abc.Stream,
+        address: str,
+        port: int,
+        on_node_lost: Callable[[], None],
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._inner = inner
+        self._ssl_context = ssl_context
         self._address = address
         self._port = port
         self._on_node_lost = on_node_lost
@@ -56,7 +75,7 @@ class NodeBoundStream(trio.abc.Stream):
                 return
             self._checked = True
             try:
-                if not await node_reachable(self._address, self._port):
+                if not await node_reachable(self._address, self._port, self._ssl_context):
                     self._on_node_lost()
             finally:
                 self._answered.set()
