@@ -33,10 +33,11 @@ class SwarmConfig(_Section):
     tls_cert: Path | None = Field(default=None, description="sbx's client certificate.")
     tls_key: Path | None = Field(default=None, description="sbx's client key.")
     memory_reservation: ByteSize = Field(
-        default=64 << 20,
+        default=32 << 20,
         ge=0,
-        description="Memory the scheduler reserves per sandbox (capped at its limit); an "
-        "idle sandbox uses far less than its limit (`sbx bench --density` measures it).",
+        description="Memory the scheduler reserves per sandbox (capped at its limit): an "
+        "idle sandbox holds about 8 MiB (`sbx bench --density` measures it), so this is "
+        "that with room for work; its limit still caps what it may use.",
     )
     cpu_reservation: float = Field(
         default=0.0, ge=0, le=64, description="CPUs the scheduler reserves per sandbox."

@@ -11,6 +11,7 @@
 # them touches the host's network namespace, the host's engine or its docker0.
 # Each has its own data root, exec root, pidfile, containerd, cgroup parent and
 # sockets, all under DIR; engines listen on TCP with TLS (a CA made here).
+# Only node 1 (the first manager) gets sbx-base; sbx copies it to the others.
 set -euo pipefail
 
 cmd=${1:?usage: cluster.sh up|down|kill-node|env DIR [N]}
@@ -130,16 +131,11 @@ up() {
         node_docker "$n" swarm join --token "$token" --advertise-addr "$(addr "$n")" \
             --listen-addr "$(addr "$n"):2377" "$(addr 1):2377" >/dev/null
     done
-    log "loading sbx-base into every node"
+    # Into the first node only: sbx copies it to the others itself (no registry), which
+    # the tests then exercise on every session placed elsewhere.
+    log "loading sbx-base into node 1"
     local image=${SBX_IMAGES__PREFIX:-sbx-}base:latest
-    docker save "$image" >"$dir/base.tar"
-    local loads=()
-    for n in "${nodes[@]}"; do
-        node_docker "$n" load --quiet --input "$dir/base.tar" >/dev/null &
-        loads+=($!)
-    done
-    wait "${loads[@]}"
-    rm -f "$dir/base.tar"
+    docker save "$image" | node_docker 1 load --quiet >/dev/null
     node_docker 1 node ls >&2
 }
 

@@ -45,6 +45,7 @@ def _set_availability(orch: Orchestrator, address: str, availability: str) -> No
 
 
 async def test_sessions_are_spread_over_the_nodes(orch: Orchestrator) -> None:
+    # Only node 1 was given the image (cluster.sh): the others got it from sbx.
     sessions = await _open(orch, 6)
     try:
         nodes = {_node_of(orch, s) for s in sessions}
@@ -54,6 +55,13 @@ async def test_sessions_are_spread_over_the_nodes(orch: Orchestrator) -> None:
             await s.close()
     assert len(nodes) == 3
     assert outputs == [b"ok\n"] * 6
+    backend = orch.backend
+    assert isinstance(backend, SwarmBackend)
+    base = await backend.images.image_id(orch.config.image_name("base"))
+    for node in await backend.nodes.ready():
+        engine = backend.nodes.engine(node)
+        held = await trio.to_thread.run_sync(engine.client.api.inspect_image, base)
+        assert held["Id"] == base, node.address
 
 
 async def test_a_drained_node_takes_no_new_sessions(orch: Orchestrator) -> None:
@@ -102,6 +110,6 @@ async def test_a_killed_node_crashes_its_sessions_and_the_rest_go_on(orch: Orche
     finally:
         for s in [*fresh, *sessions]:
             await s.close()
-    assert all(cause for cause in causes), causes
+    assert all(f"node {victim} is unreachable" in str(cause) for cause in causes), causes
     assert victim not in placed
     assert outputs == [b"fresh\n"] * 4

@@ -28,6 +28,7 @@ from orchestrator.backends.base import (
     LABEL_SESSION,
     EventSink,
     ImageDefaults,
+    SandboxEvent,
     SandboxInfo,
     SandboxSpec,
     StderrSink,
@@ -36,6 +37,7 @@ from orchestrator.backends.docker.attach import attach
 from orchestrator.backends.docker.backend import _info_from_inspect, image_defaults_from
 from orchestrator.backends.docker.image_engine import DockerImageEngine
 from orchestrator.backends.swarm.distribution import NodeImages
+from orchestrator.backends.swarm.node_stream import NodeBoundStream
 from orchestrator.backends.swarm.nodes import Placement, SwarmNodes
 from orchestrator.backends.swarm.service_spec import service_definition
 from orchestrator.backends.swarm.watch import watch_tasks
@@ -65,6 +67,7 @@ class SwarmBackend:
         self.manager = self.nodes.manager
         self.images = NodeImages(self.nodes, config.image_name("base"))
         self.placements: dict[str, Placement] = {}
+        self._sinks: list[EventSink] = []
 
     async def create(self, spec: SandboxSpec) -> SandboxInfo:
         settings = self.config.swarm
@@ -115,12 +118,22 @@ class SwarmBackend:
             node=placement.node.address,
             container=placement.container_id[:12],
         )
-        return await attach(
+        stream = await attach(
             placement.container_id,
             on_stderr,
             host=placement.engine_url,
             timeout=30.0,
             ssl_context=self.nodes.ssl_context,
+        )
+
+        def node_lost() -> None:
+            detail = f"its node {placement.node.address} is unreachable"
+            log.warning("node lost", sandbox=sandbox_id[:12], node=placement.node.address)
+            for sink in list(self._sinks):
+                sink(SandboxEvent(sandbox_id=sandbox_id, kind="died", detail=detail))
+
+        return NodeBoundStream(
+            stream, placement.node.address, self.nodes.port, node_lost, self.nodes.ssl_context
         )
 
     async def start(self, sandbox_id: str) -> None:
@@ -376,6 +389,9 @@ class SwarmBackend:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        # Kept between reconnections: a node lost while the watch reconnects is still told.
+        if on_event not in self._sinks:
+            self._sinks.append(on_event)
         await watch_tasks(self.nodes, labels, on_event, task_status=task_status)
 
     async def describe_engine(self) -> dict[str, Any]:
