@@ -118,13 +118,16 @@ class DockerEngine:
         call_timeout: float = 60.0,
         resilience: Resilience | None = None,
         tls: Any = None,
+        breaker: str = "engine",
+        breaker_what: str = "the Docker Engine",
     ) -> None:
         self.base_url = base_url
         self.tls = tls
         """A ``docker.tls.TLSConfig`` for a TCP engine that wants client certificates."""
         self.call_timeout = call_timeout
         self.resilience = resilience if resilience is not None else Resilience()
-        self.breaker = self.resilience.breaker("engine", "the Docker Engine")
+        # One breaker per engine: a swarm node that is down must not fail calls to the others.
+        self.breaker = self.resilience.breaker(breaker, breaker_what)
         self.limiter = trio.CapacityLimiter(max_concurrent_calls)
         self._client: docker.DockerClient | None = None
 

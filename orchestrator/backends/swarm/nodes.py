@@ -81,13 +81,17 @@ class SwarmNodes:
         self.manager = self._engine(settings.manager or config.engine.docker_host)
         self._engines: dict[str, DockerEngine] = {}
 
-    def _engine(self, url: str | None) -> DockerEngine:
+    def _engine(self, url: str | None, node: SwarmNode | None = None) -> DockerEngine:
         return DockerEngine(
             url,
             max_concurrent_calls=self.config.engine.max_concurrent_calls,
             call_timeout=self.config.engine.call_timeout,
             resilience=self.resilience,
             tls=self.tls.docker_py() if self.tls and url else None,
+            breaker="engine" if node is None else f"engine:{node.address}",
+            breaker_what=(
+                "the swarm manager's engine" if node is None else f"node {node.address}'s engine"
+            ),
         )
 
     def engine_url(self, node: SwarmNode) -> str:
@@ -97,7 +101,7 @@ class SwarmNodes:
         """The client of ``node``'s own engine (made once)."""
         engine = self._engines.get(node.id)
         if engine is None:
-            engine = self._engines[node.id] = self._engine(self.engine_url(node))
+            engine = self._engines[node.id] = self._engine(self.engine_url(node), node)
         return engine
 
     async def nodes(self) -> list[SwarmNode]:
