@@ -63,3 +63,26 @@ async def test_closing_it_ourselves_asks_nothing() -> None:
     with pytest.raises(trio.ClosedResourceError):
         await stream.receive_some()
     assert lost == []
+
+
+async def test_an_engine_that_resets_the_tls_handshake_is_gone() -> None:
+    """A dying engine can accept on its last breath, then reset: the probe says gone."""
+    import ssl
+    import struct
+
+    async def resetting(stream: trio.SocketStream) -> None:
+        # SO_LINGER 0: close sends RST, as a killed process's sockets do.
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()
+
+    lost: list[str] = []
+    async with trio.open_nursery() as nursery:
+        [listener] = await nursery.start(partial(trio.serve_tcp, resetting, 0, host="127.0.0.1"))
+        port = listener.socket.getsockname()[1]
+        ours, theirs = trio.testing.memory_stream_pair()
+        context = ssl.create_default_context()
+        stream = NodeBoundStream(ours, "127.0.0.1", port, lambda: lost.append("lost"), context)
+        await theirs.aclose()
+        assert await stream.receive_some() == b""
+        nursery.cancel_scope.cancel()
+    assert lost == ["lost"]

@@ -31,12 +31,14 @@ async def node_reachable(address: str, port: int, ssl_context: ssl.SSLContext | 
     with trio.move_on_after(PROBE_TIMEOUT):
         try:
             stream, host = await connect_engine(f"tcp://{address}:{port}", ssl_context)
-        except SbxError:
+        except (SbxError, trio.BrokenResourceError, OSError):
+            # A dying engine may still accept (its listener closes after the stream we
+            # lost), then reset the connection in the TLS handshake: that is gone too.
             return False
         try:
             await stream.send_all(f"GET /_ping HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
             answer = await stream.receive_some(64)
-        except (trio.BrokenResourceError, OSError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             return False
         finally:
             with trio.CancelScope(shield=True):
