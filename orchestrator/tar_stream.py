@@ -20,12 +20,20 @@ from __future__ import annotations
 import os
 import stat
 import tarfile
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["MAX_ENTRIES", "MAX_META_HEADER", "DirCopy", "Readable", "iter_tar", "unpack"]
+__all__ = [
+    "MAX_ENTRIES",
+    "MAX_META_HEADER",
+    "DirCopy",
+    "PiecesReader",
+    "Readable",
+    "iter_tar",
+    "unpack",
+]
 
 CHUNK = 256 << 10
 MAX_ENTRIES = 1_000_000
@@ -52,6 +60,23 @@ class Readable(Protocol):
     """What ``unpack`` reads an archive from: a file, a socket's body, a stream of chunks."""
 
     def read(self, size: int = -1, /) -> bytes: ...
+
+
+class PiecesReader:
+    """Chunks read as a file, for tarfile's stream mode (a response body's pieces)."""
+
+    def __init__(self, pieces: Iterator[bytes]) -> None:
+        self._pieces = pieces
+        self._pending = b""
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._pending:
+            self._pending = next(self._pieces, b"")
+        if size < 0 or size >= len(self._pending):
+            data, self._pending = self._pending, b""
+        else:
+            data, self._pending = self._pending[:size], self._pending[size:]
+        return data
 
 
 class _BoundedTarInfo(tarfile.TarInfo):

@@ -12,7 +12,7 @@ asyncio and in trio alike.
 from __future__ import annotations
 
 import tarfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import httpx
 
 from orchestrator.api.client import ApiClientError, api_error, unreachable
 from orchestrator.api.client import _operations as ops
-from orchestrator.tar_stream import DirCopy, iter_tar, unpack
+from orchestrator.tar_stream import DirCopy, PiecesReader, iter_tar, unpack
 
 __all__ = ["get_dir", "put_dir"]
 
@@ -63,7 +63,7 @@ async def get_dir(
             if response.status_code >= 400:
                 raise api_error(response.status_code, await response.aread())
             pieces = response.aiter_bytes()
-            reader = _ThreadReader(lambda: anyio.from_thread.run(_next_or_empty, pieces))
+            reader = PiecesReader(iter(lambda: anyio.from_thread.run(_next_or_empty, pieces), b""))
             try:
                 await anyio.to_thread.run_sync(unpack, reader, Path(local), outcome)
             except tarfile.TarError as exc:
@@ -89,22 +89,3 @@ async def _next_or_empty(pieces: AsyncIterator[bytes]) -> bytes:
         return await anext(pieces)
     except StopAsyncIteration:
         return b""
-
-
-class _ThreadReader:
-    """A file-like ``read`` in a worker thread over chunks fetched on the event loop."""
-
-    def __init__(self, fetch: Callable[[], bytes]) -> None:
-        self._fetch = fetch
-        self._pending = b""
-        self._done = False
-
-    def read(self, size: int = -1) -> bytes:
-        while not self._pending and not self._done:
-            self._pending = self._fetch()
-            self._done = not self._pending
-        if size < 0 or size >= len(self._pending):
-            data, self._pending = self._pending, b""
-        else:
-            data, self._pending = self._pending[:size], self._pending[size:]
-        return data

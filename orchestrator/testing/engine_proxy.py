@@ -27,8 +27,6 @@ class EngineProxy:
     def __init__(self, engine_socket: str = "/var/run/docker.sock") -> None:
         self.engine_socket = engine_socket
         self.port = 0
-        self.refused = 0
-        """Connections attempted while refusing are not seen; this counts accepted ones cut."""
         self._pairs: set[trio.CancelScope] = set()
         self._listener: trio.SocketListener | None = None
         self._serving: trio.CancelScope | None = None

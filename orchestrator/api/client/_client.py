@@ -306,12 +306,12 @@ class SbxClient:
         """
         import tarfile
 
-        from orchestrator.tar_stream import DirCopy, unpack
+        from orchestrator.tar_stream import DirCopy, PiecesReader, unpack
 
         outcome = DirCopy()
         with self._download("dirs", session_id, remote) as body:
             try:
-                unpack(_PiecesReader(body), Path(local), outcome)
+                unpack(PiecesReader(body), Path(local), outcome)
             except tarfile.TarError as exc:
                 raise ApiClientError(
                     0, "invalid_archive", f"the folder's archive is not a valid tar stream: {exc}"
@@ -366,23 +366,6 @@ class SbxClient:
     def get(self, path: str) -> Any:
         """``GET path`` (``/healthz``, ``/v1/agent-runs``, ...), its JSON answer."""
         return self._json(ops.ApiCall("GET", path))
-
-
-class _PiecesReader:
-    """A response body's pieces read as a file, for tarfile's stream mode."""
-
-    def __init__(self, pieces: Iterator[bytes]) -> None:
-        self._pieces = pieces
-        self._pending = b""
-
-    def read(self, size: int = -1) -> bytes:
-        if not self._pending:
-            self._pending = next(self._pieces, b"")
-        if size < 0 or size >= len(self._pending):
-            data, self._pending = self._pending, b""
-        else:
-            data, self._pending = self._pending[:size], self._pending[size:]
-        return data
 
 
 def unreachable(url: str, exc: BaseException) -> ApiClientError:

@@ -231,9 +231,9 @@ class DockerEngine:
 
     async def ping(self) -> dict[str, Any]:
         """Version information of a reachable engine, or ``EngineUnavailable``."""
-        await self.call("pinging the Docker Engine", self.client.ping)
+        await self.call("pinging the Docker Engine", (await self.connected()).ping)
         version: dict[str, Any] = await self.call(
-            "asking the Docker Engine its version", self.client.version
+            "asking the Docker Engine its version", (await self.connected()).version
         )
         return version
 

@@ -72,7 +72,7 @@ class SwarmBackend:
     async def create(self, spec: SandboxSpec) -> SandboxInfo:
         settings = self.config.swarm
         image_id, bundle = await self.images.prepare(spec.image)
-        api: Any = self.manager.client.api
+        api: Any = (await self.manager.connected()).api
         network: dict[str, Any] = await self.manager.call(
             f"creating the network of sandbox {spec.name}",
             api.create_network,
@@ -165,7 +165,7 @@ class SwarmBackend:
             await self._remove_volumes(node_id, [volume])
             return
         placement = self.placements.pop(sandbox_id, None)
-        api = self.manager.client.api
+        api = (await self.manager.connected()).api
         try:
             service: dict[str, Any] = await self.manager.call(
                 f"inspecting sandbox {sandbox_id[:12]}", api.inspect_service, sandbox_id
@@ -194,7 +194,7 @@ class SwarmBackend:
             try:
                 await engine.call(
                     f"killing sandbox {sandbox_id[:12]}",
-                    engine.client.api.kill,
+                    (await engine.connected()).api.kill,
                     placement.container_id,
                     guarded=False,
                 )
@@ -223,7 +223,7 @@ class SwarmBackend:
             return  # a node that left the swarm took its volumes with it
         volumes: dict[str, Any] = await engine.call(
             f"listing the volumes of session {session}",
-            engine.client.api.volumes,
+            (await engine.connected()).api.volumes,
             filters={"label": f"{LABEL_SESSION}={session}"},
         )
         names = [str(v["Name"]) for v in volumes.get("Volumes") or []]
@@ -240,7 +240,7 @@ class SwarmBackend:
                     try:
                         await engine.call(
                             f"removing volume {name[:12]}",
-                            engine.client.api.remove_volume,
+                            (await engine.connected()).api.remove_volume,
                             name,
                             guarded=False,
                         )
@@ -254,7 +254,7 @@ class SwarmBackend:
 
     async def _remove_network(self, network_id: str) -> None:
         """Remove a session's network once its task has left it (bounded wait)."""
-        api = self.manager.client.api
+        api = (await self.manager.connected()).api
         with trio.move_on_after(_NETWORK_GONE_WAIT):
             while True:
                 try:
@@ -280,7 +280,7 @@ class SwarmBackend:
         engine = self.nodes.engine(placement.node)
         data: dict[str, Any] = await engine.call(
             f"inspecting sandbox {sandbox_id[:12]}",
-            engine.client.api.inspect_container,
+            (await engine.connected()).api.inspect_container,
             placement.container_id,
         )
         info = _info_from_inspect(data)
@@ -300,7 +300,7 @@ class SwarmBackend:
         )
 
     async def list(self, labels: Mapping[str, str]) -> list[SandboxInfo]:
-        api = self.manager.client.api
+        api = (await self.manager.connected()).api
         filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
         services: list[dict[str, Any]] = await self.manager.call(
             "listing sandboxes", api.services, filters=filters
@@ -349,7 +349,7 @@ class SwarmBackend:
             engine = self.nodes.engine(node)
             volumes: dict[str, Any] = await engine.call(
                 f"listing sandbox volumes on {node.address}",
-                engine.client.api.volumes,
+                (await engine.connected()).api.volumes,
                 filters={"label": filters["label"]},
             )
             infos.extend(
@@ -376,7 +376,7 @@ class SwarmBackend:
         return None
 
     async def image_defaults(self, image: str) -> ImageDefaults:
-        api = self.manager.client.api
+        api = (await self.manager.connected()).api
         attrs: dict[str, Any] = await self.manager.call(
             f"looking up image {image}", api.inspect_image, image, image=image
         )

@@ -37,7 +37,7 @@ class NodeImages:
         self._lock = trio.Lock()
 
     async def image_id(self, image: str) -> str:
-        api = self.nodes.manager.client.api
+        api = (await self.nodes.manager.connected()).api
         attrs: dict[str, Any] = await self.nodes.manager.call(
             f"looking up image {image}", api.inspect_image, image, image=image
         )
@@ -79,7 +79,7 @@ class NodeImages:
         try:
             await engine.call(
                 f"looking up {image} on node {node.address}",
-                engine.client.api.inspect_image,
+                (await engine.connected()).api.inspect_image,
                 image_id,
                 image=image,
             )
@@ -89,8 +89,8 @@ class NodeImages:
         self._present.add((node.id, image_id))
 
     async def _copy(self, engine: DockerEngine, node: SwarmNode, image: str, image_id: str) -> None:
-        source: Any = self.nodes.manager.client.api
-        target: Any = engine.client.api
+        source: Any = (await self.nodes.manager.connected()).api
+        target: Any = (await engine.connected()).api
 
         def copy() -> None:
             for message in target.load_image(source.get_image(image)):

@@ -105,7 +105,7 @@ class SwarmNodes:
         return engine
 
     async def nodes(self) -> list[SwarmNode]:
-        api = self.manager.client.api
+        api = (await self.manager.connected()).api
         rows: list[dict[str, Any]] = await self.manager.call("listing the swarm's nodes", api.nodes)
         return [_node(row) for row in rows]
 
@@ -114,7 +114,7 @@ class SwarmNodes:
         return [n for n in await self.nodes() if n.state == "ready" and n.availability == "active"]
 
     async def node(self, node_id: str) -> SwarmNode:
-        api = self.manager.client.api
+        api = (await self.manager.connected()).api
         row: dict[str, Any] = await self.manager.call(
             f"inspecting swarm node {node_id[:12]}", api.inspect_node, node_id
         )
@@ -122,7 +122,7 @@ class SwarmNodes:
 
     async def locate(self, service_id: str, timeout: float) -> Placement:
         """Wait for the service's one task to run; where it runs."""
-        api = self.manager.client.api
+        api = (await self.manager.connected()).api
         last = "no task yet"
         with trio.move_on_after(timeout):
             while True:

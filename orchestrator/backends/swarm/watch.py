@@ -33,7 +33,7 @@ async def watch_tasks(
 ) -> None:
     """Report what happens to services carrying ``labels`` until cancelled."""
     manager = nodes.manager
-    api = manager.client.api
+    api = (await manager.connected()).api
     filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
     running: dict[str, str] = {}
     """Service id -> node id, for services whose task we saw running."""
