@@ -94,3 +94,35 @@ async def test_a_bad_option_is_refused_before_sending() -> None:
 def test_a_url_that_is_not_http_is_a_clear_error() -> None:
     with pytest.raises(ApiClientError, match="http"):
         Client("ftp://x")
+
+
+async def test_a_cancelled_folder_copy_ends_at_once_though_the_server_keeps_sending(
+    tmp_path: pytest.TempPathFactory,
+) -> None:
+    import io
+    import tarfile
+
+    import trio
+
+    head = io.BytesIO()
+    with tarfile.open(fileobj=head, mode="w") as tar:
+        info = tarfile.TarInfo("big.bin")
+        info.size = 1 << 30  # far more than will come before the cancel
+        tar.addfile(info)
+    header = head.getvalue()[:512]
+
+    async def endless() -> httpx.AsyncByteStream:  # type: ignore[misc]
+        yield header
+        while True:
+            await trio.sleep(0.01)
+            yield b"\0" * 4096
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=endless())
+
+    async with _client(httpx.MockTransport(handler)) as client:
+        started = trio.current_time()
+        with trio.move_on_after(0.5) as scope:
+            await client.get_dir("s1", "/workspace", tmp_path)  # type: ignore[arg-type]
+        assert scope.cancelled_caught
+        assert trio.current_time() - started < 3.0
