@@ -53,6 +53,8 @@ class _Pending:
     session_id: str
     attempts: int = 0
     due: float = 0.0
+    attempting: trio.Event | None = None
+    """Set while an attempt is in flight; the event fires when it ends (one at a time)."""
 
 
 class LateRemovals:
@@ -119,11 +121,19 @@ class LateRemovals:
 
     async def drain(self, timeout: float) -> None:
         """One last attempt at each pending removal within ``timeout`` (shutdown); what
-        is left is named in the log for the reaper."""
+        is left is named in the log for the reaper.
+
+        The background task may be mid-attempt on a sandbox when shutdown starts;
+        that attempt is the last one (drain waits for it rather than racing it).
+        """
         try:
             with trio.move_on_after(timeout):
                 for sandbox_id in list(self.pending):
-                    await self._attempt(sandbox_id)
+                    item = self.pending.get(sandbox_id)
+                    if item is not None and item.attempting is not None:
+                        await item.attempting.wait()
+                    else:
+                        await self._attempt(sandbox_id)
         finally:
             if self.pending:
                 log.warning(
@@ -134,16 +144,21 @@ class LateRemovals:
 
     async def _attempt(self, sandbox_id: str) -> None:
         item = self.pending.get(sandbox_id)
-        if item is None:
+        if item is None or item.attempting is not None:
             return
         item.attempts += 1
         reason: str | None = "the engine did not answer in time"
-        with trio.move_on_after(self.attempt_timeout):
-            reason = await remove_sandbox(self.backend, sandbox_id)
-            if reason is None and await self._still_listed(sandbox_id, item.session_id):
-                reason = "the engine still lists it"
+        item.attempting = attempting = trio.Event()
+        try:
+            with trio.move_on_after(self.attempt_timeout):
+                reason = await remove_sandbox(self.backend, sandbox_id)
+                if reason is None and await self._still_listed(sandbox_id, item.session_id):
+                    reason = "the engine still lists it"
+        finally:
+            item.attempting = None
+            attempting.set()
         if reason is None:
-            del self.pending[sandbox_id]
+            self.pending.pop(sandbox_id, None)
             self.removed += 1
             log.info(
                 "late sandbox removal done",

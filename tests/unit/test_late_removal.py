@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import structlog
 import trio
+import trio.testing
 
 from orchestrator import Config, FakeBackend, Orchestrator
 from orchestrator.metrics import PrometheusObserver
@@ -92,3 +93,55 @@ async def test_a_removal_in_time_hands_nothing_over(fake_config: Config) -> None
         await session.close()
         assert orch.supervisor.late_removals.pending == {}
         assert observer.late_removals._value.get() == 0
+
+
+class _GatedRetries(FakeBackend):
+    """The session's removal hangs; every later one waits for ``gate`` and then works."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = trio.Event()
+        self.remove_calls = 0
+
+    async def remove(self, sandbox_id: str) -> None:
+        self.remove_calls += 1
+        if self.remove_calls == 1:
+            await trio.sleep(3600)
+        await self.gate.wait()
+        await super().remove(sandbox_id)
+
+
+async def test_a_retry_in_flight_when_shutdown_drains_ends_once_and_drain_waits_for_it(
+    quick_teardown: Config,
+) -> None:
+    # Shutdown's drain used to start a second removal of a sandbox whose background
+    # retry was in flight; both succeeded and the second raised KeyError out of
+    # the supervisor's shutdown (seen as a traceback at the end of `sbx run`).
+    backend = _GatedRetries()
+    async with Orchestrator(quick_teardown, backend=backend) as orch:
+        late = orch.supervisor.late_removals
+        late.first_pause = 0.0
+        late.attempt_timeout = 30
+        session = await orch.open_session()
+        sandbox_id = session.sandbox_id
+        assert sandbox_id is not None
+        with trio.fail_after(5):
+            await session.close()
+            while backend.remove_calls < 2:  # the background retry is now in flight
+                await trio.sleep(0.01)
+        drained = False
+
+        async def drain() -> None:
+            nonlocal drained
+            await late.drain(10)
+            drained = True
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(drain)
+            await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+            assert not drained, "drain must wait for the retry in flight"
+            backend.gate.set()
+        assert drained
+        assert late.pending == {}
+        assert late.removed == 1
+        assert backend.remove_calls == 2
