@@ -88,6 +88,47 @@ async def test_no_command_can_signal_stop_or_kill_the_guest(orch: Orchestrator) 
         assert (await s.info())["pid"] == guest
 
 
+async def test_a_stopped_shell_cannot_freeze_the_guest_with_the_next_long_command(
+    orch: Orchestrator,
+) -> None:
+    # The shell's own child stops the shell once its command has finished; the next
+    # command is longer than a pipe holds.  Written blocking, it froze the whole guest
+    # (heartbeat included) and the session was lost; now only that command times out.
+    async with orch.session(image=IMAGE, memories=False) as s:
+        armed = await s.shell("(sleep 0.5; kill -STOP $$) >/dev/null 2>&1 & echo armed")
+        assert armed.stdout == b"armed\n", armed
+        await trio.sleep(1.5)
+        started = time.monotonic()
+        r = await s.shell("true " + "#" * 200_000, timeout=2)
+        assert time.monotonic() - started < 2 + orch.config.session.kill_grace + 2
+        assert r.timed_out and r.shell_exited, r
+        assert s.state == "ready"
+        again = await s.shell("echo fresh")
+        assert again.stdout == b"fresh\n" and again.shell_restarted, again
+        assert (await s.exec(["echo", "ok"])).stdout == b"ok\n"
+
+
+async def test_a_stopped_interpreter_cannot_freeze_the_guest_with_the_next_long_cell(
+    orch: Orchestrator,
+) -> None:
+    async with orch.session(image=IMAGE, memories=False) as s:
+        armed = await s.run_code(
+            "import os, signal, threading, time\n"
+            "threading.Thread(target=lambda: (time.sleep(0.5), "
+            "os.kill(os.getpid(), signal.SIGSTOP)), daemon=True).start()\n"
+            "print('armed')"
+        )
+        assert armed.stdout == b"armed\n", armed
+        await trio.sleep(1.5)
+        started = time.monotonic()
+        r = await s.run_code("x = 1\n" + "#" * 200_000, timeout=2)
+        assert time.monotonic() - started < 2 + orch.config.session.kill_grace + 2
+        assert r.timed_out and r.restarted, r
+        assert s.state == "ready"
+        again = await s.run_code("print(6 * 7)")
+        assert again.stdout == b"42\n", again
+
+
 @pytest.mark.gvisor_differs(
     "gVisor checks file modes, not ptrace access, when a command reopens /proc/PID/fd of "
     "the guest: its /dev/null opens (harmless); the channel's stay refused, see "

@@ -91,6 +91,8 @@ class Shell:
         self.stderr_fd: Optional[int] = err_r
         self.watcher = ExitWatcher(loop, self.pid, self._exited)
         self.status: Optional[int] = None
+        self.unsent = memoryview(b"")
+        """Command text the pipe has not taken yet (written as the shell reads)."""
 
     def _exited(self, status: int) -> None:
         self.status = status
@@ -99,20 +101,46 @@ class Shell:
             self.current.shell_exited(status)
 
     def send_command(self, command: str) -> None:
+        """Start writing ``command`` to the shell; what the pipe cannot take now follows
+        from the loop as the shell reads.
+
+        Never a blocking write: the shell may not be reading at all (a command's
+        background child stopped it with SIGSTOP, or it sits in a loop), and a
+        blocked write would freeze the whole guest, every call and the heartbeat
+        with it.  The command's timeout ends such a shell like any stuck one.
+        """
         data = _WRAPPER.format(tok=self.token).encode() + command.encode("utf-8", "surrogateescape")
-        data += b"\0"
-        # The pipe holds 64 KiB; a longer command is written blocking, in one go,
-        # which is fine because bash is already reading it.
-        os.set_blocking(self.stdin_fd, True)
+        self.unsent = memoryview(data + b"\0")
+        if self.stdin_fd is None:
+            raise CallError(protocol.E_INTERNAL, "the shell's command pipe is closed")
+        set_nonblocking(self.stdin_fd)
         try:
-            view = memoryview(data)
-            while view:
-                n = os.write(self.stdin_fd, view)
-                view = view[n:]
+            self._write_unsent()
         except OSError as exc:
             raise CallError(
                 protocol.E_INTERNAL, "the shell stopped reading commands: %s" % exc
             ) from None
+
+    def _write_unsent(self) -> None:
+        fd = self.stdin_fd
+        if fd is None:
+            return
+        try:
+            while self.unsent:
+                self.unsent = self.unsent[os.write(fd, self.unsent) :]
+        except BlockingIOError:
+            self.loop.add_writer(fd, self._write_more)
+            return
+        self.loop.remove_writer(fd)
+
+    def _write_more(self) -> None:
+        try:
+            self._write_unsent()
+        except OSError:
+            # The shell closed its end (it died): its exit watcher reports that.
+            self.unsent = memoryview(b"")
+            if self.stdin_fd is not None:
+                self.loop.remove_writer(self.stdin_fd)
 
     def kill(self) -> None:
         if not self.dead:
@@ -124,6 +152,7 @@ class Shell:
             fd = getattr(self, attr)
             if fd is not None:
                 self.loop.remove_reader(fd)
+                self.loop.remove_writer(fd)
                 try:
                     os.close(fd)
                 except OSError:
