@@ -249,3 +249,41 @@ def test_a_token_on_the_command_line_still_works_with_a_deprecation_warning(
     agent = build_parser().parse_args(["agent", "--api-key", "k", "task"])
     assert secret_from_args(agent, name="api-key", env="ANTHROPIC_API_KEY") == "k"
     assert "--api-key is deprecated" in capsys.readouterr().err
+
+
+_ENTRY_WITH_AN_ATEXIT_HOOK = """
+import atexit, sys
+atexit.register(lambda: print("teardown ran", file=sys.stderr))
+sys.argv = ["sbx", *sys.argv[1:]]
+from orchestrator.cli import entry
+entry()
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "torn_down"),
+    [
+        (["run", "--url", "http://127.0.0.1:1", "--", "true"], 125, False),
+        (["version"], 0, True),
+    ],
+)
+def test_one_shot_commands_skip_the_interpreters_teardown_and_keep_their_output_and_status(
+    argv: list[str], status: int, torn_down: bool
+) -> None:
+    import os
+    import sys
+
+    env = {**os.environ, "SBX_TOKEN": "x"}
+    done = subprocess.run(
+        [sys.executable, "-c", _ENTRY_WITH_AN_ATEXIT_HOOK, *argv],
+        capture_output=True,
+        check=False,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == status, done.stderr
+    assert (b"teardown ran" in done.stderr) is torn_down
+    if status:  # what sbx said before ending was flushed, not lost with os._exit
+        assert b"sbx: cannot reach the sbx API at http://127.0.0.1:1" in done.stderr
+    else:
+        assert done.stdout.startswith(b"sbx ")
