@@ -129,7 +129,7 @@ E_STORE_FULL = "store_full"
 # first ``out`` frame of a connection, on ``STREAM_CONTROL`` and empty, says it
 # is established.
 DATA = "data"
-INPUT_WINDOW = 256 * 1024
+INPUT_WINDOW = 2 << 20
 STREAM_CONTROL = 0
 OP_DESKTOP_START = "desktop.start"
 OP_DESKTOP_STOP = "desktop.stop"
