@@ -25,6 +25,7 @@ from . import protocol
 from .errors import CallError
 from .logs import log
 from .loop import Loop
+from .pipes import RequestPipe
 from .proctree import ExitWatcher, descendants, signal_tree
 from .spawn import DEFAULT_PATH, devnull, enter_directory, leave_directory, spawn, which
 
@@ -101,9 +102,7 @@ class Kernel:
             os.set_blocking(fd, False)  # type: ignore[arg-type]
             os.set_inheritable(fd, False)  # type: ignore[arg-type]
         os.set_inheritable(ctl_w, False)
-        os.set_blocking(ctl_w, False)
-        self.unsent = memoryview(b"")
-        """Request bytes the control pipe has not taken yet (written as the kernel reads)."""
+        self.requests = RequestPipe(loop, ctl_w)
         self.response = bytearray()
         self.paused = False
         for stream in self.out_fds:
@@ -171,44 +170,16 @@ class Kernel:
     # -- requests and answers -------------------------------------------------------
 
     def send_request(self, request: dict) -> None:
-        """Start writing ``request``; what the pipe cannot take now follows from the loop.
-
-        Never a blocking write: code run earlier may have left a thread that stops
-        the interpreter (SIGSTOP) or keeps it from reading, and a blocked write
-        would freeze the whole guest, the heartbeat with it.  The call's timeout
-        ends such an interpreter like any stuck one.
-        """
+        """Start writing ``request`` (never blocking: ``RequestPipe``)."""
         body = json.dumps(request).encode("utf-8", "surrogatepass")
-        self.unsent = memoryview(LENGTH.pack(len(body)) + body)
         if self.ctl_fd is None:
             raise CallError(protocol.E_INTERNAL, "the interpreter's control pipe is closed")
         try:
-            self._write_unsent()
+            self.requests.write(LENGTH.pack(len(body)) + body)
         except OSError as exc:
             raise CallError(
                 protocol.E_INTERNAL, "the interpreter stopped taking requests: %s" % exc
             ) from None
-
-    def _write_unsent(self) -> None:
-        fd = self.ctl_fd
-        if fd is None:
-            return
-        try:
-            while self.unsent:
-                self.unsent = self.unsent[os.write(fd, self.unsent) :]
-        except BlockingIOError:
-            self.loop.add_writer(fd, self._write_more)
-            return
-        self.loop.remove_writer(fd)
-
-    def _write_more(self) -> None:
-        try:
-            self._write_unsent()
-        except OSError:
-            # The interpreter closed its end (it died): its exit watcher reports that.
-            self.unsent = memoryview(b"")
-            if self.ctl_fd is not None:
-                self.loop.remove_writer(self.ctl_fd)
 
     def _on_response(self) -> None:
         fd = self.rsp_fd
@@ -277,10 +248,10 @@ class Kernel:
 
     def close(self) -> None:
         self.watcher.close()
+        self.requests.stop()
         for fd in (self.ctl_fd, self.rsp_fd, *self.out_fds.values()):
             if fd is not None:
                 self.loop.remove_reader(fd)
-                self.loop.remove_writer(fd)
                 try:
                     os.close(fd)
                 except OSError:

@@ -158,6 +158,49 @@ class PipeReader:
             self.fd = None
 
 
+class RequestPipe:
+    """Writes requests (a shell's commands, an interpreter's cells) into a process's pipe
+    without ever blocking; what the pipe cannot take now follows from the loop.
+
+    The process may not be reading at all -- user code can stop it with SIGSTOP or
+    keep it busy -- and a blocked write would freeze the whole guest, the
+    heartbeat with it; the call's own timeout ends such a process instead.
+    """
+
+    def __init__(self, loop: Loop, fd: int) -> None:
+        self.loop = loop
+        self.fd = fd
+        self.unsent = memoryview(b"")
+        """Bytes the pipe has not taken yet."""
+        set_nonblocking(fd)
+
+    def write(self, data: bytes) -> None:
+        """Start writing ``data``; ``OSError`` when the reader is gone (EPIPE)."""
+        self.unsent = memoryview(data)
+        self._write_unsent()
+
+    def _write_unsent(self) -> None:
+        try:
+            while self.unsent:
+                self.unsent = self.unsent[os.write(self.fd, self.unsent) :]
+        except BlockingIOError:
+            self.loop.add_writer(self.fd, self._write_more)
+            return
+        self.loop.remove_writer(self.fd)
+
+    def _write_more(self) -> None:
+        try:
+            self._write_unsent()
+        except OSError:
+            # The process closed its end (it died): its exit watcher reports that.
+            self.stop()
+
+    def stop(self) -> None:
+        """Write no more (before the descriptor is closed)."""
+        self.unsent = memoryview(b"")
+        self.loop.remove_writer(self.fd)
+
+
 STREAM_PIPE_SIZE = 1 << 20
 """The pipe of streamed input: a quarter of the 64 KiB default's wake-ups per byte
 (the unprivileged maximum, ``/proc/sys/fs/pipe-max-size``, is 1 MiB by default)."""

@@ -26,7 +26,7 @@ from . import protocol
 from .calls import RunningCall
 from .errors import CallError
 from .loop import Loop
-from .pipes import OutputSink, set_nonblocking
+from .pipes import OutputSink, RequestPipe, set_nonblocking
 from .proctree import ExitWatcher, descendants, signal_tree
 from .spawn import enter_directory, leave_directory, spawn
 
@@ -91,8 +91,7 @@ class Shell:
         self.stderr_fd: Optional[int] = err_r
         self.watcher = ExitWatcher(loop, self.pid, self._exited)
         self.status: Optional[int] = None
-        self.unsent = memoryview(b"")
-        """Command text the pipe has not taken yet (written as the shell reads)."""
+        self.commands = RequestPipe(loop, in_w)
 
     def _exited(self, status: int) -> None:
         self.status = status
@@ -101,46 +100,16 @@ class Shell:
             self.current.shell_exited(status)
 
     def send_command(self, command: str) -> None:
-        """Start writing ``command`` to the shell; what the pipe cannot take now follows
-        from the loop as the shell reads.
-
-        Never a blocking write: the shell may not be reading at all (a command's
-        background child stopped it with SIGSTOP, or it sits in a loop), and a
-        blocked write would freeze the whole guest, every call and the heartbeat
-        with it.  The command's timeout ends such a shell like any stuck one.
-        """
+        """Start writing ``command`` to the shell (never blocking: ``RequestPipe``)."""
         data = _WRAPPER.format(tok=self.token).encode() + command.encode("utf-8", "surrogateescape")
-        self.unsent = memoryview(data + b"\0")
         if self.stdin_fd is None:
             raise CallError(protocol.E_INTERNAL, "the shell's command pipe is closed")
-        set_nonblocking(self.stdin_fd)
         try:
-            self._write_unsent()
+            self.commands.write(data + b"\0")
         except OSError as exc:
             raise CallError(
                 protocol.E_INTERNAL, "the shell stopped reading commands: %s" % exc
             ) from None
-
-    def _write_unsent(self) -> None:
-        fd = self.stdin_fd
-        if fd is None:
-            return
-        try:
-            while self.unsent:
-                self.unsent = self.unsent[os.write(fd, self.unsent) :]
-        except BlockingIOError:
-            self.loop.add_writer(fd, self._write_more)
-            return
-        self.loop.remove_writer(fd)
-
-    def _write_more(self) -> None:
-        try:
-            self._write_unsent()
-        except OSError:
-            # The shell closed its end (it died): its exit watcher reports that.
-            self.unsent = memoryview(b"")
-            if self.stdin_fd is not None:
-                self.loop.remove_writer(self.stdin_fd)
 
     def kill(self) -> None:
         if not self.dead:
@@ -152,7 +121,8 @@ class Shell:
             fd = getattr(self, attr)
             if fd is not None:
                 self.loop.remove_reader(fd)
-                self.loop.remove_writer(fd)
+                if fd == self.commands.fd:
+                    self.commands.stop()
                 try:
                     os.close(fd)
                 except OSError:
