@@ -20,7 +20,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     doctor.add_argument("--quick", action="store_true", help="skip starting a sandbox")
     doctor.set_defaults(handler=_doctor)
 
-    gc = sub.add_parser("gc", help="remove sandboxes left behind by dead supervisors")
+    gc = sub.add_parser(
+        "gc",
+        help="remove sandboxes left behind by dead supervisors",
+        description="Remove sandboxes left behind by dead supervisors, and the guest "
+        "bundles (volumes sbx-guest-*) of older guest versions that no sandbox uses.",
+    )
     gc.add_argument("--json", action="store_true", help="print JSON")
     gc.add_argument(
         "--snapshots",
@@ -224,18 +229,40 @@ async def collect_garbage(config: Config, as_json: bool, snapshots: str | None =
     backend = make_backend(config)
     try:
         reaped = await Supervisor(config, backend).reap_orphans()
+        bundles = await _collect_guest_bundles(backend)
     finally:
         await backend.aclose()
     images = await collect_old_snapshots(config, older_than) if older_than is not None else []
     if as_json:
-        print(json.dumps({"removed": [info.id for info in reaped], "snapshots": images}))
+        print(
+            json.dumps(
+                {
+                    "removed": [info.id for info in reaped],
+                    "snapshots": images,
+                    "guest_bundles": bundles,
+                }
+            )
+        )
     else:
         for image in images:
             print(f"removed snapshot {image}")
         if older_than is not None:
             print(f"{len(images)} snapshot(s) removed")
+        for name in bundles:
+            print(f"removed guest bundle {name} (an older guest's; no sandbox used it)")
         for info in reaped:
             session = info.labels.get("io.sbx.session", "?")
             print(f"removed {info.id[:12]}  session {session}  ({info.status})")
         print(f"{len(reaped)} orphaned sandbox(es) removed")
     return 0
+
+
+async def _collect_guest_bundles(backend: object) -> list[str]:
+    """The guest bundles of other guest versions that nothing uses (one engine's)."""
+    from orchestrator.backends.docker.backend import DockerBackend
+    from orchestrator.backends.docker.guest_volume import collect_stale
+
+    if not isinstance(backend, DockerBackend):
+        return []  # a swarm's bundles live on its nodes; each node's engine keeps its own
+    current = await backend.guest_volumes.current()
+    return await collect_stale(backend.engine, current)

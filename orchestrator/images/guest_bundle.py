@@ -65,6 +65,10 @@ touch "$OUT/$MARKER"
 guest's code already unpacked at ``$1/guest``; ``MARKER`` names ``COMPLETE_MARKER``."""
 
 
+BUNDLE_LAYOUT = b"labelled volume 2\n"
+"""Part of every bundle's key: bundles made before volumes were labelled have other names."""
+
+
 def guest_command() -> list[str]:
     """How every sandbox starts its guest: the bundle's loader runs the bundle's Python."""
     runtime = BUNDLE_DIR / "runtime"
@@ -81,7 +85,7 @@ def guest_command() -> list[str]:
 
 def bundle_key(base_image_id: str) -> str:
     """What identifies a bundle: the guest's code, how it is assembled, the base it came from."""
-    digest = hashlib.sha256(ASSEMBLE_SCRIPT.encode())
+    digest = hashlib.sha256(BUNDLE_LAYOUT + ASSEMBLE_SCRIPT.encode())
     digest.update(base_image_id.encode())
     for name, data in sorted(guest_files().items()):
         digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())

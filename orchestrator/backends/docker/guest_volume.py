@@ -7,17 +7,26 @@ it, writing a completion marker last.  The container's name doubles as an
 engine-wide lock, so two supervisors never assemble the same bundle at
 once; a volume without its marker (an assembly cut short) is made again.
 
+The volume is made explicitly, labelled with its key: the engine makes any
+volume a container names and it lacks, empty and unlabelled, so a bundle
+removed from under a running supervisor (``sbx gc`` of another version's,
+``docker volume prune``) would come back empty.  A bundle is checked before
+every sandbox that mounts it (one inspect), and one without its label is
+made again.  ``collect_stale`` removes the bundles of other guest versions
+that no container uses (``sbx gc``).
+
 Must not: run anything of the user's, or leave the assembling container behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+from datetime import UTC, datetime
 
 import trio
 
 from orchestrator.backends.docker.engine import DockerEngine
-from orchestrator.errors import EngineError, ImageNotFound
+from orchestrator.errors import EngineError, ImageNotFound, SbxError
 from orchestrator.images.guest_bundle import (
     ASSEMBLE_SCRIPT,
     COMPLETE_MARKER,
@@ -25,10 +34,14 @@ from orchestrator.images.guest_bundle import (
     guest_tar,
 )
 
-__all__ = ["LABEL_GUEST_BUNDLE", "GuestVolumes"]
+__all__ = ["BUNDLE_PREFIX", "LABEL_GUEST_BUNDLE", "GuestVolumes", "collect_stale"]
 
 LABEL_GUEST_BUNDLE = "io.sbx.guest-bundle"
+BUNDLE_PREFIX = "sbx-guest-"
 _ASSEMBLE_TIMEOUT = 300.0
+STALE_AFTER = 600.0
+"""A bundle made less than this long ago is never collected: it may be on its way
+into use (made, not yet mounted)."""
 
 
 class GuestVolumes:
@@ -41,13 +54,28 @@ class GuestVolumes:
         self._lock = trio.Lock()
 
     async def volume(self) -> str:
-        """The name of a complete bundle volume (made now if needed)."""
-        if self._ready is not None:
-            return self._ready
+        """The name of a complete bundle volume (made now if needed, or again if it went)."""
+        ready = self._ready
+        if ready is not None:
+            api = (await self.engine.connected()).api
+            if await self.engine.call(f"checking the guest bundle {ready}", _labelled, api, ready):
+                return ready
+            self.forget()
         async with self._lock:
             if self._ready is None:
                 self._ready = await self._ensure()
         return self._ready
+
+    async def current(self) -> str | None:
+        """The bundle this engine's ``sbx-base`` needs (``None`` without the image)."""
+        client = await self.engine.connected()
+        try:
+            base = await self.engine.call(
+                "inspecting the base image", client.images.get, self.base_image
+            )
+        except ImageNotFound:
+            return None
+        return f"{BUNDLE_PREFIX}{bundle_key(str(base.id))}"
 
     def forget(self) -> None:
         """The volume turned out unusable: check (and remake) it on the next use."""
@@ -61,7 +89,7 @@ class GuestVolumes:
             )
         except ImageNotFound:
             raise ImageNotFound(self.base_image, "base") from None
-        name = f"sbx-guest-{bundle_key(str(base.id))}"
+        name = f"{BUNDLE_PREFIX}{bundle_key(str(base.id))}"
         await self.engine.call(f"preparing the guest bundle {name}", self._prepare, name)
         return name
 
@@ -86,8 +114,18 @@ class GuestVolumes:
         if state is not None:  # left over from an assembly cut short
             api.remove_container(worker, force=True)
             _remove_volume(api, name)
-        elif _volume_exists(api, name):
+        elif _labelled(api, name):
             return
+        elif _volume_exists(api, name):
+            # Made empty by the engine for a container that named it after it was removed.
+            try:
+                api.remove_volume(name)
+            except Exception as exc:
+                raise EngineError(
+                    f"the guest bundle {name} was removed while in use and came back empty; "
+                    f"it is remade once no sandbox mounts it ({exc}) -- retry"
+                ) from None
+        api.create_volume(name, labels={LABEL_GUEST_BUNDLE: name.removeprefix(BUNDLE_PREFIX)})
         try:
             container = client.containers.create(
                 self.base_image,
@@ -105,7 +143,7 @@ class GuestVolumes:
                 raise
             # Another supervisor started assembling this very bundle: wait for it.
             api.wait(worker, timeout=int(_ASSEMBLE_TIMEOUT))
-            if not _volume_exists(api, name):
+            if not _labelled(api, name):
                 raise EngineError(
                     f"another supervisor's assembly of {name} failed; retry"
                 ) from None
@@ -133,6 +171,58 @@ def _gone(api: object, container: str) -> bool:
     except Exception:
         return True
     return False
+
+
+async def collect_stale(
+    engine: DockerEngine, current: str | None, older_than: float = STALE_AFTER
+) -> list[str]:
+    """Remove guest bundles other than ``current`` that no container mounts and that were
+    made more than ``older_than`` seconds ago; their names.
+
+    Every change of the guest's code (an upgrade of sbx) makes a new bundle of
+    about 50 MB; the old ones stay until collected.  A bundle in use is refused
+    by the engine and kept.  A supervisor of another version that still wants
+    its bundle finds it gone at its next sandbox and makes it again.
+    """
+    api = (await engine.connected()).api
+    listed = await engine.call(
+        "listing guest bundles", api.volumes, filters={"name": BUNDLE_PREFIX}
+    )
+    now = datetime.now(UTC)
+    removed: list[str] = []
+    for volume in listed.get("Volumes") or []:
+        name = str(volume.get("Name", ""))
+        if not name.startswith(BUNDLE_PREFIX) or name == current:
+            continue
+        made = _parse_time(str(volume.get("CreatedAt", "")))
+        if made is not None and (now - made).total_seconds() < older_than:
+            continue
+        try:
+            await engine.call(
+                f"removing guest bundle {name}", api.remove_volume, name, guarded=False
+            )
+        except SbxError:
+            continue  # in use (or already gone): kept
+        removed.append(name)
+    return removed
+
+
+def _parse_time(text: str) -> datetime | None:
+    """The engine's RFC 3339 time (``2026-12-05T14:18:33Z``, with or without an offset)."""
+    try:
+        made = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return made if made.tzinfo is not None else made.replace(tzinfo=UTC)
+
+
+def _labelled(api: object, name: str) -> bool:
+    """The volume exists and was made as a bundle (not left empty by the engine)."""
+    try:
+        volume = api.inspect_volume(name)  # type: ignore[attr-defined]
+    except Exception:
+        return False
+    return LABEL_GUEST_BUNDLE in (volume.get("Labels") or {})
 
 
 def _volume_exists(api: object, name: str) -> bool:
