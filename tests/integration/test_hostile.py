@@ -129,6 +129,30 @@ async def test_a_stopped_interpreter_cannot_freeze_the_guest_with_the_next_long_
         assert again.stdout == b"42\n", again
 
 
+async def test_a_folder_of_empty_directories_cannot_stall_the_guests_calls(
+    orch: Orchestrator,
+) -> None:
+    # Code execution scans its outputs folder before and after every cell, in the
+    # guest's loop; 150,000 empty directories there made each cell take ~13 s and
+    # held every other call of the session.  The scans now stop after a bounded
+    # number of entries.
+    async with orch.session(image=IMAGE, memories=False) as s:
+        made = await s.exec(
+            "mkdir -p /workspace/outputs && cd /workspace/outputs && "
+            "python3 -c 'import os\nfor i in range(150000): os.mkdir(\"d%d\" % i)'",
+            timeout=300,
+        )
+        assert made.exit_code == 0, made
+        started = time.monotonic()
+        cell = await s.run_code("print(6 * 7)", timeout=8)
+        assert cell.status == "ok" and cell.stdout == b"42\n", cell
+        assert time.monotonic() - started < 8
+        # A listing of it fits one answer (10,000 entries of it did not: a 1.4 MB header).
+        listed = await s.list_files("/workspace/outputs")
+        assert 1000 < len(listed) <= 10000
+        assert (await s.exec(["echo", "ok"])).stdout == b"ok\n"
+
+
 @pytest.mark.gvisor_differs(
     "gVisor checks file modes, not ptrace access, when a command reopens /proc/PID/fd of "
     "the guest: its /dev/null opens (harmless); the channel's stay refused, see "

@@ -13,6 +13,8 @@ confined, or leave a half-written file where a reader could see it.
 from __future__ import annotations
 
 import binascii
+import itertools
+import json
 import os
 import stat
 
@@ -24,28 +26,53 @@ if TYPE_CHECKING:  # typing costs ~9 ms of a sandbox's start; annotations need n
     from typing import Dict, Iterator, List, Optional, Tuple
 
 MAX_LIST_ENTRIES = 10000
+MAX_LIST_BYTES = 768 << 10
+"""A listing's entries as JSON, at most: the answer travels in one frame header,
+capped at ``protocol.MAX_HEADER_BYTES`` (10,000 entries of long paths are more)."""
 
 
-def walk_tree(root: str) -> Iterator[Tuple[str, os.stat_result]]:
+def read_directory(path: str, most: int) -> Tuple[List[os.DirEntry], bool]:
+    """The entries of ``path`` by name, and whether there were more than ``most``.
+
+    At most ``most + 1`` entries are read: a directory of a million entries, made
+    by user code in seconds, is never read (and sorted) whole in the guest's loop.
+    Which ``most`` a truncated listing shows is up to the file system's order.
+    """
+    with os.scandir(path) as listing:
+        items = list(itertools.islice(listing, most + 1))
+    more = len(items) > most
+    items = sorted(items[:most], key=lambda e: e.name)
+    return items, more
+
+
+def walk_tree(root: str, max_entries: Optional[int] = None) -> Iterator[Tuple[str, os.stat_result]]:
     """``(path, lstat)`` of every entry below ``root`` that is not a directory.
 
     Symlinks are reported, never followed; unreadable directories are skipped.
+    ``max_entries`` bounds the entries looked at, directories included: the
+    walk runs in the guest's loop, and user code can make a million empty
+    directories in a second; an unbounded walk of them would stall every call.
     """
     stack = [root]
+    seen = 0
     while stack:
         try:
-            entries = list(os.scandir(stack.pop()))
+            listing = os.scandir(stack.pop())
         except OSError:
             continue
-        for entry in entries:
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if stat.S_ISDIR(info.st_mode):
-                stack.append(entry.path)
-            else:
-                yield entry.path, info
+        with listing:
+            for entry in listing:
+                seen += 1
+                if max_entries is not None and seen > max_entries:
+                    return
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(info.st_mode):
+                    stack.append(entry.path)
+                else:
+                    yield entry.path, info
 
 
 class FileService:
@@ -259,16 +286,18 @@ class FileService:
         hidden = bool(args.get("hidden", True))
         entries: List[Dict[str, object]] = []
         truncated = False
+        budget = [MAX_LIST_BYTES]
         base = str(path).rstrip("/") or "/"
 
         def walk(directory: str, shown: str, level: int) -> None:
             nonlocal truncated
             try:
-                items = sorted(os.scandir(directory), key=lambda e: e.name)
+                items, more = read_directory(directory, MAX_LIST_ENTRIES)
             except OSError as exc:
                 if level == 1:
                     raise os_error(exc, str(path), "list") from None
                 return
+            truncated = truncated or more
             for item in items:
                 if not hidden and item.name.startswith("."):
                     continue
@@ -280,7 +309,12 @@ class FileService:
                 except OSError:
                     continue
                 child_shown = shown.rstrip("/") + "/" + item.name
-                entries.append(self._describe(item.name, child_shown, info))
+                entry = self._describe(item.name, child_shown, info)
+                budget[0] -= len(json.dumps(entry)) + 2
+                if budget[0] < 0:
+                    truncated = True
+                    return
+                entries.append(entry)
                 if level < depth and stat.S_ISDIR(info.st_mode):
                     walk(item.path, child_shown, level + 1)
 

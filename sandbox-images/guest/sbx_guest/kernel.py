@@ -36,6 +36,10 @@ from .loop import Loop
 Send = Callable[[bytes], None]
 
 MAX_OUTPUT_FILES = 10000
+MAX_OUTPUT_ENTRIES = 2 * MAX_OUTPUT_FILES
+"""Entries (directories included) looked at per scan of the outputs folder, before and
+after every cell: the scan runs in the guest's loop, and a cell can fill the folder with
+empty directories faster than any scan reads them."""
 MAX_LISTED_FILES = 500
 """Output files named in one result (the rest are counted), to keep the answer small."""
 _STOPPED = {"timeout": "timeout", "cancel": "cancelled", "shutdown": "cancelled"}
@@ -46,7 +50,7 @@ def snapshot(root: Optional[str]) -> Dict[str, tuple]:
     found: Dict[str, tuple] = {}
     if not root:
         return found
-    for path, info in walk_tree(root):
+    for path, info in walk_tree(root, MAX_OUTPUT_ENTRIES):
         if stat.S_ISREG(info.st_mode):
             found[path] = (info.st_size, info.st_mtime_ns)
             if len(found) >= MAX_OUTPUT_FILES:

@@ -281,6 +281,16 @@ class Guest:
         except CallError as exc:
             self.calls.pop(call_id, None)
             self.send(protocol.error(call_id, exc.code, exc.message, exc.details))
+        except protocol.FrameError as exc:
+            # The answer, not the request, was too large for a frame: say so.
+            self.calls.pop(call_id, None)
+            self.send(
+                protocol.error(
+                    call_id,
+                    protocol.E_INTERNAL,
+                    "the answer to %s is too large for one frame (%s); ask for less" % (op, exc),
+                )
+            )
         except (ValueError, TypeError) as exc:
             self.calls.pop(call_id, None)
             self.send(protocol.error(call_id, protocol.E_BAD_REQUEST, "bad arguments: %s" % exc))

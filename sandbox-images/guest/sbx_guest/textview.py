@@ -16,6 +16,7 @@ from typing import List, Optional, Tuple
 
 from . import protocol
 from .errors import CallError, os_error
+from .files import read_directory
 from .textdoc import Document, display, split_lines
 
 TYPE_CHECKING = False
@@ -157,9 +158,10 @@ def directory_tree(real: str, shown: str, depth: int) -> Tuple[List[dict], bool]
     def walk(directory: str, prefix: str, level: int) -> None:
         nonlocal truncated
         try:
-            items = sorted(os.scandir(directory), key=lambda e: e.name)
+            items, more = read_directory(directory, MAX_TREE_ENTRIES)
         except OSError:
             return
+        truncated = truncated or more
         for item in items:
             if item.name.startswith("."):
                 continue
