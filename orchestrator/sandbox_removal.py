@@ -27,9 +27,19 @@ import trio
 from orchestrator.backends.base import LABEL_MANAGED, LABEL_SESSION, SandboxBackend
 from orchestrator.errors import SbxError
 
-__all__ = ["LateRemovals", "remove_sandbox"]
+__all__ = ["LateRemovals", "log_late_removal", "remove_sandbox"]
 
 log = structlog.get_logger("orchestrator.removal")
+
+
+def log_late_removal(sandbox_id: str, session_id: str, reason: str) -> None:
+    """What a session does with a late removal when nobody retries it: say so."""
+    log.warning(
+        "sandbox removal missed its deadline; `sbx gc` removes it",
+        sandbox=sandbox_id[:12],
+        session_id=session_id,
+        reason=reason,
+    )
 
 
 async def remove_sandbox(backend: SandboxBackend, sandbox_id: str) -> str | None:

@@ -42,7 +42,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class MemoryStoreMount:
-    """Which namespace of the memory store is mounted at /memories, and for whom."""
+    """Which namespace of the memory store the session's memory tool edits, and for whom
+    (never mounted: ``orchestrator.memory_guest``)."""
 
     owner: str | None
     namespace: str

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 import trio
 
-from orchestrator.backends.base import BindMount, SandboxBackend, SandboxSpec, StderrSink
+from orchestrator.backends.base import SandboxBackend, SandboxSpec, StderrSink
 from orchestrator.channel import GuestChannel
 from orchestrator.config import Config
 from orchestrator.errors import SandboxGone, SandboxStartError
@@ -25,9 +25,8 @@ from orchestrator.guest_client.client import CallLimits, GuestClient
 from orchestrator.host_network import local_ipv4_addresses
 from orchestrator.observe import Observer
 from orchestrator.resilience import Resilience
-from orchestrator.sandbox_spec import MemoryStoreMount
 
-__all__ = ["guest_config", "guest_log_sink", "make_client", "mount_memory_store", "start_sandbox"]
+__all__ = ["guest_config", "guest_log_sink", "make_client", "start_sandbox"]
 
 
 def guest_config(config: Config, spec: SandboxSpec) -> dict[str, Any]:
@@ -52,18 +51,6 @@ def guest_config(config: Config, spec: SandboxSpec) -> dict[str, Any]:
         blocked = [*config.sandbox.egress_blocked, *(f"{a}/32" for a in local_ipv4_addresses())]
         settings["egress"] = {"blocked": blocked, "allowed": list(config.sandbox.egress_allowed)}
     return settings
-
-
-async def mount_memory_store(
-    config: Config, store: MemoryStoreMount | None
-) -> tuple[BindMount, ...]:
-    """The memory store's namespace at /memories (made on the host first), if asked for."""
-    from orchestrator.memory_store import MEMORY_MOUNT, prepare_namespace
-
-    if store is None:
-        return ()
-    path = await trio.to_thread.run_sync(prepare_namespace, config, store.namespace, store.owner)
-    return (BindMount(source=str(path), target=MEMORY_MOUNT),)
 
 
 async def start_sandbox(

@@ -29,15 +29,17 @@ import structlog
 import trio
 
 from orchestrator._exceptions import unwrap_single_exception
-from orchestrator.backends.base import BindMount, SandboxBackend, SandboxSpec
+from orchestrator.backends.base import SandboxBackend, SandboxSpec
 from orchestrator.config import Config
 from orchestrator.desktop.desktop import Desktop, start_session_desktop
 from orchestrator.errors import SandboxLost, SessionClosed, SessionError
 from orchestrator.guest_client.client import GuestClient
 from orchestrator.locks import ResourceLocks
+from orchestrator.memory_guest import MemoryGuest
 from orchestrator.observe import NullObserver, Observer
 from orchestrator.options import SandboxOptions
 from orchestrator.resilience import Resilience
+from orchestrator.sandbox_removal import log_late_removal
 from orchestrator.sandbox_spec import (
     SandboxShape,
     build_spec,
@@ -47,7 +49,6 @@ from orchestrator.sandbox_spec import (
 from orchestrator.sandbox_start import (
     guest_log_sink,
     make_client,
-    mount_memory_store,
     start_sandbox,
 )
 from orchestrator.session_health import SandboxHealth
@@ -73,15 +74,6 @@ ViewLinker = Callable[["Session", bool], Awaitable[str]]
 """Makes a live-view URL for a session's desktop; ``True`` for an interactive one."""
 
 
-def _log_late_removal(sandbox_id: str, session_id: str, reason: str) -> None:
-    log.warning(
-        "sandbox removal missed its deadline; `sbx gc` removes it",
-        sandbox=sandbox_id[:12],
-        session_id=session_id,
-        reason=reason,
-    )
-
-
 @dataclass
 class SessionHooks:
     """What a session needs from whoever runs it, handed over when it is made."""
@@ -95,7 +87,7 @@ class SessionHooks:
     view_url: ViewLinker | None = None
     resilience: Resilience | None = None
     """Breakers per image (``sandbox_start``); ``None``: none."""
-    remove_later: Callable[[str, str, str], None] = _log_late_removal
+    remove_later: Callable[[str, str, str], None] = log_late_removal
     """Told ``(sandbox_id, session_id, why)`` when a removal missed its deadline: the
     supervisor's ``LateRemovals`` retries it in the background."""
 
@@ -149,7 +141,10 @@ class Session(SessionRecovery, SessionTransfers):
         self._desktop: Desktop | None = None
         store = self.shape.memory_store
         self.memory_namespace = store.namespace if store is not None else None
-        """The memory store's namespace mounted at /memories (``None``: none)."""
+        """The memory store's namespace the memory tool edits at /memories (``None``: none)."""
+        owner_of_store = store.owner if store is not None else None
+        self._memory = MemoryGuest(config, self.memory_namespace, owner_of_store, self.id, hooks)
+        self._nursery: trio.Nursery | None = None
         self.spare = False
         """A pool's spare: started ahead of demand, its TTL and idle clocks not yet running."""
         self.on_closed: Callable[[Session], None] | None = None
@@ -183,7 +178,7 @@ class Session(SessionRecovery, SessionTransfers):
 
     # -- life -------------------------------------------------------------------
 
-    def _spec(self, mounts: tuple[BindMount, ...]) -> SandboxSpec:
+    def _spec(self) -> SandboxSpec:
         # A spare's life may start as late as max_age from now: the label must
         # never tell another supervisor it expired while it is still in use.
         expires = self.expires_at + self._config.pool.max_age * self.spare
@@ -195,7 +190,6 @@ class Session(SessionRecovery, SessionTransfers):
             expires=expires,
             client=self.owner,
             labels=self.labels,
-            mounts=mounts,
         )
 
     def adopt(self, options: SandboxOptions, owner: str | None) -> None:
@@ -223,6 +217,7 @@ class Session(SessionRecovery, SessionTransfers):
             with trio.CancelScope() as scope, unwrap_single_exception():
                 self._scope = scope
                 async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
                     await self._start_sandbox(nursery)
                     await self._start_desktop()
                     self.state = "ready"
@@ -248,10 +243,10 @@ class Session(SessionRecovery, SessionTransfers):
         defaults = await self._backend.image_defaults(self.image)
         check_fork_allowed(self.image, defaults, self.owner)
         self.shape = with_image_defaults(self.shape, self.options, defaults)
-        mounts = await mount_memory_store(self._config, self.shape.memory_store)
+        await self._memory.prepare()
         channel = await start_sandbox(
             self._backend,
-            self._spec(mounts),
+            self._spec(),
             nursery,
             config=self._config,
             label=f"for session {self.id} ({self.image})",
@@ -312,9 +307,14 @@ class Session(SessionRecovery, SessionTransfers):
                 await self._wake.wait()
             self._wake = trio.Event()
 
+    async def memory_client(self) -> GuestClient:
+        """The client of the guest that edits this session's memory store (on the host)."""
+        return await self._memory.client(None if self.closed else self._nursery)
+
     async def _teardown(self) -> None:
         """Cancel calls, close the channel, remove the sandbox: shielded, bounded, logged."""
         self.state = "closing"
+        await self._memory.aclose()
         try:
             await self._close_and_remove(self.close_reason or "closed")
         except Exception:

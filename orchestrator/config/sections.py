@@ -142,7 +142,7 @@ class PoolConfig(_Section):
     )
     memories: bool = Field(
         default=False,
-        description="Spares mount the memory store's default namespace, as local sessions with "
+        description="Spares have the memory store's default namespace, as local sessions with "
         "default options do; API token owners' sessions (their own namespaces) never adopt them.",
     )
     max_age: float = Field(
@@ -258,11 +258,12 @@ class CodeExecutionConfig(_Section):
 
 
 class MemoryConfig(_Section):
-    """The ``memory`` tool's store, on the host, mounted into sessions at /memories."""
+    """The ``memory`` tool's store, on the host (edited from the host; never mounted into a
+    sandbox, whose code could otherwise write it past its cap)."""
 
     enabled: bool = Field(
         default=True,
-        description="Mount the store into sessions (a session may opt out with memories=False).",
+        description="Give sessions the store (a session may opt out with memories=False).",
     )
     namespace: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     max_bytes: ByteSize = Field(default=64 << 20, ge=1, description="Size cap of one namespace.")

@@ -1,11 +1,12 @@
 """Claude's ``memory`` tool (``memory_20250818``): files under ``/memories`` that outlive sessions.
 
 Commands ``view``, ``create``, ``str_replace``, ``insert``, ``delete`` and
-``rename``.  The store is a directory on the host per namespace, mounted into
-the session at ``/memories`` (``orchestrator.memory_store``); the commands run
-inside the sandbox through the guest, confined to that directory (neither
-``..`` nor a symbolic link leads out), locked against other sessions writing
-the same namespace, and refused once the namespace is full.  Messages follow
+``rename``.  The store is a directory on the host per namespace
+(``orchestrator.memory_store``), never mounted into the sandbox, which could
+otherwise write it past its cap; the commands run in a guest of the
+session's own on the host (``orchestrator.memory_guest``), confined to that
+directory (neither ``..`` nor a symbolic link leads out), locked against other
+sessions writing the same namespace, and refused once the namespace is full.  Messages follow
 the ``anthropic`` SDK's reference implementation.
 """
 
@@ -148,7 +149,7 @@ class MemoryTool(Tool):
             range=view_range,
             **self._store(),
         )
-        value, data = await ctx.session.client.edit_view(request)
+        value, data = await (await ctx.session.memory_client()).edit_view(request)
         if value.type == "directory":
             return ToolOutput.text(self._render_tree(params.path, value))
         header = f"Here's the content of {params.path} with line numbers:\n"
@@ -187,7 +188,7 @@ class MemoryTool(Tool):
     async def _create(self, ctx: ToolContext, params: MemoryInput) -> ToolOutput:
         assert params.path is not None
         assert params.file_text is not None
-        await ctx.session.client.edit(
+        await (await ctx.session.memory_client()).edit(
             rq.EditCreateRequest(path=params.path, **self._store()),
             params.file_text.encode("utf-8", "surrogateescape"),
         )
@@ -200,7 +201,7 @@ class MemoryTool(Tool):
             raise ToolError("old_str must not be empty: give the exact text to replace")
         old = params.old_str.encode("utf-8", "surrogateescape")
         new = (params.new_str or "").encode("utf-8", "surrogateescape")
-        value, data = await ctx.session.client.edit(
+        value, data = await (await ctx.session.memory_client()).edit(
             rq.EditStrReplaceRequest(path=params.path, old_len=len(old), **self._store()),
             old + new,
         )
@@ -216,7 +217,7 @@ class MemoryTool(Tool):
         assert params.path is not None
         assert params.insert_text is not None
         assert params.insert_line is not None
-        await ctx.session.client.edit(
+        await (await ctx.session.memory_client()).edit(
             rq.EditInsertRequest(path=params.path, line=params.insert_line, **self._store()),
             params.insert_text.encode("utf-8", "surrogateescape"),
         )
@@ -226,7 +227,9 @@ class MemoryTool(Tool):
         assert params.path is not None
         if posixpath.normpath(params.path) == MEMORY_MOUNT:
             raise ToolError(f"Cannot delete the {MEMORY_MOUNT} directory itself")
-        await ctx.session.client.edit(rq.EditDeleteRequest(path=params.path, **self._store()))
+        await (await ctx.session.memory_client()).edit(
+            rq.EditDeleteRequest(path=params.path, **self._store())
+        )
         return ToolOutput.text(f"Successfully deleted {params.path}")
 
     async def _rename(self, ctx: ToolContext, params: MemoryInput) -> ToolOutput:
@@ -234,7 +237,7 @@ class MemoryTool(Tool):
         assert params.new_path is not None
         if posixpath.normpath(params.old_path) == MEMORY_MOUNT:
             raise ToolError(f"Cannot rename the {MEMORY_MOUNT} directory itself")
-        await ctx.session.client.edit(
+        await (await ctx.session.memory_client()).edit(
             rq.EditRenameRequest(
                 old_path=params.old_path, new_path=params.new_path, **self._store()
             )

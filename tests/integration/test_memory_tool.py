@@ -1,4 +1,8 @@
-"""The memory tool in real sandboxes: a host store mounted at /memories, shared and confined."""
+"""The memory tool with real sandboxes: a host store, edited from the host, shared and confined.
+
+The store is never mounted into a sandbox: whatever a sandbox mounts its code
+can write, past the store's cap, onto the host's disk.
+"""
 
 from __future__ import annotations
 
@@ -43,9 +47,9 @@ async def test_memories_persist_across_sessions(orch: Orchestrator, config: Conf
     assert notes == "step 1\nstep 2\n"
 
 
-async def test_traversal_and_symlinks_out_are_refused(orch: Orchestrator) -> None:
+async def test_traversal_and_symlinks_out_are_refused(orch: Orchestrator, config: Config) -> None:
     async with orch.session(image=IMAGE) as s:
-        await s.exec(["ln", "-s", "/etc", "/memories/etc"])
+        await trio.Path(f"{_store(config)}/etc").symlink_to("/etc")
         results = [
             await call(s, "memory", {"command": "view", "path": "/memories/../etc/passwd"}),
             await call(s, "memory", {"command": "view", "path": "/memories/etc/passwd"}),
@@ -65,29 +69,30 @@ async def test_traversal_and_symlinks_out_are_refused(orch: Orchestrator) -> Non
     assert not any("root:x:0:0" in text for text in texts)
 
 
-async def test_the_store_is_the_only_mount_and_only_when_wanted(
+async def test_sandboxed_code_cannot_reach_the_store_even_as_root(
     orch: Orchestrator, config: Config, docker_client: docker.DockerClient
 ) -> None:
-    async with orch.session(image=IMAGE) as with_store:
-        attrs = docker_client.api.inspect_container(with_store.sandbox_id)
-        owner = await with_store.exec(["stat", "-c", "%u", "/memories"])
-    async with orch.session(image=IMAGE, memories=False) as without:
-        bare = docker_client.api.inspect_container(without.sandbox_id)
-        listing = await without.exec(["ls", "/memories"])
-    # Besides the read-only guest bundle every sandbox has, the store is the one mount.
-    bundle = {"Type": "volume", "Target": "/opt/sbx", "ReadOnly": True}
+    # Mounted, the store was the sandbox's to fill: 100 MB past a 64 MiB cap, up to
+    # the host's whole disk.  Root (CAP_DAC_OVERRIDE) beats any permission, so the
+    # store is no mount at all.
+    async with orch.session(image=IMAGE) as s:
+        attrs = docker_client.api.inspect_container(s.sandbox_id)
+        err, text, _ = await call(
+            s, "memory", {"command": "create", "path": "/memories/kept.md", "file_text": "hi"}
+        )
+        assert not err, text
+        for user in (None, "root"):
+            fill = await s.exec(
+                "head -c 10M /dev/zero > /memories/fill; echo rc=$?; ls /memories", user=user
+            )
+            assert "rc=1" in fill.stdout_text, fill
+            assert "kept.md" not in fill.stdout_text, fill
     mounts = attrs["HostConfig"]["Mounts"]
-    assert next(m for m in mounts if m["Target"] == "/opt/sbx").items() >= bundle.items()
-    [mount] = [m for m in mounts if m["Target"] != "/opt/sbx"]
-    assert mount["Type"] == "bind"
-    assert mount["Source"] == _store(config)
-    assert mount["Target"] == "/memories"
-    assert not mount.get("ReadOnly")
+    assert [m["Target"] for m in mounts] == ["/opt/sbx"]  # the read-only guest bundle alone
     assert not attrs["HostConfig"]["Binds"]
     assert attrs["HostConfig"]["ReadonlyRootfs"] is True
-    assert owner.stdout == b"1000\n"
-    assert [m["Target"] for m in bare["HostConfig"]["Mounts"]] == ["/opt/sbx"]
-    assert listing.exit_code != 0
+    names = sorted(p.name for p in (config.memory.root / "default").iterdir())  # type: ignore[operator]
+    assert names == ["kept.md"]
 
 
 async def test_sessions_sharing_a_namespace_take_turns(orch: Orchestrator, config: Config) -> None:

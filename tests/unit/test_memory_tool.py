@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -272,18 +271,26 @@ def test_docker_mounts_the_store_as_a_bind_mount() -> None:
     assert "binds" not in host_config_for(spec)
 
 
-async def test_the_fake_backend_tells_the_guest_where_mounts_are(
+async def test_the_store_is_never_mounted_into_the_sandbox(
     orch: Orchestrator, fake_config: Config, fake_backend: FakeBackend
 ) -> None:
+    # Whatever a sandbox mounts its code can write, past the store's cap; the memory
+    # tool's edits run in a guest of the session's own on the host instead.
     async with orch.session() as s:
         assert s.memory_namespace == "default"
         [box] = [b for b in fake_backend.sandboxes.values() if b.spec.name == f"sbx-{s.id}"]
-        [mount] = box.spec.mounts
-        printed = await s.exec(["sh", "-c", 'printf %s "$SBX_PATH_MAP"'])
-    assert mount.target == "/memories"
-    assert mount.source == str(store(fake_config))
-    assert os.path.isdir(mount.source)
-    assert str(store(fake_config)) in printed.stdout_text
+        printed = await s.exec(["sh", "-c", 'printf %s "${SBX_PATH_MAP:-none}"'])
+        err, text, _ = await call(
+            s, "memory", {"command": "create", "path": "/memories/n.md", "file_text": "kept"}
+        )
+        process = s._memory._process
+        assert process is not None and process.returncode is None  # the store's own guest
+    # It ended with its session (nothing outlives a session).
+    assert process.returncode is not None
+    assert box.spec.mounts == ()
+    assert printed.stdout_text == "none"
+    assert not err, text
+    assert (store(fake_config) / "n.md").read_text() == "kept"
 
 
 async def test_owners_never_share_a_namespace(orch: Orchestrator, fake_config: Config) -> None:
