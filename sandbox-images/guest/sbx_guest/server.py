@@ -419,15 +419,17 @@ def main(argv: Optional[list] = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: guest.shutdown("SIGTERM"))
     signal.signal(signal.SIGINT, lambda *_: guest.shutdown("SIGINT"))
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    for path, mode in (("/tmp/.X11-unix", 0o1777),):
-        try:
-            os.makedirs(path, exist_ok=True)
-            os.chmod(path, mode)
-        except OSError:
-            pass
-    # ``--no-isolation``: a test running the guest as a plain local process (nothing a
-    # sandbox's user controls reaches the guest's command line).
+    # ``--no-isolation``: the guest run as a plain local process on a host (a test, or
+    # the memory store's own guest; nothing a sandbox's user controls reaches its
+    # command line).  It leaves the host's /tmp as it is.
     guest.isolate = "--no-isolation" not in (argv or ())
+    if guest.isolate:
+        for path, mode in (("/tmp/.X11-unix", 0o1777),):
+            try:
+                os.makedirs(path, exist_ok=True)
+                os.chmod(path, mode)
+            except OSError:
+                pass
     # The guest itself works from / (every path it handles is absolute); commands
     # get their working directory when they are spawned.
     os.chdir("/")
