@@ -82,14 +82,9 @@ class GuestVolumes:
         self._ready = None
 
     async def _ensure(self) -> str:
-        client = await self.engine.connected()
-        try:
-            base = await self.engine.call(
-                "inspecting the base image", client.images.get, self.base_image
-            )
-        except ImageNotFound:
-            raise ImageNotFound(self.base_image, "base") from None
-        name = f"{BUNDLE_PREFIX}{bundle_key(str(base.id))}"
+        name = await self.current()
+        if name is None:
+            raise ImageNotFound(self.base_image, "base")
         await self.engine.call(f"preparing the guest bundle {name}", self._prepare, name)
         return name
 
