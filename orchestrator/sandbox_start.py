@@ -94,9 +94,15 @@ async def _start(
     on_stderr: StderrSink,
 ) -> GuestChannel:
     timeout = config.sandbox.start_timeout
+    deadline = trio.current_time() + timeout
     try:
-        with trio.fail_after(timeout):
-            info = await backend.create(spec)
+        with trio.fail_at(deadline):
+            # A create cut short by a cancel (Ctrl-C, a closing supervisor) would still
+            # make its container -- the engine does not hear that the caller left -- and
+            # nobody would know its id.  So a cancel waits for the engine's answer, never
+            # past the start deadline, and the sandbox is named at once.
+            with trio.CancelScope(shield=True), trio.fail_at(deadline):
+                info = await backend.create(spec)
             on_created(info.id)
             stream = await backend.attach(info.id, on_stderr)
             channel = GuestChannel(stream, name=label, session_id=session_id)
