@@ -129,15 +129,21 @@ def _bound(w: Workload) -> float:
     return w.limit + GRACE + 2 + 15 + (15 if GVISOR else 0)
 
 
-def _containers_of(client: docker.DockerClient, pid: int) -> list[str]:
+def _containers_of(client: docker.DockerClient, pid: int, within: float = 0.0) -> list[str]:
     """The sandboxes the ``sbx run`` process ``pid`` made (its supervisor label names it;
-    other programs on this machine make sandboxes of their own meanwhile)."""
+    other programs on this machine make sandboxes of their own meanwhile), waiting up to
+    ``within`` seconds for the engine to finish removing them."""
     prefix = f"{socket.gethostname()}:{pid}:"
-    return [
-        c["Id"]
-        for c in client.api.containers(all=True, filters={"label": "io.sbx.managed"})
-        if c["Labels"].get("io.sbx.supervisor", "").startswith(prefix)
-    ]
+    deadline = time.monotonic() + within
+    while True:
+        found = [
+            c["Id"]
+            for c in client.api.containers(all=True, filters={"label": "io.sbx.managed"})
+            if c["Labels"].get("io.sbx.supervisor", "").startswith(prefix)
+        ]
+        if not found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.5)
 
 
 @pytest.mark.parametrize("w", WORKLOADS, ids=IDS)
@@ -161,7 +167,15 @@ def test_through_sbx_run(w: Workload, docker_client: docker.DockerClient) -> Non
     assert w.stderr_has in r.stderr
     if w.oom_killed:
         assert b"ran out of memory" in r.stderr
-    assert _containers_of(docker_client, process.pid) == [], "the sandbox was left behind"
+    left = _containers_of(docker_client, process.pid)
+    if left and GVISOR:
+        # Under gVisor's ptrace platform the engine takes 10-80 s to tear down a sandbox a
+        # fork bomb filled when the host is busy (measured here; README, "Under gVisor").
+        # sbx asked for the removal, kept its own deadline and said so; the engine goes on
+        # with the removal after sbx exits, and must finish it.
+        assert b"still being removed at shutdown" in r.stderr, r.stderr[-3000:]
+        left = _containers_of(docker_client, process.pid, within=150)
+    assert left == [], f"the sandbox was left behind after {elapsed:.1f} s: {r.stderr[-3000:]!r}"
     after = subprocess.run(
         [*argv[:6], "--", "echo", "next"], capture_output=True, timeout=120, check=False
     )
