@@ -15,10 +15,13 @@ from orchestrator.images.guest_bundle import BUNDLE_DIR
 
 __all__ = ["GUEST_CAPABILITIES", "ROOT_CAPABILITIES", "engine_limits", "host_config_for"]
 
-GVISOR_TASKS_PER_PROCESS = 20
+GVISOR_TASKS_PER_PROCESS = 32
 """Host tasks per sandboxed process under gVisor's ptrace platform: 8-10 measured here
-for sleeping processes, 12.3 for a fork bomb at its limit (a stub per task, a tracing
-thread each, and the Go runtime's threads for blocked calls); with room."""
+for sleeping processes, 12.3 for a fork bomb at its limit, and up to 19.5 left behind
+after a fork bomb at 128 (2,500 host tasks: the stubs of its address spaces linger);
+with room.  Too few is not a safe failure either: the gVisor kernel, a Go program, dies
+with exit code 2 when it cannot make a thread, taking the session with it (at 14 per
+process a bomb at 128 did so every time)."""
 GVISOR_BASE_TASKS = 512
 """Host tasks of the gVisor kernel, its gofer and the guest (about 50 measured) and room."""
 GVISOR_MEMORY_HEADROOM = 256 << 20
