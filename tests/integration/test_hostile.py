@@ -215,7 +215,8 @@ async def test_reopening_every_descriptor_of_the_guest_neither_steals_nor_inject
     orch: Orchestrator,
 ) -> None:
     """Under runc nothing of the guest's opens.  Under gVisor the pipes of the session's
-    own calls do (README, "Under gVisor"), so their outputs may gain or lose bytes there;
+    own calls do (README, "Under gVisor"), so their outputs may gain or lose bytes there
+    and a call whose exec report is written to fails to start (exit 126);
     what must hold on both is the channel: no frame stolen or injected, every call
     answered, the session still serving."""
     async with orch.session(image=IMAGE, memories=False) as s:
@@ -224,10 +225,11 @@ async def test_reopening_every_descriptor_of_the_guest_neither_steals_nor_inject
             # Calls in flight meanwhile: a stolen or injected frame would break one.
             async def calls() -> None:
                 for i in range(50):
+                    # Under gVisor a call may fail to start or lose output (its pipes
+                    # are reachable); it still gets its answer, over an intact channel.
                     r = await s.exec(f"echo call-{i}")
-                    assert r.exit_code == 0, r
                     if not GVISOR:
-                        assert r.stdout == f"call-{i}\n".encode(), r
+                        assert r.exit_code == 0 and r.stdout == f"call-{i}\n".encode(), r
 
             nursery.start_soon(calls)
             r = await s.exec(["python3", "-c", _REOPEN_EVERY_FD, guest], timeout=30)
