@@ -26,8 +26,10 @@ from orchestrator.backends.base import (
     BindMount,
     ImageDefaults,
     SandboxSpec,
+    root_refused,
 )
 from orchestrator.config import Config
+from orchestrator.errors import OptionNotAllowed
 from orchestrator.options import SandboxOptions
 
 __all__ = [
@@ -87,6 +89,9 @@ def resolve_shape(options: SandboxOptions, config: Config, owner: str | None) ->
         else None
     )
     memory = options.memory or sandbox.memory
+    refused = root_refused(options.user or sandbox.user, sandbox.runtime)
+    if refused is not None:
+        raise OptionNotAllowed(refused)
     return SandboxShape(
         image=config.image_name(options.image or sandbox.image),
         memory=memory,

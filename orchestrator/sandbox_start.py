@@ -47,6 +47,9 @@ def guest_config(config: Config, spec: SandboxSpec) -> dict[str, Any]:
         # The engine's limits are raised by the runtime's overhead; the guest holds
         # the user's (see sbx_guest/inner_limits.py).
         settings["inner_limits"] = {"pids": spec.pids_limit, "memory": spec.memory_limit}
+        # And root, which gVisor's /proc would let reach the guest, is refused inside
+        # too: a user name of the image may be uid 0 (see backends.base.root_refused).
+        settings["refuse_root"] = True
     if spec.network:
         blocked = [*config.sandbox.egress_blocked, *(f"{a}/32" for a in local_ipv4_addresses())]
         settings["egress"] = {"blocked": blocked, "allowed": list(config.sandbox.egress_allowed)}

@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import trio
 
 from orchestrator import protocol
+from orchestrator.backends.base import root_refused
 from orchestrator.channel import CallStream
 from orchestrator.command_input import check_command_input
 from orchestrator.config import Config
-from orchestrator.errors import InputTooLarge, InvalidInput, SbxError
+from orchestrator.errors import InputTooLarge, InvalidInput, OptionNotAllowed, SbxError
 from orchestrator.guest_client import requests as rq
 from orchestrator.guest_client.client import GuestClient
 from orchestrator.guest_client.exec_stream import ExecStream, OutputCallback
@@ -74,6 +75,12 @@ class SessionCalls:
     def take_restart_notice(self) -> str | None:
         """What the next result must say after the sandbox was replaced, once."""
 
+    def _check_user(self, user: str | None) -> None:
+        """``OptionNotAllowed`` for a user this runtime cannot keep from the guest."""
+        refused = root_refused(user, self._config.sandbox.runtime)
+        if refused is not None:
+            raise OptionNotAllowed(refused)
+
     # -- exec -----------------------------------------------------------------------
 
     def _exec_request(
@@ -88,6 +95,7 @@ class SessionCalls:
         user: str | None = None,
     ) -> rq.ExecRequest:
         settings = self._config.session
+        self._check_user(user)
         if isinstance(command, str):
             cmd, argv = command, None
         else:
@@ -214,6 +222,7 @@ class SessionCalls:
         ``shell_restarted``.
         """
         settings = self._config.session
+        self._check_user(user)
         check_command_input([command], {}, None, max_bytes=settings.max_command_bytes)
         request = rq.ShellRunRequest(
             name=name if user is None else f"{name}@{user}",

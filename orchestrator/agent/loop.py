@@ -20,15 +20,18 @@ handed in), or talk to Docker or the guest.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anthropic
+import trio
 
 from orchestrator.agent.calls import AgentError, TextSink
 from orchestrator.agent.history import Conversation
 from orchestrator.agent.resume import load_run
+from orchestrator.agent.sdk_retries import retry_watching_http_client
 from orchestrator.agent.transcript import RunDirectory
 from orchestrator.agent.turns import AgentHost, AgentResult, RunState, ToolSink, drive
 from orchestrator.agent.usage import Ledger
@@ -97,14 +100,30 @@ def _client(
     api_key: str | None,
     base_url: str | None,
     max_retries: int,
+    orch: AgentHost,
 ) -> anthropic.AsyncAnthropic:
     if client is not None:
         return client
+    hub = getattr(orch, "resilience", None)
     return anthropic.AsyncAnthropic(
         api_key=resolve_api_key(api_key),
         base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL") or None,
         max_retries=max_retries,
+        http_client=retry_watching_http_client(hub.retried if hub is not None else None),
     )
+
+
+@asynccontextmanager
+async def _closing(client: anthropic.AsyncAnthropic, owned: bool) -> AsyncIterator[None]:
+    """Close a client this run made (its connections) when the run ends, however it ends;
+    a client the caller handed in stays the caller's."""
+    try:
+        yield
+    finally:
+        if owned:
+            with trio.move_on_after(5) as scope:
+                scope.shield = True
+                await client.close()
 
 
 def _settings(orch: AgentHost, context: AgentConfig | None) -> AgentConfig:
@@ -144,7 +163,8 @@ async def run_agent(
     """
     check_thinking(model, thinking_budget, max_tokens)
     settings = _settings(orch, context)
-    client = _client(client, api_key, base_url, settings.max_retries)
+    owned = client is None
+    client = _client(client, api_key, base_url, settings.max_retries, orch)
     families = list(tools)
     if image is None and "computer" in families:
         image = "desktop"  # the computer tool needs a screen
@@ -177,9 +197,10 @@ async def run_agent(
         thinking_budget,
         settings,
     )
-    return await drive(
-        orch, state, client, max_turns, token_budget, on_text, on_tool, given=session
-    )
+    async with _closing(client, owned):
+        return await drive(
+            orch, state, client, max_turns, token_budget, on_text, on_tool, given=session
+        )
 
 
 async def resume_agent(
@@ -214,7 +235,8 @@ async def resume_agent(
     if "memory" not in families and "memory" in orch.router.registry.families():
         families.append("memory")  # what the model saved before is where it left it
     settings = _settings(orch, context)
-    client = _client(client, api_key, base_url, settings.max_retries)
+    owned = client is None
+    client = _client(client, api_key, base_url, settings.max_retries, orch)
     run = RunDirectory(stopped.run_dir)
     note = (RESUME_FROM_SNAPSHOT_NOTE if stopped.snapshot else RESUME_NOTE).format(
         turn=stopped.last_turn
@@ -243,7 +265,8 @@ async def resume_agent(
         ledger=Ledger(stopped.usage),
         note=note,
     )
-    return await drive(orch, state, client, max_turns, token_budget, on_text, on_tool)
+    async with _closing(client, owned):
+        return await drive(orch, state, client, max_turns, token_budget, on_text, on_tool)
 
 
 def _families_of(orch: AgentHost, tools: list[dict[str, Any]]) -> list[str]:

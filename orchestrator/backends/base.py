@@ -41,6 +41,8 @@ __all__ = [
     "SnapshotBackend",
     "SnapshotCommit",
     "StderrSink",
+    "is_gvisor",
+    "root_refused",
 ]
 
 LABEL_MANAGED = "io.sbx.managed"
@@ -126,13 +128,38 @@ class SandboxSpec:
         """Whether the guest enforces the pids and memory limits itself: under gVisor
         (a ``runsc`` runtime) the container's cgroups hold the gVisor kernel, not the
         user's processes, so the engine's limits are raised by its overhead instead."""
-        return self.runtime is not None and ("runsc" in self.runtime or "gvisor" in self.runtime)
+        return is_gvisor(self.runtime)
 
     @property
     def memory_limit(self) -> int:
         """The container's memory limit: processes, every tmpfs and /dev/shm together,
         because tmpfs pages count towards the container's memory (``sandbox_memory_limit``)."""
         return self.memory + sum(self.tmpfs.values()) + self.shm_size
+
+
+def is_gvisor(runtime: str | None) -> bool:
+    """Whether ``runtime`` (``sandbox.runtime``) is gVisor's ``runsc``."""
+    return runtime is not None and ("runsc" in runtime or "gvisor" in runtime)
+
+
+def root_refused(user: str | None, runtime: str | None) -> str | None:
+    """Why ``user`` may not run commands under ``runtime``, or ``None`` when it may.
+
+    Under gVisor root is refused: this runsc (Debian's, 2022) checks file modes, not
+    ptrace access, when ``/proc/PID/fd`` is reopened, and root's descriptors-of-others
+    access (owner or DAC_OVERRIDE) then reaches the guest's -- its channel to the host
+    included (measured: a root command wrote frames into it).  Under runc the kernel's
+    ptrace check refuses root as it refuses everyone.
+    """
+    if user is None or not is_gvisor(runtime):
+        return None
+    if user.partition(":")[0] not in ("root", "0"):
+        return None
+    return (
+        f"commands cannot run as root ({user!r}) under gVisor (sandbox.runtime = "
+        f"{runtime!r}): its /proc would let root reach the guest's channel; run as a "
+        "non-root user, or use the default runtime (runc) for sessions that need root"
+    )
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from orchestrator.api.models import (
     SessionInfo,
     SessionList,
     ToolsResponse,
+    WorkflowRunResponse,
 )
 from orchestrator.client._client import invalid_request
 from orchestrator.client._streams import stream_error
@@ -182,6 +183,9 @@ class SyncClient:
     def view_url(self, session_id: str, *, interactive: bool = False) -> str:
         return str(self._json(ops.view(session_id, interactive=interactive))["url"])
 
+    def screenshot(self, session_id: str, *, scaled: bool = False) -> bytes:
+        return self.http.send(ops.screenshot(session_id, scaled=scaled))
+
     # -- agent runs ----------------------------------------------------------------------------
 
     def start_agent_run(self, run: AgentRunCreate | None = None, /, **fields: Any) -> AgentRunInfo:
@@ -193,5 +197,25 @@ class SyncClient:
         body = run.model_dump(exclude_none=True)
         return AgentRunInfo.model_validate(self._json(ops.start_agent_run(body)))
 
+    def list_agent_runs(self) -> list[AgentRunInfo]:
+        return [AgentRunInfo.model_validate(run) for run in self._json(ops.agent_runs())]
+
     def get_agent_run(self, run_id: str) -> AgentRunInfo:
         return AgentRunInfo.model_validate(self._json(ops.agent_run(run_id)))
+
+    def cancel_agent_run(self, run_id: str) -> None:
+        self.http.send(ops.cancel_agent_run(run_id))
+
+    def agent_run_transcript(self, run_id: str) -> list[dict[str, Any]]:
+        data = self.http.send(ops.agent_run_transcript(run_id))
+        return [json.loads(line) for line in data.splitlines() if line.strip()]
+
+    def run_workflow(
+        self,
+        workflow: dict[str, Any] | str,
+        *,
+        vars: Mapping[str, Any] | None = None,
+        secrets: Mapping[str, str] | None = None,
+    ) -> WorkflowRunResponse:
+        body = {"workflow": workflow, "vars": dict(vars or {}), "secrets": dict(secrets or {})}
+        return WorkflowRunResponse.model_validate(self._json(ops.run_workflow(body)))

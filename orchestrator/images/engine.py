@@ -130,6 +130,11 @@ class ImageEngine(Protocol):
         """Every ``repo:tag`` of the images carrying ``label`` (``key=value``)."""
         ...
 
+    def retried(self, operation: str, reason: str) -> None:
+        """Count a retry of ``operation`` (``sbx_retries_total``): the builder retries
+        a load the engine cut short."""
+        ...
+
     async def load_image_archive(
         self,
         image: str,

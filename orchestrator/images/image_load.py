@@ -189,7 +189,9 @@ class ImageLoader:
         try:
             # Loading is idempotent: an engine that dropped the connection or answered 5xx
             # is sent the archive again.
-            await with_retries("load_image", send, policy=_LOAD_RETRIES)
+            await with_retries(
+                "load_image", send, policy=_LOAD_RETRIES, on_retry=self.engine.retried
+            )
         finally:
             stop.set()
         log.info(

@@ -167,6 +167,15 @@ class CodeExecutionTool(Tool):
     def _problem(self, result: CodeResult) -> str | None:
         """What went wrong with the *execution* (not the code's own exceptions), if anything."""
         lost = "variables and imports from earlier calls are gone."
+        stopped = result.timed_out or result.cancelled
+        if result.oom_killed and stopped:
+            # A process ran out of memory, and then the run was stopped: say both.
+            cause = "timed out" if result.timed_out else "was cancelled"
+            kept = lost if result.restarted else "the interpreter and its variables are kept."
+            return (
+                f"error: out_of_memory — a process the code started ran out of the sandbox's "
+                f"memory and was killed, and the run {cause}; {kept}"
+            )
         if result.oom_killed and result.restarted:
             return (
                 "error: out_of_memory — the code used more memory than the sandbox allows, so "

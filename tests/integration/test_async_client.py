@@ -228,6 +228,22 @@ def test_the_sync_client_has_the_same_methods_models_and_errors(server: ApiProce
             assert client.exec(sid, "pgrep -x sleep || true").stdout == b""
         with pytest.raises(SessionNotFound):
             client.get_session(sid)
+        workflow = (
+            f"vars: {{who: nobody}}\nsessions: {{main: {{image: {IMAGE}}}}}\n"
+            "steps:\n"
+            "  - {id: hi, session: main, exec: 'echo hello ${{ vars.who }}'}\n"
+            "outputs: {said: '${{ steps.hi.stdout }}'}\n"
+        )
+        ran = client.run_workflow(workflow, vars={"who": "sync"})
+        assert ran.ok and ran.outputs["said"].strip() == "hello sync", ran
+        # The runs the async clients made (this module's other tests) are listed, read
+        # back whole, and a run that does not exist is the server's typed 404.
+        for run in client.list_agent_runs():
+            assert client.get_agent_run(run.id).id == run.id
+            assert client.agent_run_transcript(run.id)
+        with pytest.raises(ApiClientError) as missing:
+            client.cancel_agent_run("no-such-run")
+        assert missing.value.status == 404
 
 
 def test_a_wrong_token_is_the_servers_401(server: ApiProcess) -> None:

@@ -117,6 +117,30 @@ async def test_running_out_of_memory_is_reported_and_the_next_call_works(
     assert alive.stdout == b"guest alive\n"
 
 
+async def test_a_child_out_of_memory_is_reported_even_when_the_run_then_times_out(
+    config: Config,
+) -> None:
+    # A child meets the limit, then the interpreter ignores the interrupt and is
+    # replaced at the timeout: the memory kill is still reported, beside the timeout.
+    config.code_execution.timeout = 3
+    code = (
+        "import signal, subprocess\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "subprocess.run(['python3', '-c', 'hog = b\"x\" * (1 << 30)'])\n"
+        "while 1: pass"
+    )
+    async with Orchestrator(config) as orch:
+        async with orch.session(image=IMAGE, memories=False, memory="256m") as s:
+            result = await s.run_code(code)
+            err, text, _ = await call(s, "code_execution", {"code": code})
+            after = await s.run_code("6 * 7")
+    assert result.timed_out and result.restarted
+    assert result.oom_killed
+    assert err
+    assert "out_of_memory" in text and "timed out" in text, text
+    assert after.result == "42"
+
+
 async def test_output_files_are_listed_and_downloadable(orch: Orchestrator) -> None:
     code = (
         "import pandas as pd\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 
 import docker
@@ -295,10 +296,19 @@ async def test_an_engine_refusing_connections_opens_the_breaker_which_closes_onc
                 await http.delete(f"/v1/sessions/{created['id']}")
                 metrics = (await http.get("/metrics")).text
                 assert 'sbx_breaker_opened_total{breaker="engine"}' in metrics
+                assert 'sbx_retries_total{operation="' in metrics  # the refused tries, counted
             log = server.log()
         finally:
             await trio.to_thread.run_sync(server.stop)
             outer.cancel_scope.cancel()
+    # Nothing the server made outlives it: neither the session nor a refused try.
+    supervisor = f"{socket.gethostname()}:{server.pid}:"
+    left = [
+        c["Id"]
+        for c in docker_client.api.containers(all=True, filters={"label": "io.sbx.managed"})
+        if c["Labels"].get("io.sbx.supervisor", "").startswith(supervisor)
+    ]
+    assert left == []
     assert "Traceback" not in log
     assert '"circuit breaker opened: failing fast"' in log
     assert '"circuit breaker closed"' in log

@@ -8,12 +8,14 @@ session -- must work.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -37,6 +39,9 @@ class Workload:
     exit_code: int | None = None
     """The status the call must report (``None``: any)."""
     stdout_has: bytes = b""
+    stdout_all: tuple[bytes, ...] = ()
+    """Lines that must all appear in stdout (each writable mount, each attack)."""
+    stdout_lacks: bytes | None = None
     stderr_has: bytes = b""
     timed_out: bool = False
     truncated: bool = False
@@ -50,6 +55,8 @@ class Workload:
         """The command's timeout under this run's runtime."""
         return self.gvisor_timeout if GVISOR and self.gvisor_timeout else self.timeout
 
+
+WRITABLE_MOUNTS = ("/workspace", "/tmp", "/var/tmp", "/home/sandbox")
 
 WORKLOADS = [
     Workload(
@@ -68,11 +75,12 @@ WORKLOADS = [
         oom_killed=True,
     ),
     Workload(
-        "filling the workspace",
-        "head -c 3G /dev/zero > /workspace/fill; echo rc=$?",
+        "filling each writable mount",
+        "for d in /workspace /tmp /var/tmp /home/sandbox; do"
+        ' head -c 3G /dev/zero > $d/fill || echo "$d full"; rm -f $d/fill; done',
         memory="256m",
         exit_code=0,
-        stdout_has=b"rc=1",
+        stdout_all=tuple(f"{d} full".encode() for d in WRITABLE_MOUNTS),
         stderr_has=b"No space left on device",
     ),
     Workload(
@@ -111,6 +119,29 @@ WORKLOADS = [
         "exec >&- 2>&-; sleep 0.5; echo gone",
         exit_code=1,
     ),
+    # With networking off (the default) nothing is reachable, by address or by name.
+    Workload(
+        "egress by IP and by name",
+        "for a in 1.1.1.1/53 172.17.0.1/2375 127.0.0.1/1; do"
+        ' (exec 3<>/dev/tcp/${a%/*}/${a#*/}) 2>/dev/null && echo "reached $a"; done;'
+        " getent hosts example.com || echo 'no name'; echo 'egress tried'",
+        exit_code=0,
+        stdout_all=(b"no name", b"egress tried"),
+        stdout_lacks=b"reached",
+    ),
+    Workload(
+        "signalling the guest and writing its descriptors",
+        "p=$(cut -d' ' -f4 /proc/$$/stat); n=0;"
+        " for s in STOP TERM KILL; do kill -$s $p 2>/dev/null && n=$((n+1)); done;"
+        # Under gVisor the guest's 0 and 1 (it keeps the channel elsewhere) are /dev/null,
+        # which anyone may write: the count is of its real descriptors.
+        " for f in 0 1 2; do t=$(readlink /proc/$p/fd/$f 2>/dev/null);"
+        ' [ "$t" = /dev/null ] && continue;'
+        " (echo x > /proc/$p/fd/$f) 2>/dev/null && n=$((n+1)); done;"
+        " echo reached=$n",
+        exit_code=0,
+        stdout_has=b"reached=0",
+    ),
     Workload(
         "tampering with the guest",
         "p=$(cut -d' ' -f4 /proc/$$/stat); kill -STOP $p; cat /proc/$p/fd/0; echo rc=$?",
@@ -146,15 +177,30 @@ def _containers_of(client: docker.DockerClient, pid: int, within: float = 0.0) -
         time.sleep(0.5)
 
 
+def _assert_output(w: Workload, stdout: bytes, stderr: bytes) -> None:
+    assert w.stdout_has in stdout, stdout[-2000:]
+    for line in w.stdout_all:
+        assert line in stdout, (line, stdout[-2000:], stderr[-2000:])
+    if w.stdout_lacks is not None:
+        assert w.stdout_lacks not in stdout, stdout[-2000:]
+    assert w.stderr_has in stderr, stderr[-2000:]
+
+
 @pytest.mark.parametrize("w", WORKLOADS, ids=IDS)
-def test_through_sbx_run(w: Workload, docker_client: docker.DockerClient) -> None:
+def test_through_sbx_run(w: Workload, docker_client: docker.DockerClient, tmp_path: Path) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
     argv = [sys.executable, "-m", "orchestrator.cli", "run", "--image", IMAGE]
     argv += ["--timeout", f"{w.limit:g}"]
     if w.memory:
         argv += ["--memory", w.memory]
     started = time.monotonic()
     process = subprocess.Popen(
-        [*argv, "--", "bash", "-c", w.command], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [*argv, "--", "bash", "-c", w.command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
     )
     stdout, stderr = process.communicate(timeout=_bound(w) + 30)
     r = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
@@ -163,8 +209,7 @@ def test_through_sbx_run(w: Workload, docker_client: docker.DockerClient) -> Non
     assert b"Traceback" not in r.stderr, r.stderr[-2000:]
     if w.exit_code is not None:
         assert r.returncode == w.exit_code, (r.returncode, r.stderr[-2000:])
-    assert w.stdout_has in r.stdout[-100_000:]
-    assert w.stderr_has in r.stderr
+    _assert_output(w, r.stdout[-100_000:], r.stderr)
     if w.oom_killed:
         assert b"ran out of memory" in r.stderr
     left = _containers_of(docker_client, process.pid)
@@ -176,6 +221,7 @@ def test_through_sbx_run(w: Workload, docker_client: docker.DockerClient) -> Non
         assert b"still being removed at shutdown" in r.stderr, r.stderr[-3000:]
         left = _containers_of(docker_client, process.pid, within=150)
     assert left == [], f"the sandbox was left behind after {elapsed:.1f} s: {r.stderr[-3000:]!r}"
+    assert list(scratch.iterdir()) == []  # no temporary file of sbx's outlives it
     after = subprocess.run(
         [*argv[:6], "--", "echo", "next"], capture_output=True, timeout=120, check=False
     )
@@ -183,16 +229,43 @@ def test_through_sbx_run(w: Workload, docker_client: docker.DockerClient) -> Non
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[ApiProcess]:
-    running = start_api_process({"SBX_TOKEN": TOKEN})
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiProcess]:
+    scratch = tmp_path_factory.mktemp("server-tmp")
+    running = start_api_process({"SBX_TOKEN": TOKEN, "TMPDIR": str(scratch)})
     yield running
     log = running.log_path.read_bytes()
     running.stop()
     assert b"Traceback" not in log and b'"internal_error"' not in log, log[-4000:]
+    assert list(scratch.iterdir()) == []  # no temporary file of the server outlives it
+
+
+async def _one_workload(client: httpx.AsyncClient, w: Workload, session: str) -> None:
+    """Run ``w`` in ``session``: on time, a true report, and the session still answers."""
+    started = time.monotonic()
+    r = await client.post(
+        f"/v1/sessions/{session}/exec",
+        json={"command": w.command, "timeout": w.limit},
+    )
+    elapsed = time.monotonic() - started
+    assert r.status_code == 200, r.text
+    assert elapsed < w.limit + GRACE + 2 + 1, f"{w.name} took {elapsed:.1f} s"
+    body = r.json()
+    if w.exit_code is not None and not w.timed_out:  # 124 is the CLI's word for it
+        assert body["exit_code"] == w.exit_code, body.get("stderr", "")[-2000:]
+    assert body["timed_out"] is w.timed_out
+    assert body["truncated"] is w.truncated
+    assert body["oom_killed"] is w.oom_killed
+    stdout = (body.get("stdout") or "").encode()[-100_000:]
+    _assert_output(w, stdout, (body.get("stderr") or "").encode())
+    # The same session still answers; then it goes, and a fresh one works.
+    again = await client.post(f"/v1/sessions/{session}/exec", json={"command": "echo again"})
+    assert again.status_code == 200 and again.json()["stdout"] == "again\n", again.text
 
 
 @pytest.mark.parametrize("w", WORKLOADS, ids=IDS)
-async def test_through_the_http_api(w: Workload, server: ApiProcess) -> None:
+async def test_through_the_http_api(
+    w: Workload, server: ApiProcess, docker_client: docker.DockerClient
+) -> None:
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with httpx.AsyncClient(base_url=server.url, timeout=120, headers=headers) as client:
         options: dict[str, Any] = {"image": IMAGE, "memories": False}
@@ -201,32 +274,21 @@ async def test_through_the_http_api(w: Workload, server: ApiProcess) -> None:
         created = await client.post("/v1/sessions", json=options)
         assert created.status_code == 201, created.text
         session = created.json()["id"]
-        started = time.monotonic()
-        r = await client.post(
-            f"/v1/sessions/{session}/exec",
-            json={"command": w.command, "timeout": w.limit},
-        )
-        elapsed = time.monotonic() - started
-        assert r.status_code == 200, r.text
-        assert elapsed < w.limit + GRACE + 2 + 1, f"{w.name} took {elapsed:.1f} s"
-        body = r.json()
-        if w.exit_code is not None and not w.timed_out:  # 124 is the CLI's word for it
-            assert body["exit_code"] == w.exit_code, body.get("stderr", "")[-2000:]
-        assert body["timed_out"] is w.timed_out
-        assert body["truncated"] is w.truncated
-        assert body["oom_killed"] is w.oom_killed
-        assert w.stdout_has.decode() in (body.get("stdout") or "")[-100_000:]
-        assert w.stderr_has.decode() in (body.get("stderr") or "")
-        # The same session still answers; then it goes, and a fresh one works.
-        again = await client.post(f"/v1/sessions/{session}/exec", json={"command": "echo again"})
-        assert again.status_code == 200 and again.json()["stdout"] == "again\n", again.text
-        assert (await client.delete(f"/v1/sessions/{session}")).status_code == 204
+        try:
+            await _one_workload(client, w, session)
+        finally:  # a failed check still ends the session: the next test must find nothing
+            gone = await client.delete(f"/v1/sessions/{session}")
+        assert gone.status_code == 204, gone.text
         fresh = await client.post("/v1/sessions", json={"image": IMAGE, "memories": False})
         assert fresh.status_code == 201, fresh.text
         next_id = fresh.json()["id"]
         ok = await client.post(f"/v1/sessions/{next_id}/exec", json={"command": "echo next"})
         assert ok.status_code == 200 and ok.json()["stdout"] == "next\n", ok.text
         assert (await client.delete(f"/v1/sessions/{next_id}")).status_code == 204
+    # Both sessions are gone, and so are their sandboxes (a slow teardown under gVisor
+    # finishes in the engine after the answer).
+    left = _containers_of(docker_client, server.pid, within=150 if GVISOR else 15)
+    assert left == [], f"{w.name}: sandboxes left behind by the server"
 
 
 async def test_input_that_cannot_be_sent_is_a_typed_4xx_over_http(server: ApiProcess) -> None:
@@ -245,3 +307,38 @@ async def test_input_that_cannot_be_sent_is_a_typed_4xx_over_http(server: ApiPro
         assert big.json()["error"]["type"] == "input_too_large"
         assert "session.max_command_bytes" in big.json()["error"]["message"]
         assert (await client.delete(f"/v1/sessions/{session}")).status_code == 204
+
+
+async def test_symlink_escapes_through_the_file_api_are_typed_4xx(server: ApiProcess) -> None:
+    """Links a command plants inside the roots lead nowhere outside them over HTTP either:
+    reads, writes, listings and folder downloads through them are refused as such."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(base_url=server.url, timeout=120, headers=headers) as client:
+        created = await client.post("/v1/sessions", json={"image": IMAGE, "memories": False})
+        assert created.status_code == 201, created.text
+        base = f"/v1/sessions/{created.json()['id']}"
+        planted = await client.post(
+            f"{base}/exec",
+            json={
+                "command": "ln -s /etc /workspace/etc && ln -s /etc/passwd /workspace/pw"
+                " && ln -s /proc/1/root /workspace/root && ln -s /opt/sbx /workspace/guest"
+            },
+        )
+        assert planted.status_code == 200 and planted.json()["exit_code"] == 0, planted.text
+        attempts = [
+            client.get(f"{base}/files", params={"path": "/workspace/pw"}),
+            client.get(f"{base}/files", params={"path": "/workspace/etc/passwd"}),
+            client.get(f"{base}/files", params={"path": "/workspace/root/etc/hostname"}),
+            client.get(f"{base}/files", params={"path": "/workspace/guest/guest.py"}),
+            client.get(f"{base}/files", params={"path": "/workspace/../etc/passwd"}),
+            client.put(f"{base}/files", params={"path": "/workspace/etc/evil"}, content=b"x"),
+            client.get(f"{base}/files/list", params={"path": "/workspace/etc"}),
+            client.get(f"{base}/dirs", params={"path": "/workspace/root"}),
+        ]
+        for attempt in attempts:
+            r = await attempt
+            assert r.status_code == 403, (r.request.url, r.status_code, r.text)
+            assert r.json()["error"]["type"] == "path_not_allowed", r.text
+        ok = await client.post(f"{base}/exec", json={"command": "echo still here"})
+        assert ok.status_code == 200 and ok.json()["stdout"] == "still here\n", ok.text
+        assert (await client.delete(base)).status_code == 204

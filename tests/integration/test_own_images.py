@@ -61,3 +61,43 @@ async def test_an_image_without_python_runs_commands_tools_and_file_calls(
             await s.run_code("1 + 1")
         # The image's USER root is not taken without asking for it.
         assert (await s.info())["user"]["user_uid"] == 1000
+
+
+BARE_TAG = "sbxtest-bare-image:latest"
+
+BARE_DOCKERFILE = b"""FROM sbx-base:latest AS parts
+FROM scratch
+COPY --from=parts /bin/dash /bin/sh
+COPY --from=parts /bin/cat /bin/
+COPY --from=parts /lib/x86_64-linux-gnu/libc.so.6 /lib/x86_64-linux-gnu/
+COPY --from=parts /lib64/ld-linux-x86-64.so.2 /lib64/
+"""
+
+
+@pytest.fixture(scope="module")
+def bare_image(docker_client: docker.DockerClient) -> Iterator[str]:
+    """An image that is no distribution at all: a shell, cat and the C library."""
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(BARE_DOCKERFILE)
+        tar.addfile(info, io.BytesIO(BARE_DOCKERFILE))
+    context.seek(0)
+    docker_client.images.build(fileobj=context, custom_context=True, tag=BARE_TAG, rm=True)
+    yield BARE_TAG
+    docker_client.images.remove(BARE_TAG, force=True)
+
+
+async def test_an_image_with_nothing_but_a_shell_runs_commands_and_file_calls(
+    orch: Orchestrator, bare_image: str
+) -> None:
+    # No passwd, no Python, no package manager: the guest comes from its own bundle.
+    async with orch.session(image=bare_image, memories=False) as s:
+        said = await s.exec(["sh", "-c", "echo from $0 in $PWD"])
+        assert said.stdout == b"from sh in /workspace\n", said
+        await s.write_file("/workspace/in.txt", b"bare\n")
+        assert (await s.exec(["cat", "/workspace/in.txt"])).stdout == b"bare\n"
+        with pytest.raises(GuestError, match="persistent shells need /bin/bash in the image"):
+            await s.shell("echo no bash")
+        missing = await s.exec(["python3", "-c", "1"])
+        assert missing.exit_code == 127 and missing.spawn_error == "not_found", missing

@@ -175,8 +175,13 @@ async def test_binary_file_round_trip(orch: Orchestrator) -> None:
 
 async def test_escapes_are_refused(orch: Orchestrator) -> None:
     async with orch.session(image=IMAGE) as s:
-        await s.exec("ln -s /etc /workspace/etc && ln -s /etc/passwd /workspace/pw")
+        await s.exec(
+            "ln -s /etc /workspace/etc && ln -s /etc/passwd /workspace/pw"
+            " && ln -s /proc/1/root /workspace/root"
+        )
         for path in (
+            "/workspace/root/etc/hostname",  # a link the sandbox user may not even read
+            "/proc/1/root/etc/hostname",
             "/workspace/../etc/passwd",
             "/workspace/etc/passwd",
             "/workspace/pw",
@@ -217,7 +222,7 @@ async def test_dead_mans_switch_removes_the_container_when_the_stream_closes(
 
 async def test_programs_written_in_the_sandbox_can_run(orch: Orchestrator) -> None:
     async with orch.session(image=IMAGE) as s:
-        for place in ("/workspace", "/tmp", "/home/sandbox"):
+        for place in ("/workspace", "/tmp", "/var/tmp", "/home/sandbox"):
             await s.write_file(f"{place}/hello.sh", "#!/bin/sh\necho ran from $0\n", mode=0o755)
             r = await s.exec([f"{place}/hello.sh"])
             assert r.stdout == f"ran from {place}/hello.sh\n".encode(), (place, r.stderr)

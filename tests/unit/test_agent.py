@@ -236,6 +236,8 @@ async def test_the_sdk_retries_as_often_as_agent_max_retries_says(
     assert result.final_text == "Made it."
     assert len(server.requests) == 6  # five 529s, each retried by the SDK, then the answer
     assert orch.resilience.breaker("messages_api").state.value == "closed"
+    # Each retry the SDK made is counted as sbx's own are (sbx_retries_total).
+    assert orch.resilience.retries[("messages_api", "http_529")] == 5
 
 
 async def test_too_few_retries_fail_with_an_error_naming_them(
@@ -249,6 +251,7 @@ async def test_too_few_retries_fail_with_an_error_naming_them(
     assert "529 (overloaded_error) after 2 retries (agent.max_retries)" in str(caught.value)
     assert caught.value.retryable
     assert len(server.requests) == 3
+    assert orch.resilience.retries[("messages_api", "http_529")] == 2
 
 
 async def test_a_messages_api_in_trouble_opens_its_breaker_and_runs_fail_fast(

@@ -246,7 +246,11 @@ class DockerBackend:
         api = (await self.engine.connected()).api
         try:
             await self.engine.call(
-                f"looking up image {image}", api.inspect_image, image, image=image
+                f"looking up image {image}",
+                api.inspect_image,
+                image,
+                image=image,
+                retry="inspect",
             )
         except ImageNotFound:
             return False
@@ -267,7 +271,7 @@ class DockerBackend:
     async def image_defaults(self, image: str) -> ImageDefaults:
         api = (await self.engine.connected()).api
         attrs: dict[str, Any] = await self.engine.call(
-            f"looking up image {image}", api.inspect_image, image, image=image
+            f"looking up image {image}", api.inspect_image, image, image=image, retry="inspect"
         )
         config = attrs.get("Config") or {}
         return image_defaults_from(config)

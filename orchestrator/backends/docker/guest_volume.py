@@ -58,7 +58,10 @@ class GuestVolumes:
         ready = self._ready
         if ready is not None:
             api = (await self.engine.connected()).api
-            if await self.engine.call(f"checking the guest bundle {ready}", _labelled, api, ready):
+            checked = await self.engine.call(
+                f"checking the guest bundle {ready}", _labelled, api, ready, retry="inspect"
+            )
+            if checked:
                 return ready
             self.forget()
         async with self._lock:
@@ -71,7 +74,7 @@ class GuestVolumes:
         client = await self.engine.connected()
         try:
             base = await self.engine.call(
-                "inspecting the base image", client.images.get, self.base_image
+                "inspecting the base image", client.images.get, self.base_image, retry="inspect"
             )
         except ImageNotFound:
             return None

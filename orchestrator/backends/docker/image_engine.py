@@ -78,7 +78,7 @@ class DockerImageEngine:
         api = (await self.engine.connected()).api
         try:
             attrs: dict[str, Any] = await self.engine.call(
-                f"inspecting image {ref}", api.inspect_image, ref, image=ref
+                f"inspecting image {ref}", api.inspect_image, ref, image=ref, retry="inspect"
             )
         except ImageNotFound:
             return None
@@ -117,6 +117,9 @@ class DockerImageEngine:
             "listing sandbox images", api.images, filters={"label": label}
         )
         return [tag for image in images or [] for tag in image.get("RepoTags") or []]
+
+    def retried(self, operation: str, reason: str) -> None:
+        self.engine.resilience.retried(operation, reason)
 
     async def load_image_archive(
         self,

@@ -145,7 +145,8 @@ class ExecCall(RunningCall):
             if isinstance(exc, FileNotFoundError):
                 return self._spawn_failure(argv[0], 127, "command not found", "not_found")
             if isinstance(exc, PermissionError):
-                return self._spawn_failure(argv[0], 126, "Permission denied", "permission_denied")
+                reason = exc.strerror or "Permission denied"
+                return self._spawn_failure(argv[0], 126, reason, "permission_denied")
             return self._spawn_failure(argv[0], 126, exc.strerror or str(exc), "exec_failed")
         finally:
             if cwd is not None:

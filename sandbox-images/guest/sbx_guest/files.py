@@ -106,11 +106,24 @@ class FileService:
                 "path %r is relative; pass an absolute path such as /workspace/%s"
                 % (path, path.lstrip("./")),
             )
-        if follow_final:
-            real = os.path.realpath(path)
-        else:
-            parent, name = os.path.split(os.path.normpath(path))
-            real = os.path.join(os.path.realpath(parent), name) if name else os.path.realpath(path)
+        try:
+            if follow_final:
+                real = os.path.realpath(path)
+            else:
+                parent, name = os.path.split(os.path.normpath(path))
+                real = (
+                    os.path.join(os.path.realpath(parent), name) if name else os.path.realpath(path)
+                )
+        except OSError as exc:
+            # A link on the way that the sandbox user may not read (/proc/1/root, planted
+            # under a root) leads out of reach: refused as such, not an internal error.
+            raise CallError(
+                protocol.E_PATH_NOT_ALLOWED,
+                "%s cannot be resolved (%s on a symbolic link on the way); use a path under "
+                "one of the allowed directories (%s)"
+                % (path, os.strerror(exc.errno or 0).lower(), self.roots_text),
+                {"path": path, "roots": self.roots},
+            ) from None
         if not self._inside(real):
             via = ""
             if os.path.normpath(path) != real:

@@ -179,12 +179,13 @@ class KernelCall(RunningCall):
             status = self.died if self.died is not None else 0
             code = os.waitstatus_to_exitcode(status) if self.died is not None else -9
             sig = -code if code < 0 else None
+            # The counter moved: some process of this run met the memory limit, whoever
+            # died of it; the run's status says "oom" only when that was the interpreter.
             oom = sig == signal.SIGKILL and not kernel.killed and result["oom_killed"]
             result.update(
                 status="oom" if oom else _STOPPED.get(self.reason or "", "died"),
                 return_code=128 + sig if sig else code,
                 signal=sig,
-                oom_killed=oom,
                 restarted=True,
                 figures=[],
             )

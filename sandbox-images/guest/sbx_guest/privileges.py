@@ -95,6 +95,9 @@ class Identity:
         """The session's user: files as them, and every process unless one asks otherwise."""
         self._people: Dict[str, Person] = {}
         self._libc: Any = None
+        self.refuse_root = False
+        """Under gVisor root could reopen the guest's descriptors (its /proc checks file
+        modes only): the host says so, and nothing runs as uid 0 (see ``person``)."""
 
     @property
     def uid(self) -> int:
@@ -164,6 +167,10 @@ class Identity:
         if known is None:
             uid, gid, groups, name = _resolve(spec)
             known = self._people[spec] = Person(uid, gid, groups, name, _home(uid))
+        if self.refuse_root and known.uid == 0:
+            raise PermissionError(
+                1, "commands cannot run as root (%s) under gVisor; use a non-root user" % spec
+            )
         return known
 
     def child(self, person: Person) -> None:

@@ -221,6 +221,7 @@ class Guest:
                 )
             if self.isolate:
                 identity.drop()
+            identity.refuse_root = bool(config.get("refuse_root"))
             if config.get("user"):
                 identity.become(str(config["user"]))
         except (OSError, ValueError, KeyError, ImportError) as exc:
