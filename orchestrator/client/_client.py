@@ -325,8 +325,9 @@ class Client:
         secrets: Mapping[str, str] | None = None,
     ) -> WorkflowRunResponse:
         """Run a workflow (YAML text or its JSON) to the end; its outputs and steps."""
-        body = {"workflow": workflow, "vars": dict(vars or {}), "secrets": dict(secrets or {})}
-        return WorkflowRunResponse.model_validate(await self._json(ops.run_workflow(body)))
+        return WorkflowRunResponse.model_validate(
+            await self._json(ops.run_workflow(workflow, vars=vars, secrets=secrets))
+        )
 
 
 class RemoteSession:

@@ -217,5 +217,6 @@ class SyncClient:
         vars: Mapping[str, Any] | None = None,
         secrets: Mapping[str, str] | None = None,
     ) -> WorkflowRunResponse:
-        body = {"workflow": workflow, "vars": dict(vars or {}), "secrets": dict(secrets or {})}
-        return WorkflowRunResponse.model_validate(self._json(ops.run_workflow(body)))
+        return WorkflowRunResponse.model_validate(
+            self._json(ops.run_workflow(workflow, vars=vars, secrets=secrets))
+        )

@@ -27,17 +27,22 @@ CMD ["sleep", "infinity"]
 """
 
 
-@pytest.fixture(scope="module")
-def own_image(docker_client: docker.DockerClient) -> Iterator[str]:
+def _built(client: docker.DockerClient, dockerfile: bytes, tag: str) -> Iterator[str]:
+    """``tag``, built from ``dockerfile`` alone, for the block; removed afterwards."""
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as tar:
         info = tarfile.TarInfo("Dockerfile")
-        info.size = len(DOCKERFILE)
-        tar.addfile(info, io.BytesIO(DOCKERFILE))
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
     context.seek(0)
-    docker_client.images.build(fileobj=context, custom_context=True, tag=TAG, rm=True)
-    yield TAG
-    docker_client.images.remove(TAG, force=True)
+    client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
+    yield tag
+    client.images.remove(tag, force=True)
+
+
+@pytest.fixture(scope="module")
+def own_image(docker_client: docker.DockerClient) -> Iterator[str]:
+    yield from _built(docker_client, DOCKERFILE, TAG)
 
 
 async def test_an_image_without_python_runs_commands_tools_and_file_calls(
@@ -77,15 +82,7 @@ COPY --from=parts /lib64/ld-linux-x86-64.so.2 /lib64/
 @pytest.fixture(scope="module")
 def bare_image(docker_client: docker.DockerClient) -> Iterator[str]:
     """An image that is no distribution at all: a shell, cat and the C library."""
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(BARE_DOCKERFILE)
-        tar.addfile(info, io.BytesIO(BARE_DOCKERFILE))
-    context.seek(0)
-    docker_client.images.build(fileobj=context, custom_context=True, tag=BARE_TAG, rm=True)
-    yield BARE_TAG
-    docker_client.images.remove(BARE_TAG, force=True)
+    yield from _built(docker_client, BARE_DOCKERFILE, BARE_TAG)
 
 
 async def test_an_image_with_nothing_but_a_shell_runs_commands_and_file_calls(

@@ -234,5 +234,11 @@ def agent_run_transcript(run_id: str) -> ApiCall:
     return ApiCall("GET", _run_path(run_id, "transcript"))
 
 
-def run_workflow(fields: Mapping[str, Any]) -> ApiCall:
-    return ApiCall("POST", "/v1/workflows", json_body=dict(fields))
+def run_workflow(
+    workflow: Mapping[str, Any] | str,
+    *,
+    vars: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, str] | None = None,
+) -> ApiCall:
+    body = {"workflow": workflow, "vars": dict(vars or {}), "secrets": dict(secrets or {})}
+    return ApiCall("POST", "/v1/workflows", json_body=body)
