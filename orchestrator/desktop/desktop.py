@@ -26,8 +26,10 @@ from orchestrator.desktop.keys import combo_steps, hold_steps
 from orchestrator.desktop.scaling import Scaling, Size
 from orchestrator.desktop.screen import ScreenSpec, parse_screen
 from orchestrator.errors import ConfigError, SessionError
+from orchestrator.guest_client import input_steps as step
 from orchestrator.guest_client import requests as rq
 from orchestrator.guest_client.client import GuestClient
+from orchestrator.guest_client.input_steps import InputStep
 
 __all__ = [
     "ActionResult",
@@ -38,7 +40,7 @@ __all__ = [
 
 log = structlog.get_logger("orchestrator.desktop")
 
-Step = dict[str, Any]
+Step = InputStep
 Button = Literal["left", "middle", "right"]
 BUTTONS: dict[str, int] = {"left": 1, "middle": 2, "right": 3}
 SCROLL_BUTTONS: dict[str, int] = {"up": 4, "down": 5, "left": 6, "right": 7}
@@ -80,15 +82,12 @@ def _presses(
     down, up = hold_steps(modifiers)
     steps: list[Step] = []
     if x is not None and y is not None:
-        steps.append({"op": "move", "x": x, "y": y})
+        steps.append(step.move(x, y))
     steps += down
     for index in range(count):
         if index:
-            steps.append({"op": "sleep", "ms": gap_ms})
-        steps += [
-            {"op": "button", "button": number, "down": True},
-            {"op": "button", "button": number, "down": False},
-        ]
+            steps.append(step.sleep(gap_ms))
+        steps += [step.button(number, down=True), step.button(number, down=False)]
     return steps + up
 
 
@@ -228,9 +227,8 @@ class Desktop:
     ) -> ActionResult:
         """Run input steps, wait for the screen to settle, and (by default) take a screenshot.
 
-        Steps are the guest's: ``{"op": "move", "x", "y"}``, ``{"op": "button",
-        "button", "down"}``, ``{"op": "key", "key", "down"}``, ``{"op": "type",
-        "text", "delay_ms"}``, ``{"op": "sleep", "ms"}``.
+        Steps are the guest's, made by ``guest_client.input_steps``: move, button,
+        key, type and sleep.
         """
         request = rq.DesktopInputRequest(
             steps=list(steps),
@@ -253,12 +251,12 @@ class Desktop:
 
     def _deadline(self, steps: Sequence[Step], settle: bool) -> float:
         seconds = 30.0
-        for step in steps:
-            if step.get("op") == "sleep":
-                seconds += float(step.get("ms", 0)) / 1000
-            elif step.get("op") == "type":
-                per_key = float(step.get("delay_ms", 0)) / 1000 + 0.002
-                seconds += len(str(step.get("text", ""))) * per_key
+        for one in steps:
+            if one["op"] == "sleep":
+                seconds += float(one["ms"]) / 1000
+            elif one["op"] == "type":
+                per_key = float(one["delay_ms"]) / 1000 + 0.002
+                seconds += len(one["text"]) * per_key
         if settle:
             seconds += self.config.settle_timeout_ms / 1000
         return seconds
@@ -266,7 +264,7 @@ class Desktop:
     # Conveniences in real screen coordinates ----------------------------------------
 
     def typing_steps(self, text: str) -> list[Step]:
-        return [{"op": "type", "text": text, "delay_ms": self.config.typing_delay_ms}]
+        return [step.type_text(text, self.config.typing_delay_ms)]
 
     def click_steps(
         self,
@@ -294,10 +292,10 @@ class Desktop:
         down, up = hold_steps(modifiers)
         steps: list[Step] = []
         if start is not None:
-            steps.append({"op": "move", "x": start[0], "y": start[1]})
+            steps.append(step.move(start[0], start[1]))
         steps += down
-        steps.append({"op": "button", "button": 1, "down": True})
-        steps.append({"op": "sleep", "ms": 30})
+        steps.append(step.button(1, down=True))
+        steps.append(step.sleep(30))
         if start is not None:
             # A first nudge of a pixel or two: window managers start a move on the
             # first motion and measure from there, so a big first step would be lost.
@@ -305,17 +303,17 @@ class Desktop:
             if distance >= 4:
                 nudge_x = start[0] + round(2 * (end[0] - start[0]) / distance)
                 nudge_y = start[1] + round(2 * (end[1] - start[1]) / distance)
-                steps.append({"op": "move", "x": nudge_x, "y": nudge_y})
-                steps.append({"op": "sleep", "ms": 20})
+                steps.append(step.move(nudge_x, nudge_y))
+                steps.append(step.sleep(20))
             count = max(4, min(20, math.ceil(distance / 40)))
             for index in range(1, count):
                 x = round(start[0] + (end[0] - start[0]) * index / count)
                 y = round(start[1] + (end[1] - start[1]) * index / count)
-                steps.append({"op": "move", "x": x, "y": y})
-                steps.append({"op": "sleep", "ms": 10})
-        steps.append({"op": "move", "x": end[0], "y": end[1]})
-        steps.append({"op": "sleep", "ms": 30})
-        steps.append({"op": "button", "button": 1, "down": False})
+                steps.append(step.move(x, y))
+                steps.append(step.sleep(10))
+        steps.append(step.move(end[0], end[1]))
+        steps.append(step.sleep(30))
+        steps.append(step.button(1, down=False))
         return steps + up
 
     def scroll_steps(
@@ -335,7 +333,7 @@ class Desktop:
         return await self.act(self.click_steps(x, y, button=button, count=count))
 
     async def move(self, x: int, y: int) -> ActionResult:
-        return await self.act([{"op": "move", "x": x, "y": y}])
+        return await self.act([step.move(x, y)])
 
     async def type_text(self, text: str) -> ActionResult:
         return await self.act(self.typing_steps(text))

@@ -12,11 +12,12 @@ Pure text processing: no I/O.
 
 from __future__ import annotations
 
-from typing import Any
+from orchestrator.guest_client import input_steps as step
+from orchestrator.guest_client.input_steps import InputStep
 
 __all__ = ["KEY_ALIASES", "KeyNameError", "combo_steps", "hold_steps", "parse_combos"]
 
-Step = dict[str, Any]
+Step = InputStep
 
 
 class KeyNameError(ValueError):
@@ -130,8 +131,8 @@ def combo_steps(text: str) -> list[Step]:
     """Press and release each combination: modifiers down in order, up in reverse."""
     steps: list[Step] = []
     for combo in parse_combos(text):
-        steps += [{"op": "key", "key": key, "down": True} for key in combo]
-        steps += [{"op": "key", "key": key, "down": False} for key in reversed(combo)]
+        steps += [step.key(name, down=True) for name in combo]
+        steps += [step.key(name, down=False) for name in reversed(combo)]
     return steps
 
 
@@ -140,6 +141,6 @@ def hold_steps(text: str | None) -> tuple[list[Step], list[Step]]:
     if not text:
         return [], []
     keys = [key for combo in parse_combos(text) for key in combo]
-    down = [{"op": "key", "key": key, "down": True} for key in keys]
-    up = [{"op": "key", "key": key, "down": False} for key in reversed(keys)]
+    down: list[Step] = [step.key(name, down=True) for name in keys]
+    up: list[Step] = [step.key(name, down=False) for name in reversed(keys)]
     return down, up

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator import protocol
+from orchestrator.guest_client.input_steps import InputStep
 
 __all__ = [
     "ConnectRequest",
@@ -356,7 +357,7 @@ class DesktopInputRequest(GuestRequest):
 
     op: ClassVar[str] = protocol.OP_DESKTOP_INPUT
 
-    steps: list[dict[str, Any]]
+    steps: list[InputStep]
     settle: SettleArgs | None = None
     screenshot: ShotArgs | None = None
 
