@@ -41,6 +41,9 @@ async def wait_until_lost(channel: GuestChannel, *, interval: float, timeout: fl
             continue
         with trio.move_on_after(timeout) as scope:
             try:
+                # Straight on the channel, not through GuestClient: a heartbeat is not a
+                # call of the session's, and counted as one it would keep an idle session
+                # from ever expiring (session.idle_timeout).
                 await channel.call(protocol.OP_PING, {})
             except SandboxGone:
                 continue  # the channel closed: reported on the next turn
