@@ -26,6 +26,7 @@ import trio
 
 from orchestrator.bench.timing import percentile
 from orchestrator.config import Config
+from orchestrator.errors import SandboxStartError, SbxError
 
 if TYPE_CHECKING:
     from orchestrator.session import Session
@@ -121,16 +122,28 @@ async def _floor(sessions: list[Session], calls: int) -> float:
 
 async def _one_size(orch: Any, image: str, count: int, calls: int) -> dict[str, Any]:
     sessions: list[Session] = []
+    refused: list[SbxError] = []
     opened = time.perf_counter()
 
     async def open_one() -> None:
-        sessions.append(await orch.open_session(image=image, memories=False))
+        try:
+            sessions.append(await orch.open_session(image=image, memories=False))
+        except SbxError as exc:  # the engine's limit at this N: a finding, not a crash
+            refused.append(exc)
 
     try:
         async with trio.open_nursery() as nursery:
             for _ in range(count):
                 nursery.start_soon(open_one)
         open_seconds = time.perf_counter() - opened
+        if refused:
+            return {
+                "sessions": count,
+                "open_seconds": round(open_seconds, 2),
+                "error": f"{len(refused)} of {count} sessions did not open "
+                f"(the first: {refused[0]}); measure fewer (--sessions), or raise "
+                "sandbox.start_timeout",
+            }
         await trio.sleep(1.0)
         before = await _each(sessions, _cgroup)
         own_before = _own_cpu()
@@ -175,8 +188,11 @@ async def collect_density(
     image = image or "base"
     async with Orchestrator(config) as orch:
         alone = await _one_size(orch, image, 1, calls)
+        if "error" in alone:
+            raise SandboxStartError(f"not even one sandbox of {image} started: {alone['error']}")
         rows = [await _one_size(orch, image, count, calls) for count in sizes]
-    doubled = next((r["sessions"] for r in rows if r["p50_ms"] >= 2 * alone["p50_ms"]), None)
+    measured = [r for r in rows if "error" not in r]
+    doubled = next((r["sessions"] for r in measured if r["p50_ms"] >= 2 * alone["p50_ms"]), None)
     return {
         "backend": config.engine.backend,
         "image": image,
@@ -207,6 +223,9 @@ def format_density(report: dict[str, Any]) -> str:
         "  ".join(f"{title:>{max(7, len(title))}}" for _, title in columns),
     ]
     for row in [report["alone"], *report["sizes"]]:
+        if "error" in row:
+            lines.append(f"{row['sessions']:>7}  not measured: {row['error']}")
+            continue
         lines.append("  ".join(f"{row[key]!s:>{max(7, len(title))}}" for key, title in columns))
     doubled = report["latency_doubles_at"]
     lines.append(

@@ -19,6 +19,7 @@ from orchestrator.cli.parsing import EXIT_FAILED, EXIT_USAGE, SbxArgumentParser
 
 if TYPE_CHECKING:
     from orchestrator.config import Config
+    from orchestrator.errors import SbxError
 
 __all__ = ["build_parser", "entry", "main"]
 
@@ -184,6 +185,25 @@ def _start_lightly() -> None:
         del sys.modules["rich"]  # the progress display of `sbx images build` still has it
 
 
+def sbx_failures(group: BaseExceptionGroup[BaseException]) -> list[SbxError] | None:
+    """Every error in ``group`` (nested groups flattened) when all are ``SbxError``s;
+    ``None`` when any is not (a bug, or an interrupt, which must not be worded away)."""
+    from orchestrator.errors import SbxError
+
+    found: list[SbxError] = []
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            inner = sbx_failures(error)
+            if inner is None:
+                return None
+            found += inner
+        elif isinstance(error, SbxError):
+            found.append(error)
+        else:
+            return None
+    return found or None
+
+
 def main_local(argv: Sequence[str]) -> int:
     """Every command, run in this process (``sbx run --local`` included)."""
     if run_remote.command_of(argv) in ONE_SHOT_COMMANDS:
@@ -218,6 +238,16 @@ def main_local(argv: Sequence[str]) -> int:
         return 130
     except BrokenPipeError:
         raise  # our reader went away: ``main`` ends quietly (141), not as a failure of sbx
+    except BaseExceptionGroup as group:
+        # Work done at once (sessions opened side by side) fails as a group: when every
+        # failure in it is one of ours, it is said as ours are, not as a traceback.
+        failures = sbx_failures(group)
+        if failures is None:
+            raise
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        print(f"sbx: {failures[0]}{more}", file=sys.stderr)
+        usage = failure == EXIT_FAILED and isinstance(failures[0], ConfigError)
+        return EXIT_USAGE if usage else failure
     except Exception:
         if failure == EXIT_FAILED:
             raise

@@ -287,3 +287,31 @@ def test_one_shot_commands_skip_the_interpreters_teardown_and_keep_their_output_
         assert b"sbx: cannot reach the sbx API at http://127.0.0.1:1" in done.stderr
     else:
         assert done.stdout.startswith(b"sbx ")
+
+
+def test_failures_of_work_done_side_by_side_are_worded_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestrator.bench import density
+    from orchestrator.errors import SandboxStartError
+
+    async def two_sandboxes_fail(*args: object) -> None:
+        raise ExceptionGroup(
+            "sessions",
+            [
+                SandboxStartError("sandbox a was not ready within 60 s"),
+                ExceptionGroup("inner", [SandboxStartError("sandbox b was not ready")]),
+            ],
+        )
+
+    monkeypatch.setattr(density, "collect_density", two_sandboxes_fail)
+    assert main(["bench", "--density", "--sessions", "2"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "sbx: sandbox a was not ready within 60 s (and 1 more)"
+
+    async def a_bug(*args: object) -> None:
+        raise ExceptionGroup("sessions", [SandboxStartError("x"), KeyError("bug")])
+
+    monkeypatch.setattr(density, "collect_density", a_bug)
+    with pytest.raises(ExceptionGroup):  # a bug of ours is never worded away
+        main(["bench", "--density", "--sessions", "2"])
